@@ -1,0 +1,108 @@
+/**
+ * `agentbox apply AGENT|FILE|DIR`: install the Linux controls on this host.
+ * DIR is a `generate` output: its plan.json hashes are checked before anything runs.
+ */
+import type { Command } from 'commander';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { AgentboxError } from '../../errors.js';
+import { APPLY_CONTROLS, applyLinux, type ApplyControl, type ApplyInput } from '../../apply/linux.js';
+import { generate, planJson } from '../../generate/index.js';
+import { buildPlan, type Plan } from '../../plan/plan.js';
+import { readTemplates } from '../../host/files.js';
+import { loadModel, manifestOptionsHelp, type ManifestOptions } from '../context.js';
+import type { Io } from '../io.js';
+
+export interface ApplyCliOptions extends ManifestOptions {
+  dryRun?: boolean;
+  root: string;
+  offline?: boolean;
+  firewall: string;
+  allowMissing?: string;
+}
+
+function parseAllowMissing(value: string | undefined): ApplyControl[] {
+  if (!value) return [];
+  const list = value.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const c of list) {
+    if (!(APPLY_CONTROLS as readonly string[]).includes(c)) {
+      throw new AgentboxError('USAGE', `--allow-missing ${c}: unknown control`, { details: [`valid controls: ${APPLY_CONTROLS.join(', ')}`] });
+    }
+  }
+  return list as ApplyControl[];
+}
+
+/** Reads a generate output directory, refusing it if any artifact differs from plan.json. */
+export function readGeneratedDir(dir: string): ApplyInput {
+  const planPath = join(dir, 'plan.json');
+  if (!existsSync(planPath)) throw new AgentboxError('USAGE', `${dir}: no plan.json; give a directory written by agentbox generate`);
+  const plan = JSON.parse(readFileSync(planPath, 'utf8')) as Omit<Plan, 'artifacts'> & { artifacts: { path: string; control: string; sha256: string | null }[] };
+  if (plan.schema !== 'agentbox.plan/v1') throw new AgentboxError('USAGE', `${planPath}: not an agentbox plan (schema ${String(plan.schema)})`);
+  const artifacts = plan.artifacts
+    .filter((a) => a.path.startsWith('linux/'))
+    .map((a) => {
+      if (a.path.split('/').includes('..')) throw new AgentboxError('CHECK_FAILED', `${planPath}: artifact path ${a.path} leaves the directory`);
+      const content = readFileSync(join(dir, a.path), 'utf8');
+      const sha = createHash('sha256').update(content, 'utf8').digest('hex');
+      if (sha !== a.sha256) {
+        throw new AgentboxError('CHECK_FAILED', `${join(dir, a.path)} does not match plan.json (sha256 ${sha.slice(0, 12)}…, plan says ${String(a.sha256).slice(0, 12)}…); it was changed after generate`, {
+          details: ['regenerate it with agentbox generate rather than editing it'],
+        });
+      }
+      return { path: a.path, control: a.control as ApplyInput['artifacts'][number]['control'], content };
+    });
+  return { agent: plan.agent, user: plan.effective.account.user, uid: plan.effective.account.uid, artifacts, planJson: readFileSync(planPath, 'utf8') };
+}
+
+export async function applyCommand(arg: string, opts: ApplyCliOptions, io: Io): Promise<number> {
+  if (opts.firewall !== 'iptables' && opts.firewall !== 'nft') throw new AgentboxError('USAGE', `--firewall ${opts.firewall}: use iptables or nft`);
+  const allowMissing = parseAllowMissing(opts.allowMissing);
+  let input: ApplyInput;
+  if (existsSync(arg) && statSync(arg).isDirectory()) input = readGeneratedDir(arg);
+  else {
+    const { model } = loadModel(arg, opts, io);
+    const plan = buildPlan(model, ['linux']);
+    const artifacts = generate(model, plan, readTemplates());
+    input = { agent: model.name, user: model.agent.user, uid: model.agent.uid, artifacts, planJson: planJson(plan, artifacts) };
+  }
+  const reports = await applyLinux(input, {
+    root: opts.root,
+    dryRun: Boolean(opts.dryRun),
+    offline: Boolean(opts.offline),
+    firewall: opts.firewall,
+    allowMissing,
+    log: (line) => (opts.dryRun && !io.json ? io.out(line) : io.info(line)),
+  });
+  for (const r of reports.filter((x) => x.status === 'skipped')) io.warn(`${r.control} not enforced: ${r.note ?? ''}`);
+  if (io.json) io.data({ agent: input.agent, root: opts.root, dryRun: Boolean(opts.dryRun), steps: reports });
+  else if (!opts.dryRun) {
+    const changed = reports.filter((r) => r.status === 'done').length;
+    io.out(changed === 0 ? `agentbox-${input.agent}: already applied, nothing changed` : `agentbox-${input.agent}: applied (${changed} step${changed === 1 ? '' : 's'} changed)`);
+  }
+  return 0;
+}
+
+export function registerApply(program: Command, run: (fn: (io: Io) => Promise<number>) => Promise<void>): void {
+  program
+    .command('apply')
+    .description('install the Linux controls for an agent on this host (account, unit, AppArmor, firewall), rolling back on failure')
+    .argument('<agent|file|dir>', 'shipped agent profile, manifest file, or a directory written by agentbox generate')
+    .option('--dry-run', 'print each command and change nothing')
+    .option('--root <dir>', 'install files and the account under this root (an image or container rootfs)', '/')
+    .option('--offline', 'install files only; load nothing into the running kernel or systemd')
+    .option('--firewall <tool>', 'load the rules with iptables or nft', 'iptables')
+    .option('--allow-missing <controls>', `accept leaving these unenforced when the host lacks them: ${APPLY_CONTROLS.join(', ')}`)
+    .option('--profile <presets>', manifestOptionsHelp.profile)
+    .option('--home <dir>', manifestOptionsHelp.home)
+    .addHelpText('after', `
+Exit 4 (nothing changed) when a control the agent needs cannot be enforced here,
+unless that control is named in --allow-missing. Applying twice changes nothing.
+
+Examples:
+  agentbox apply cowork --dry-run
+  agentbox generate cowork --out dist/ && agentbox apply dist/
+  agentbox apply cowork --root /srv/images/desktop --offline
+  agentbox apply cowork --allow-missing apparmor     # kernel without the AppArmor LSM`)
+    .action((arg: string, opts: ApplyCliOptions) => run((io) => applyCommand(arg, opts, io)));
+}

@@ -1,0 +1,57 @@
+/**
+ * `agentbox doctor`: what this host can enforce, what is missing, how to install it.
+ */
+import type { Command } from 'commander';
+import si from 'systeminformation';
+import { allProbes, type Probe } from '../../host/probes.js';
+import type { Io } from '../io.js';
+
+export async function doctorCommand(io: Io): Promise<number> {
+  const [os, cpu, mem, probes] = await Promise.all([si.osInfo(), si.cpu(), si.mem(), allProbes()]);
+  const host = {
+    os: `${os.distro} ${os.release}`.trim(),
+    kernel: os.kernel,
+    arch: os.arch,
+    cpus: cpu.cores,
+    memoryBytes: mem.total,
+    root: process.getuid?.() === 0,
+  };
+  const runtimes = runtimeReadiness(probes);
+  if (io.json) {
+    io.data({ host, probes, runtimes });
+    return 0;
+  }
+  io.out(`${host.os}, kernel ${host.kernel} (${host.arch}), ${host.cpus} cores, ${(host.memoryBytes / 1024 ** 3).toFixed(1)} GiB${host.root ? ', running as root' : ''}`);
+  io.out('');
+  const width = Math.max(...probes.map((p) => p.name.length));
+  for (const p of probes) {
+    const mark = p.available ? io.style.green('ok     ') : io.style.yellow('missing');
+    io.out(`${mark}  ${p.name.padEnd(width)}  ${p.detail}`);
+    if (!p.available && p.hint) io.out(`         ${' '.repeat(width)}  ${io.style.dim(`→ ${p.hint}`)}`);
+  }
+  io.out('');
+  for (const r of runtimes) io.out(`${r.ready ? io.style.green('ready  ') : io.style.yellow('not yet')}  ${r.name} runtime: ${r.why}`);
+  return 0;
+}
+
+/** Which runtimes can run here, derived from the probes. */
+export function runtimeReadiness(probes: Probe[]): { name: string; ready: boolean; why: string }[] {
+  const ok = (n: string) => probes.find((p) => p.name === n)?.available ?? false;
+  return [
+    { name: 'process', ready: false, why: ok('bubblewrap') ? 'bubblewrap works here; the launcher lands with the process-runtime issue' : 'needs bubblewrap' },
+    { name: 'container', ready: false, why: ok('dockerd') ? 'dockerd answers; the launcher lands with the container-runtime issue' : 'needs a running dockerd' },
+    { name: 'microvm', ready: false, why: ok('qemu') ? 'qemu is installed; the launcher lands with the micro-VM issue' : 'needs qemu-system-x86' },
+    { name: 'systemd service (apply)', ready: ok('systemd') && ok('iptables'), why: ok('systemd') ? 'systemd is PID 1' : 'systemd is not PID 1 here: use apply --root DIR to install into an image' },
+  ];
+}
+
+export function registerDoctor(program: Command, run: (fn: (io: Io) => Promise<number>) => Promise<void>): void {
+  program
+    .command('doctor')
+    .description('report what this host can enforce, what is missing and how to install it')
+    .addHelpText('after', `
+Examples:
+  agentbox doctor
+  agentbox doctor --json | jq '.probes[] | select(.available | not) | .name'`)
+    .action(() => run((io) => doctorCommand(io)));
+}

@@ -1,0 +1,71 @@
+/**
+ * `agentbox generate AGENT|FILE --target linux --out DIR`: the artifacts an MDM ships,
+ * plus DIR/plan.json (every artifact, its sha256 and what it enforces).
+ */
+import type { Command } from 'commander';
+import { AgentboxError } from '../../errors.js';
+import { generate, planJson } from '../../generate/index.js';
+import { buildPlan, TARGETS, type Target } from '../../plan/plan.js';
+import { readTemplates, writeTree } from '../../host/files.js';
+import { loadModel, manifestOptionsHelp, type ManifestOptions } from '../context.js';
+import type { Io } from '../io.js';
+
+/** Targets whose generators exist in this version. */
+export const AVAILABLE_TARGETS: readonly Target[] = ['linux'];
+
+export function parseTargets(value: string): Target[] {
+  const wanted = value === 'all' ? [...TARGETS] : value.split(',').map((s) => s.trim());
+  for (const t of wanted) {
+    if (!(TARGETS as readonly string[]).includes(t)) {
+      throw new AgentboxError('USAGE', `--target ${t}: unknown target`, { details: [`valid targets: ${TARGETS.join(', ')}, all`] });
+    }
+  }
+  return wanted as Target[];
+}
+
+export interface GenerateOptions extends ManifestOptions {
+  target: string;
+  out: string;
+}
+
+export async function generateCommand(arg: string, opts: GenerateOptions, io: Io): Promise<number> {
+  const targets = parseTargets(opts.target);
+  const missing = targets.filter((t) => !AVAILABLE_TARGETS.includes(t));
+  if (missing.length > 0 && opts.target !== 'all') {
+    throw new AgentboxError('CONTROL_UNAVAILABLE', `--target ${missing.join(',')}: this version of agentbox does not generate ${missing.join(' or ')} controls yet`, {
+      details: [`available targets: ${AVAILABLE_TARGETS.join(', ')}`],
+    });
+  }
+  if (missing.length > 0) io.warn(`not generated: ${missing.join(', ')} (not available in this version); generating ${AVAILABLE_TARGETS.join(', ')}`);
+  const { model } = loadModel(arg, opts, io);
+  const plan = buildPlan(model, targets.filter((t) => AVAILABLE_TARGETS.includes(t)));
+  const artifacts = generate(model, plan, readTemplates());
+  const json = planJson(plan, artifacts);
+  writeTree(opts.out, [...artifacts.map((a) => ({ path: a.path, content: a.content })), { path: 'plan.json', content: json }]);
+  if (io.json) io.data(JSON.parse(json));
+  else {
+    io.out(`wrote ${artifacts.length + 1} files to ${opts.out}`);
+    for (const a of artifacts) io.out(`  ${a.path}  ${io.style.dim(a.sha256.slice(0, 12))}  ${a.control}, enforces ${a.enforces.length} rule${a.enforces.length === 1 ? '' : 's'}`);
+    io.out(`  plan.json`);
+  }
+  return 0;
+}
+
+export function registerGenerate(program: Command, run: (fn: (io: Io) => Promise<number>) => Promise<void>): void {
+  program
+    .command('generate')
+    .description('write the OS controls for an agent (systemd unit, AppArmor profile, iptables/nft rules) and plan.json')
+    .argument('<agent|file>', 'shipped agent profile name or manifest file')
+    .requiredOption('--out <dir>', 'output directory (created if missing)')
+    .option('--target <targets>', 'linux, windows, macos or all (comma-separated)', 'linux')
+    .option('--profile <presets>', manifestOptionsHelp.profile)
+    .option('--home <dir>', manifestOptionsHelp.home)
+    .addHelpText('after', `
+Output is deterministic: the same manifest, presets and home give the same bytes.
+
+Examples:
+  agentbox generate cowork --target linux --out dist/
+  agentbox generate cowork --profile viewer --out dist/ --home /home/alice
+  agentbox generate ./agent.yaml --out dist/ --json | jq '.artifacts[] | {path, sha256}'`)
+    .action((arg: string, opts: GenerateOptions) => run((io) => generateCommand(arg, opts, io)));
+}

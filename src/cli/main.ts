@@ -1,0 +1,88 @@
+/**
+ * The CLI shell and its single error boundary: the only place that decides exit
+ * codes and prints errors. Commands are `async (args, options, io) => exitCode`.
+ */
+import { Command, CommanderError } from 'commander';
+import { AgentboxError, ExitCode } from '../errors.js';
+import { EnvVar } from '../env.js';
+import { createIo, type Io } from './io.js';
+import { registerApply } from './commands/apply.js';
+import { registerDescribe } from './commands/describe.js';
+import { registerDoctor } from './commands/doctor.js';
+import { registerExplain } from './commands/explain.js';
+import { registerGenerate } from './commands/generate.js';
+import { registerSchema } from './commands/schema.js';
+import { registerValidate } from './commands/validate.js';
+
+export const VERSION = '0.1.0';
+
+export async function main(argv: string[]): Promise<number> {
+  let exitCode: number = ExitCode.ok;
+  const program = new Command('agentbox');
+  const ioFor = () => {
+    const o = program.opts<{ json?: boolean; color?: boolean }>();
+    return createIo({ json: Boolean(o.json), ...(o.color === false ? { color: false } : {}) });
+  };
+  const debug = () => Boolean(program.opts<{ debug?: boolean }>().debug) || Boolean(process.env[EnvVar.debug]);
+
+  const run = async (fn: (io: Io) => Promise<number>) => {
+    const io = ioFor();
+    try {
+      exitCode = await fn(io);
+    } catch (e) {
+      exitCode = report(e, io, debug());
+    }
+  };
+
+  program
+    .description('Run autonomous AI agents inside a box IT controls: manifests in, OS controls out.')
+    .version(VERSION, '-V, --version')
+    .option('--json', 'machine-readable output on stdout')
+    .option('--no-color', 'no colour (NO_COLOR is respected too)')
+    .option('--debug', 'stack traces for internal errors')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) })
+    .showHelpAfterError('(run with --help for usage)')
+    .addHelpText('after', `
+Exit codes: 0 ok; 1 a check failed; 2 usage or manifest error; 3 denied by policy;
+4 required enforcement unavailable on this host (fail closed).
+
+Examples:
+  agentbox describe cowork                       what cowork may do, in plain words
+  agentbox validate my-agent.yaml                check a manifest
+  agentbox explain cowork fs:read:~/.ssh/id_rsa   which rule decides a request
+  agentbox generate cowork --out dist/           systemd, AppArmor, iptables, nft
+  agentbox doctor                                what this host can enforce`);
+
+  registerValidate(program, run);
+  registerDescribe(program, run);
+  registerExplain(program, run);
+  registerGenerate(program, run);
+  registerApply(program, run);
+  registerDoctor(program, run);
+  registerSchema(program, run);
+
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return ExitCode.ok;
+      return ExitCode.usage;
+    }
+    return report(e, createIo({ json: false }), debug());
+  }
+  return exitCode;
+}
+
+function report(e: unknown, io: Io, debug: boolean): number {
+  if (e instanceof AgentboxError) {
+    io.error(e.message);
+    for (const d of e.details) io.info(`  ${d}`);
+    if (debug && e.cause) io.info(String((e.cause as Error).stack ?? e.cause));
+    return e.exitCode;
+  }
+  io.error(`internal error: ${(e as Error)?.message ?? String(e)}`);
+  if (debug) io.info(String((e as Error)?.stack ?? ''));
+  else io.info('  run again with --debug for the stack trace, and report it');
+  return ExitCode.internal;
+}

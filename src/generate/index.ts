@@ -1,0 +1,53 @@
+/**
+ * Generators: (model, plan, templates) → artifacts with contents. Pure: no
+ * process.*, no file reads, no probes; the same input gives the same bytes.
+ */
+import { createHash } from 'node:crypto';
+import type { Model } from '../model/types.js';
+import type { Plan, PlannedArtifact } from '../plan/plan.js';
+import { apparmorProfile } from './linux/apparmor.js';
+import { iptablesRestore, nftRuleset } from './linux/firewall.js';
+import { systemdUnit } from './linux/systemd.js';
+import type { Templates } from './template.js';
+
+export interface Artifact extends PlannedArtifact {
+  content: string;
+  sha256: string;
+}
+
+function contentOf(a: PlannedArtifact, model: Model, templates: Templates): string {
+  switch (a.control) {
+    case 'systemd':
+      return systemdUnit(model, templates);
+    case 'apparmor':
+      return apparmorProfile(model, templates);
+    case 'iptables':
+      return iptablesRestore(model, templates, 4);
+    case 'ip6tables':
+      return iptablesRestore(model, templates, 6);
+    case 'nftables':
+      return nftRuleset(model, templates);
+    default: {
+      const never: never = a.control;
+      throw new Error(`no generator for ${String(never)}`);
+    }
+  }
+}
+
+/** Renders every planned artifact. */
+export function generate(model: Model, plan: Plan, templates: Templates): Artifact[] {
+  return plan.artifacts.map((a) => {
+    const content = contentOf(a, model, templates);
+    const text = content.endsWith('\n') ? content : content + '\n';
+    return { ...a, content: text, sha256: createHash('sha256').update(text, 'utf8').digest('hex') };
+  });
+}
+
+/** plan.json: the plan with each artifact's sha256 (stable key order, trailing newline). */
+export function planJson(plan: Plan, artifacts: readonly Artifact[]): string {
+  const withHashes = {
+    ...plan,
+    artifacts: plan.artifacts.map((a) => ({ ...a, sha256: artifacts.find((x) => x.path === a.path)?.sha256 ?? null })),
+  };
+  return JSON.stringify(withHashes, null, 2) + '\n';
+}

@@ -1,0 +1,89 @@
+/**
+ * The hardened systemd unit (templates/linux/agent.service). Pure.
+ */
+import type { Model } from '../../model/types.js';
+import { effectiveFs, viaProxy } from '../../plan/plan.js';
+import { isWithin } from '../../manifest/normalise.js';
+import { systemdEnv, systemdExecArg, systemdPath } from '../escape/systemd.js';
+import { header } from '../header.js';
+import { render, template, type Templates } from '../template.js';
+
+/** Paths hidden by ProtectHome=tmpfs or TemporaryFileSystem=: programs there must be bound in. */
+const HIDDEN = ['/home', '/root', '/run/user', '/mnt', '/media', '/srv'];
+
+/** Environment variables agentbox sets itself and a manifest may not override. */
+export const PROXY_ENV = ['HTTP_PROXY', 'HTTPS_PROXY', 'ALL_PROXY', 'http_proxy', 'https_proxy', 'all_proxy', 'NO_PROXY', 'no_proxy'];
+
+export function agentEnvironment(model: Model, proxyUrl: string | undefined): [string, string][] {
+  const env: [string, string][] = [
+    ['HOME', model.home],
+    ['PATH', '/usr/local/bin:/usr/bin:/bin'],
+    ['LANG', 'C.UTF-8'],
+  ];
+  for (const [k, v] of Object.entries(model.agent.env).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    if (PROXY_ENV.includes(k)) continue;
+    const i = env.findIndex(([n]) => n === k);
+    if (i >= 0) env[i] = [k, v];
+    else env.push([k, v]);
+  }
+  if (proxyUrl) {
+    for (const k of ['HTTP_PROXY', 'HTTPS_PROXY', 'ALL_PROXY', 'http_proxy', 'https_proxy', 'all_proxy']) env.push([k, proxyUrl]);
+    env.push(['NO_PROXY', ''], ['no_proxy', '']);
+  }
+  return env;
+}
+
+export function systemdUnit(model: Model, templates: Templates): string {
+  const { fs } = effectiveFs(model);
+  const fsRules: string[] = [];
+  for (const g of fs) {
+    fsRules.push(`${g.access === 'write' ? 'BindPaths' : 'BindReadOnlyPaths'}=${systemdPath(g.path, '-')}`);
+  }
+  for (const d of model.denies.fs) {
+    fsRules.push(`${d.access === 'all' ? 'InaccessiblePaths' : 'ReadOnlyPaths'}=${systemdPath(d.path, '-')}`);
+  }
+
+  const programs = [model.agent.command[0]!, ...model.grants.exec.map((g) => g.path)];
+  const execRules: string[] = [];
+  for (const p of programs) {
+    if (HIDDEN.some((h) => isWithin(p, h))) execRules.push(`BindReadOnlyPaths=${systemdPath(p, '-')}`);
+    execRules.push(`ExecPaths=${systemdPath(p, '-')}`);
+  }
+  for (const d of model.denies.exec) execRules.push(`NoExecPaths=${systemdPath(d.path, '-')}`);
+
+  const hasNet = model.grants.net.length > 0;
+  const proxy = model.grants.net.some(viaProxy);
+  const networkRules: string[] = [];
+  if (!hasNet) {
+    networkRules.push('PrivateNetwork=yes', 'RestrictAddressFamilies=AF_UNIX', 'IPAddressDeny=any');
+  } else {
+    networkRules.push('RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6', 'IPAddressDeny=any');
+    const allow = new Set<string>();
+    if (proxy) {
+      allow.add('127.0.0.1');
+      allow.add('::1');
+    }
+    for (const g of model.grants.net) if (!viaProxy(g)) allow.add(g.host);
+    networkRules.push(`IPAddressAllow=${[...allow].join(' ')}`);
+  }
+
+  const limits: string[] = [];
+  if (model.limits.memoryBytes !== undefined) limits.push(`MemoryMax=${model.limits.memoryBytes}`, 'MemorySwapMax=0');
+  if (model.limits.pids !== undefined) limits.push(`TasksMax=${model.limits.pids}`);
+  if (model.limits.cpus !== undefined) limits.push(`CPUQuota=${Math.round(model.limits.cpus * 100)}%`);
+  if (model.ttlSeconds !== undefined) limits.push(`RuntimeMaxSec=${model.ttlSeconds}`);
+  if (limits.length === 0) limits.push('# none requested');
+
+  const env = agentEnvironment(model, proxy ? `http://127.0.0.1:${model.egress.proxyPort}` : undefined);
+  return render('agent.service', template(templates, 'linux/agent.service'), {
+    header: header(model, '#'),
+    name: model.name,
+    execStart: model.agent.command.map(systemdExecArg).join(' '),
+    user: model.agent.user,
+    environment: env.map(([k, v]) => `Environment=${systemdEnv(k, v)}`),
+    fsRules,
+    execRules,
+    networkRules,
+    limits,
+  });
+}

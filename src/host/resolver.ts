@@ -1,0 +1,41 @@
+/**
+ * The real PathResolver: walks a path component by component with lstat/readlink,
+ * refusing any symlink that points outside the directory containing it.
+ */
+import { lstatSync, readlinkSync } from 'node:fs';
+import { posix } from 'node:path';
+import type { PathResolver, ResolveResult } from '../manifest/normalise.js';
+import { isWithin } from '../manifest/normalise.js';
+
+const MAX_LINKS = 40;
+
+export const hostResolver: PathResolver = {
+  resolve(path: string): ResolveResult {
+    let real = '/';
+    const pending = path.split('/').filter((s) => s !== '');
+    let hops = 0;
+    while (pending.length > 0) {
+      const seg = pending.shift()!;
+      const candidate = posix.join(real, seg);
+      let isLink = false;
+      try {
+        isLink = lstatSync(candidate).isSymbolicLink();
+      } catch {
+        // Missing from here on: keep the rest as written.
+        return { ok: true, real: posix.join(candidate, ...pending) };
+      }
+      if (!isLink) {
+        real = candidate;
+        continue;
+      }
+      if (++hops > MAX_LINKS) return { ok: false, link: candidate, target: '(too many links)', container: real };
+      const target = readlinkSync(candidate);
+      const resolvedTarget = posix.resolve(real, target);
+      if (!isWithin(resolvedTarget, real)) return { ok: false, link: candidate, target, container: real };
+      // Continue resolving the target's own components from the root.
+      pending.unshift(...resolvedTarget.split('/').filter((s) => s !== ''));
+      real = '/';
+    }
+    return { ok: true, real };
+  },
+};

@@ -1,0 +1,168 @@
+/**
+ * Manifest text to a schema-checked document with locations. Pure.
+ *
+ * YAML 1.2 core schema only (no custom tags, no merge keys), duplicate keys are
+ * errors, and alias expansion is bounded by the yaml library's default.
+ */
+
+import { Ajv, type ErrorObject } from 'ajv';
+import { isMap, isPair, isScalar, LineCounter, parseDocument, type Document } from 'yaml';
+import type { Diagnostic } from './diagnostics.js';
+import { pointerOf } from './diagnostics.js';
+import { manifestSchema, type RawManifest } from './schema.js';
+
+/** A parsed document that can locate any path inside it. */
+export interface ParsedDocument {
+  file: string;
+  value: unknown;
+  locate(segments: readonly (string | number)[], key?: boolean): { line: number; column: number } | undefined;
+}
+
+export function parseYaml(text: string, file: string): { doc?: ParsedDocument; errors: Diagnostic[] } {
+  const lineCounter = new LineCounter();
+  const doc: Document.Parsed = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true, merge: false, schema: 'core' });
+  const errors: Diagnostic[] = doc.errors.map((e) => {
+    const pos = e.linePos?.[0];
+    return {
+      severity: 'error' as const,
+      file,
+      pointer: '',
+      line: pos?.line,
+      column: pos?.col,
+      message: `YAML: ${e.message.split('\n')[0]}${e.code === 'DUPLICATE_KEY' ? ' (each key may appear once)' : ''}`,
+    };
+  });
+  if (errors.length > 0) return { errors };
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: 100 });
+  } catch (e) {
+    return { errors: [{ severity: 'error', file, pointer: '', line: undefined, column: undefined, message: `YAML: ${(e as Error).message}` }] };
+  }
+  const locate = (segments: readonly (string | number)[], key = false) => {
+    let node: unknown = doc.contents;
+    let keyNode: unknown;
+    for (const seg of segments) {
+      if (isMap(node)) {
+        const pair = node.items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(seg));
+        if (!pair) break;
+        keyNode = pair.key;
+        node = pair.value;
+      } else if (node && typeof node === 'object' && 'items' in node && Array.isArray((node as { items: unknown[] }).items)) {
+        const item = (node as { items: unknown[] }).items[Number(seg)];
+        if (item === undefined) break;
+        keyNode = undefined;
+        node = item;
+      } else break;
+    }
+    const target = (key && keyNode ? keyNode : node) as { range?: [number, number, number] } | null;
+    const offset = target?.range?.[0];
+    if (offset === undefined) return undefined;
+    const pos = lineCounter.linePos(offset);
+    return { line: pos.line, column: pos.col };
+  };
+  return { doc: { file, value, locate }, errors: [] };
+}
+
+let compiled: ReturnType<Ajv['compile']> | undefined;
+function validator() {
+  compiled ??= new Ajv({ allErrors: true, strict: true, allowUnionTypes: true }).compile(manifestSchema);
+  return compiled;
+}
+
+/** Checks the document against the published schema; every error located and explained. */
+export function checkSchema(doc: ParsedDocument): { manifest?: RawManifest; errors: Diagnostic[] } {
+  const validate = validator();
+  if (validate(doc.value)) return { manifest: doc.value as RawManifest, errors: [] };
+  const errors = (validate.errors ?? []).filter((e) => !isNoise(e)).map((e) => schemaDiagnostic(doc, e));
+  return { errors: dedupe(errors) };
+}
+
+function isNoise(e: ErrorObject): boolean {
+  // `if`/`anyOf` wrappers repeat what their branches already said.
+  return e.keyword === 'if' || e.keyword === 'anyOf';
+}
+
+function segmentsOf(instancePath: string): (string | number)[] {
+  if (instancePath === '') return [];
+  return instancePath
+    .slice(1)
+    .split('/')
+    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .map((s) => (/^[0-9]+$/.test(s) ? Number(s) : s));
+}
+
+function schemaDiagnostic(doc: ParsedDocument, e: ErrorObject): Diagnostic {
+  const segments = segmentsOf(e.instancePath);
+  let message: string;
+  let locateKey = false;
+  switch (e.keyword) {
+    case 'additionalProperties': {
+      const extra = (e.params as { additionalProperty: string }).additionalProperty;
+      const allowed = Object.keys(propertiesAt(segments) ?? {});
+      segments.push(extra);
+      locateKey = true;
+      message = `unknown key "${extra}"${allowed.length > 0 ? `; valid keys here: ${allowed.join(', ')}` : ''}`;
+      break;
+    }
+    case 'required':
+      message = `missing required key "${(e.params as { missingProperty: string }).missingProperty}"`;
+      break;
+    case 'enum':
+      message = `must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}`;
+      break;
+    case 'const':
+      message = `must be ${JSON.stringify((e.params as { allowedValue: unknown }).allowedValue)}`;
+      break;
+    case 'pattern':
+      message = `${JSON.stringify(valueAt(doc.value, segments))} is not valid here: ${patternHint(segments)}`;
+      break;
+    case 'propertyNames':
+      message = `has a key that is not allowed: ${e.message ?? ''}`;
+      break;
+    case 'type':
+      message = `must be ${(e.params as { type: string }).type}`;
+      break;
+    default:
+      message = e.message ?? 'is not valid';
+  }
+  const pos = doc.locate(segments, locateKey);
+  return { severity: 'error', file: doc.file, pointer: pointerOf(segments), line: pos?.line, column: pos?.column, message };
+}
+
+function patternHint(segments: (string | number)[]): string {
+  const key = segments.filter((s) => typeof s === 'string').join('.');
+  if (key.endsWith('metadata.name') || key === 'extends') return 'use lowercase letters, digits and dashes, starting with a letter (at most 48 characters)';
+  if (key === 'ttl') return 'write a duration such as 30s, 10m, 1h or 1h30m';
+  if (key.endsWith('memory')) return 'write a size such as 512MiB or 2GiB';
+  if (key.endsWith('user')) return 'write a POSIX account name: lowercase letters, digits, _ and -, starting with a letter or _';
+  if (key.endsWith('bundleId')) return 'write a reverse-DNS bundle identifier such as com.anthropic.claude';
+  return 'see the schema';
+}
+
+function propertiesAt(segments: (string | number)[]): Record<string, unknown> | undefined {
+  let node: unknown = manifestSchema;
+  for (const s of segments) {
+    const n = node as { properties?: Record<string, unknown>; items?: unknown; additionalProperties?: unknown };
+    if (typeof s === 'number') node = n.items;
+    else node = n.properties?.[s] ?? n.additionalProperties;
+    if (node === undefined) return undefined;
+  }
+  return (node as { properties?: Record<string, unknown> }).properties;
+}
+
+function valueAt(value: unknown, segments: (string | number)[]): unknown {
+  let v = value;
+  for (const s of segments) v = (v as Record<string | number, unknown> | undefined)?.[s];
+  return v;
+}
+
+function dedupe(list: Diagnostic[]): Diagnostic[] {
+  const seen = new Set<string>();
+  return list.filter((d) => {
+    const k = `${d.pointer}|${d.message}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}

@@ -1,0 +1,166 @@
+/**
+ * The agentbox/v1 manifest schema: the one definition, published as
+ * profiles/agentbox.schema.json for editors (a test keeps the two identical).
+ *
+ * The schema checks shape; the scope grammar and path rules that need more than a
+ * regular expression live in scope.ts and rules.ts and report through the same
+ * located-error channel.
+ */
+
+/** Names of agents and presets: they become systemd unit names, AppArmor profile names,
+ * firewall chain names and file names, so they are kept to a safe alphabet. */
+export const NAME_PATTERN = '^[a-z][a-z0-9-]{0,47}$';
+/** `30s`, `10m`, `1h`, or combinations such as `1h30m`. */
+export const TTL_PATTERN = '^(?=.)([0-9]+h)?([0-9]+m)?([0-9]+s)?$';
+/** `512MiB`, `2GiB`, `1G`, or a number of bytes. */
+export const MEMORY_PATTERN = '^[0-9]+(\\.[0-9]+)?(B|K|KB|KiB|M|MB|MiB|G|GB|GiB|T|TB|TiB)?$';
+/** A POSIX account name as useradd accepts it by default. */
+export const USER_PATTERN = '^[a-z_][a-z0-9_-]{0,30}$';
+/** Environment variable names handed to the agent. */
+export const ENV_NAME_PATTERN = '^[A-Za-z_][A-Za-z0-9_]{0,127}$';
+/** macOS bundle identifiers (reverse DNS). */
+export const BUNDLE_ID_PATTERN = '^[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+$';
+
+const scopeList = (description: string) => ({
+  type: 'array',
+  description,
+  items: { type: 'string', minLength: 1, maxLength: 4096 },
+  maxItems: 1024,
+});
+
+export const manifestSchema = {
+  $schema: 'http://json-schema.org/draft-07/schema#',
+  $id: 'https://agentbox.dev/schema/agentbox-v1.json',
+  title: 'agentbox manifest (agentbox/v1)',
+  description:
+    'What an autonomous agent may do. Everything not granted is denied; deny entries win over any grant.',
+  type: 'object',
+  additionalProperties: false,
+  required: ['apiVersion', 'kind', 'metadata'],
+  properties: {
+    apiVersion: { const: 'agentbox/v1', description: 'Always agentbox/v1.' },
+    kind: {
+      enum: ['Agent', 'Preset'],
+      description: 'Agent: a manifest for one agent. Preset: a role preset in profiles/presets (a default and a ceiling).',
+    },
+    metadata: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['name'],
+      properties: {
+        name: { type: 'string', pattern: NAME_PATTERN, description: 'lowercase letters, digits and dashes, starting with a letter, at most 48 characters' },
+        description: { type: 'string', maxLength: 500 },
+      },
+    },
+    summary: {
+      type: 'string',
+      maxLength: 4000,
+      description: 'Plain-language text shown to reviewers and users: what this may and may not do.',
+    },
+    extends: {
+      type: 'array',
+      items: { type: 'string', pattern: NAME_PATTERN },
+      maxItems: 16,
+      description: 'Role presets from profiles/presets, merged in order. Each brings its default denies and bounds what may be granted.',
+    },
+    ceiling: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'Presets only: the most a manifest extending this preset may grant.',
+      required: ['fs', 'net', 'exec'],
+      properties: {
+        fs: { enum: ['none', 'read', 'write'] },
+        net: { type: 'boolean' },
+        exec: { type: 'boolean' },
+      },
+    },
+    agent: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        command: {
+          type: 'array',
+          minItems: 1,
+          maxItems: 256,
+          items: { type: 'string', minLength: 1, maxLength: 4096 },
+          description: 'The agent program and its arguments; the program must be an absolute path.',
+        },
+        image: { type: 'string', minLength: 1, maxLength: 255, description: 'Container image for runtime.kind=container.' },
+        user: { type: 'string', pattern: USER_PATTERN, description: 'Unprivileged account the agent runs as when agentbox runs as root (default agentbox).' },
+        uid: { type: 'integer', minimum: 1000, maximum: 2147483646, description: 'Numeric id of that account, used by firewall owner rules (default 64000).' },
+        env: {
+          type: 'object',
+          description: 'The agent environment, built from this map only (nothing is inherited).',
+          propertyNames: { pattern: ENV_NAME_PATTERN },
+          additionalProperties: { type: 'string', maxLength: 8192 },
+          maxProperties: 256,
+        },
+        macos: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { bundleId: { type: 'string', pattern: BUNDLE_ID_PATTERN, maxLength: 255 } },
+        },
+        windows: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { program: { type: 'string', minLength: 3, maxLength: 260 } },
+        },
+      },
+    },
+    capabilities: scopeList(
+      'Grants: fs:read:PATH, fs:write:PATH, net:connect:HOST:PORT, exec:PATH. PATH is absolute or starts with ~/.',
+    ),
+    deny: scopeList('Always wins over any grant: fs:PATH, fs:write:PATH, net:HOST, net:connect:HOST:PORT, exec:PATH.'),
+    ttl: { type: 'string', pattern: TTL_PATTERN, maxLength: 20, description: 'Session lifetime, e.g. 30s, 10m, 1h (at most 24h).' },
+    runtime: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        kind: { enum: ['process', 'container', 'microvm'] },
+        snapshot: { enum: ['revert', 'persist'] },
+        isolation: { enum: ['runc', 'gvisor'] },
+      },
+    },
+    limits: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        memory: { type: 'string', pattern: MEMORY_PATTERN, maxLength: 32 },
+        pids: { type: 'integer', minimum: 1, maximum: 1048576 },
+        cpus: { type: 'number', exclusiveMinimum: 0, maximum: 1024 },
+      },
+    },
+    egress: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        proxyPort: { type: 'integer', minimum: 1, maximum: 65535, description: 'Loopback port of the egress proxy a system service uses (default 3128).' },
+      },
+    },
+  },
+} as const;
+
+/** A manifest as the schema admits it (before the scope grammar and path rules). */
+export interface RawManifest {
+  apiVersion: 'agentbox/v1';
+  kind: 'Agent' | 'Preset';
+  metadata: { name: string; description?: string };
+  summary?: string;
+  extends?: string[];
+  ceiling?: { fs: 'none' | 'read' | 'write'; net: boolean; exec: boolean };
+  agent?: {
+    command?: string[];
+    image?: string;
+    user?: string;
+    uid?: number;
+    env?: Record<string, string>;
+    macos?: { bundleId?: string };
+    windows?: { program?: string };
+  };
+  capabilities?: string[];
+  deny?: string[];
+  ttl?: string;
+  runtime?: { kind?: 'process' | 'container' | 'microvm'; snapshot?: 'revert' | 'persist'; isolation?: 'runc' | 'gvisor' };
+  limits?: { memory?: string; pids?: number; cpus?: number };
+  egress?: { proxyPort?: number };
+}

@@ -1,0 +1,88 @@
+/**
+ * Decisions over the model: allowed or denied, and which rule decided. Pure.
+ *
+ * Order, for every kind of request: a matching deny wins; otherwise the most
+ * specific matching grant allows; otherwise the default deny refuses.
+ */
+
+import { isWithin, lexicalPath } from '../manifest/normalise.js';
+import { parseGrant, type ScopeResult } from '../manifest/scope.js';
+import type { Model, RuleSource } from './types.js';
+
+export interface Decision {
+  decision: 'allow' | 'deny';
+  /** The rule that decided; undefined for the default deny. */
+  rule: RuleSource | undefined;
+  /** Plain-language reason. */
+  reason: string;
+  /** The request as normalised. */
+  request: string;
+}
+
+const ruleText = (s: RuleSource) => (s.origin === 'preset' ? `${s.text} (preset ${s.preset}, ${s.pointer})` : `${s.text} (${s.pointer})`);
+
+/** True when a host grant/deny pattern covers `host`. `*.example.com` covers subdomains, not the apex. */
+export function hostMatches(pattern: string, host: string): boolean {
+  if (pattern.startsWith('*.')) {
+    const suffix = pattern.slice(1);
+    return host.endsWith(suffix) && host.length > suffix.length;
+  }
+  return pattern === host;
+}
+
+/** Decides a request written in the grant grammar (`fs:read:/x`, `net:connect:h:443`, `exec:/bin/sh`). */
+export function decide(model: Model, requestText: string): ScopeResult<Decision> {
+  const parsed = parseGrant(requestText);
+  if (!parsed.ok) return parsed;
+  const req = parsed.value;
+  switch (req.type) {
+    case 'fs': {
+      const lex = lexicalPath(req.path, model.home);
+      if (!lex.ok) return { ok: false, message: lex.message };
+      const path = lex.literal;
+      const request = `fs:${req.access}:${path}`;
+      const deny = model.denies.fs
+        .filter((d) => isWithin(path, d.path) && (d.access === 'all' || req.access === 'write'))
+        .sort((a, b) => b.path.length - a.path.length)[0];
+      if (deny) return { ok: true, value: { decision: 'deny', rule: deny.source, request, reason: `denied by ${ruleText(deny.source)}; deny always wins over grants` } };
+      const grant = model.grants.fs
+        .filter((g) => isWithin(path, g.path) && (req.access === 'read' || g.access === 'write'))
+        .sort((a, b) => b.path.length - a.path.length)[0];
+      if (grant) return { ok: true, value: { decision: 'allow', rule: grant.source, request, reason: `allowed by ${ruleText(grant.source)}` } };
+      const readOnly = req.access === 'write' ? model.grants.fs.find((g) => isWithin(path, g.path)) : undefined;
+      const reason = readOnly
+        ? `denied: ${ruleText(readOnly.source)} grants reading only; writing needs fs:write`
+        : 'denied: no grant covers this path (everything not granted is denied)';
+      return { ok: true, value: { decision: 'deny', rule: undefined, request, reason } };
+    }
+    case 'net': {
+      const hostText = req.hostKind === 'ipv6' ? `[${req.host}]` : req.host;
+      const request = `net:connect:${hostText}:${req.port}`;
+      const deny = model.denies.net.find((d) => hostMatches(d.host, req.host) && (d.port === 'any' || d.port === req.port));
+      if (deny) return { ok: true, value: { decision: 'deny', rule: deny.source, request, reason: `denied by ${ruleText(deny.source)}; deny always wins over grants` } };
+      const grant = model.grants.net.find((g) => hostMatches(g.host, req.host) && g.port === req.port);
+      if (grant) return { ok: true, value: { decision: 'allow', rule: grant.source, request, reason: `allowed by ${ruleText(grant.source)}` } };
+      const otherPort = model.grants.net.find((g) => hostMatches(g.host, req.host));
+      const reason = otherPort
+        ? `denied: ${ruleText(otherPort.source)} allows port ${otherPort.port} only`
+        : model.grants.net.length === 0
+          ? 'denied: this manifest grants no network access'
+          : 'denied: the host is not in the allowlist (everything not granted is denied)';
+      return { ok: true, value: { decision: 'deny', rule: undefined, request, reason } };
+    }
+    case 'exec': {
+      const lex = lexicalPath(req.path, model.home);
+      if (!lex.ok) return { ok: false, message: lex.message };
+      const path = lex.literal;
+      const request = `exec:${path}`;
+      const deny = model.denies.exec.find((d) => isWithin(path, d.path)) ?? model.denies.fs.find((d) => d.access === 'all' && isWithin(path, d.path));
+      if (deny) return { ok: true, value: { decision: 'deny', rule: deny.source, request, reason: `denied by ${ruleText(deny.source)}; deny always wins over grants` } };
+      if (model.agent.command[0] === path) {
+        return { ok: true, value: { decision: 'allow', rule: undefined, request, reason: 'allowed: it is the agent program (agent.command[0])' } };
+      }
+      const grant = model.grants.exec.filter((g) => isWithin(path, g.path)).sort((a, b) => b.path.length - a.path.length)[0];
+      if (grant) return { ok: true, value: { decision: 'allow', rule: grant.source, request, reason: `allowed by ${ruleText(grant.source)}` } };
+      return { ok: true, value: { decision: 'deny', rule: undefined, request, reason: 'denied: no exec grant covers this program' } };
+    }
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * The plain-language consent text for a manifest (`agentbox describe`): which
+ * folders, which hosts, what it will not do, for how long. Pure.
+ */
+import type { Model } from './types.js';
+import { effectiveFs, viaProxy } from '../plan/plan.js';
+
+export interface Description {
+  agent: string;
+  description: string;
+  command: string[];
+  presets: { name: string; description: string; summary: string }[];
+  may: string[];
+  mayNot: string[];
+  /** Every path the agent may never open. */
+  denied: string[];
+  duration: string;
+  limits: string[];
+  onExit: string;
+}
+
+/** `~/Documents` rather than `/home/alice/Documents` where it reads better. */
+export function showPath(path: string, home: string): string {
+  if (path === home) return '~';
+  return path.startsWith(home + '/') ? '~' + path.slice(home.length) : path;
+}
+
+export function duration(seconds: number): string {
+  const h = Math.floor(seconds / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const s = seconds % 60;
+  const parts = [h && `${h} hour${h === 1 ? '' : 's'}`, m && `${m} minute${m === 1 ? '' : 's'}`, s && `${s} second${s === 1 ? '' : 's'}`].filter(Boolean);
+  return parts.join(' ');
+}
+
+function bytes(n: number): string {
+  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1 && v % 1024 === 0) {
+    v /= 1024;
+    i++;
+  }
+  return `${v} ${units[i]}`;
+}
+
+export function describeModel(model: Model): Description {
+  const p = (x: string) => showPath(x, model.home);
+  const { fs } = effectiveFs(model);
+  const may: string[] = [];
+  for (const g of fs) may.push(g.access === 'write' ? `read, change, create and delete files in ${p(g.path)}` : `read ${p(g.path)}`);
+  for (const g of model.grants.net) {
+    const host = g.hostKind === 'wildcard' ? `any host under ${g.host.slice(2)}` : g.hostKind === 'ipv6' ? `[${g.host}]` : g.host;
+    may.push(`connect to ${host} on port ${g.port}${viaProxy(g) ? " (through agentbox's egress proxy)" : ''}`);
+  }
+  may.push(`run ${p(model.agent.command[0] ?? '(no command)')}`);
+  for (const g of model.grants.exec) may.push(`run programs in ${p(g.path)}`);
+
+  const mayNot: string[] = [];
+  mayNot.push(fs.length > 0 ? 'read or change any other file of yours' : 'read or change any file of yours');
+  if (!fs.some((g) => g.access === 'write')) mayNot.push('change, create or delete any file');
+  const denied = model.denies.fs.filter((d) => d.access === 'all').map((d) => p(d.path));
+  if (denied.length > 0) {
+    const shown = denied.length > 8 ? `${denied.slice(0, 8).join(', ')} and ${denied.length - 8} more (--json lists all)` : denied.join(', ');
+    mayNot.push(`open ${shown}, even where a grant would cover them`);
+  }
+  const readOnly = model.denies.fs.filter((d) => d.access === 'write').map((d) => p(d.path));
+  if (readOnly.length > 0) mayNot.push(`change anything in ${readOnly.join(', ')}`);
+  mayNot.push(model.grants.net.length > 0 ? 'connect to any other host, send UDP or look up names itself' : 'use the network at all');
+  for (const d of model.denies.net) mayNot.push(`connect to ${d.hostKind === 'ipv6' ? `[${d.host}]` : d.host}${d.port === 'any' ? '' : ` on port ${d.port}`}`);
+  mayNot.push('run programs it was not granted');
+  for (const d of model.denies.exec) mayNot.push(`run ${p(d.path)}`);
+  mayNot.push('gain administrator rights or see your other programs');
+
+  const limits: string[] = [];
+  if (model.limits.memoryBytes !== undefined) limits.push(`${bytes(model.limits.memoryBytes)} of memory`);
+  if (model.limits.pids !== undefined) limits.push(`${model.limits.pids} processes`);
+  if (model.limits.cpus !== undefined) limits.push(`${model.limits.cpus} CPU${model.limits.cpus === 1 ? '' : 's'}`);
+
+  const writes = fs.some((g) => g.access === 'write');
+  return {
+    agent: model.name,
+    description: model.description,
+    command: model.agent.command,
+    presets: model.extends.map((x) => ({ name: x.name, description: x.description, summary: x.summary })),
+    may,
+    mayNot,
+    denied,
+    duration: model.ttlSeconds === undefined ? 'until it exits (no time limit is set)' : `at most ${duration(model.ttlSeconds)}, then it is stopped`,
+    limits,
+    onExit: !writes
+      ? 'it can change nothing, so there is nothing to revert'
+      : model.runtime.snapshot === 'persist'
+        ? 'the changes it made in the folders it may change are kept'
+        : 'the changes it made are thrown away (snapshot: revert); your files are left as they were',
+  };
+}
+
+export function describeText(d: Description): string {
+  const lines: string[] = [];
+  lines.push(`${d.agent}${d.description ? ` — ${d.description}` : ''}`);
+  lines.push(`runs ${d.command.join(' ')} inside agentbox${d.presets.length > 0 ? ` as ${d.presets.map((p) => p.name).join(' + ')}` : ''}.`);
+  for (const p of d.presets) lines.push('', `${p.name}: ${p.description}`);
+  lines.push('', 'It may:');
+  for (const m of d.may) lines.push(`  • ${m}`);
+  lines.push('', 'It may not:');
+  for (const m of d.mayNot) lines.push(`  • ${m}`);
+  lines.push('', `For how long: ${d.duration}.`);
+  if (d.limits.length > 0) lines.push(`Limits: ${d.limits.join(', ')}.`);
+  lines.push(`When it exits: ${d.onExit}.`);
+  return lines.join('\n');
+}

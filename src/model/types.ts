@@ -1,0 +1,116 @@
+/**
+ * The validated capability model: what a manifest means once presets, denies and
+ * path normalisation have been applied. Pure data; every decision agentbox makes
+ * (explain, generate, launch) reads this and nothing else.
+ *
+ * Semantics of empty values, stated once:
+ * - `grants.fs` empty: the agent sees no user files at all (system dirs stay read-only).
+ * - `grants.net` empty: no network at all (not even the egress proxy).
+ * - `grants.exec` empty: only `agent.command[0]` may be executed.
+ * - `denies.*` empty: nothing beyond the default-deny of everything not granted.
+ * - `ttlSeconds` undefined: the session lasts until the agent exits.
+ * - `limits.*` undefined: no limit of that kind is requested.
+ */
+
+import type { FsAccess, HostKind } from '../manifest/scope.js';
+
+/** Where a rule came from, so every decision can name it. */
+export interface RuleSource {
+  /** `manifest` for the manifest's own entries, `preset` for a role preset's defaults. */
+  origin: 'manifest' | 'preset';
+  /** File the rule was written in. */
+  file: string;
+  /** Location inside that file, such as `capabilities[2]` or `deny[0]`. */
+  pointer: string;
+  /** The entry as written. */
+  text: string;
+  /** The preset's name when origin is `preset`. */
+  preset?: string;
+}
+
+export interface FsGrant {
+  /** Absolute, normalised, symlink-resolved path. */
+  path: string;
+  /** `write` implies read. */
+  access: FsAccess;
+  source: RuleSource;
+}
+
+export interface FsDeny {
+  /** Absolute, normalised path; both the written and the resolved path are kept as separate entries. */
+  path: string;
+  /** `all` hides the path entirely; `write` keeps it read-only. */
+  access: 'all' | 'write';
+  source: RuleSource;
+}
+
+export interface NetGrant {
+  host: string;
+  hostKind: HostKind;
+  port: number;
+  source: RuleSource;
+}
+
+export interface NetDeny {
+  host: string;
+  hostKind: HostKind;
+  /** `any` denies every port of the host. */
+  port: number | 'any';
+  source: RuleSource;
+}
+
+export interface ExecGrant {
+  /** A program, or a directory whose programs may all be run. */
+  path: string;
+  source: RuleSource;
+}
+
+export interface ExecDeny {
+  path: string;
+  source: RuleSource;
+}
+
+export type RuntimeKind = 'process' | 'container' | 'microvm';
+
+export interface Preset {
+  name: string;
+  description: string;
+  /** Plain-language statement of what the preset may and may not do. */
+  summary: string;
+  ceiling: { fs: 'none' | 'read' | 'write'; net: boolean; exec: boolean };
+  file: string;
+}
+
+export interface Model {
+  name: string;
+  description: string;
+  /** Presets in the order they were merged. */
+  extends: Preset[];
+  agent: {
+    /** Program (absolute path) and arguments. */
+    command: string[];
+    image: string | undefined;
+    /** Unprivileged account for system installs (default `agentbox`). */
+    user: string;
+    /** Its numeric id, used by firewall owner rules (default 64000). */
+    uid: number;
+    /** The whole agent environment (nothing is inherited). */
+    env: Record<string, string>;
+    macos: { bundleId: string | undefined };
+    windows: { program: string | undefined };
+  };
+  grants: { fs: FsGrant[]; net: NetGrant[]; exec: ExecGrant[] };
+  denies: { fs: FsDeny[]; net: NetDeny[]; exec: ExecDeny[] };
+  ttlSeconds: number | undefined;
+  runtime: { kind: RuntimeKind; snapshot: 'revert' | 'persist'; isolation: 'runc' | 'gvisor' | undefined };
+  limits: { memoryBytes: number | undefined; pids: number | undefined; cpus: number | undefined };
+  egress: { proxyPort: number };
+  /** The home directory `~` was expanded against. */
+  home: string;
+  /** Where the manifest came from and the sha256 of its bytes (stamped into artifact headers). */
+  origin: { file: string; sha256: string };
+}
+
+export const DEFAULT_USER = 'agentbox';
+export const DEFAULT_UID = 64000;
+export const DEFAULT_PROXY_PORT = 3128;
