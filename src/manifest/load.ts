@@ -271,7 +271,10 @@ export function loadManifest(src: SourceFile, ctx: LoadContext): LoadResult {
     if (!command[0]!.startsWith('/') && !command[0]!.startsWith('~')) {
       err(['agent', 'command', 0], 'agent.command[0]', `"${command[0]}" must be an absolute path such as /usr/bin/${command[0]} (systemd and AppArmor name programs by path)`);
     } else if (!n.ok) err(['agent', 'command', 0], 'agent.command[0]', n.message);
-    else command[0] = n.real;
+    else if (n.real.includes("'")) {
+      // systemd refuses quotes in an executable's path (string_is_safe), unlike in path directives.
+      err(['agent', 'command', 0], 'agent.command[0]', `"${command[0]}": systemd refuses a program path containing ' ; move or link the program to a path without it`);
+    } else command[0] = n.real;
   }
   command.forEach((arg, i) => {
     if (/[\p{Cc}\p{Cf}\u2028\u2029]/u.test(arg)) err(['agent', 'command', i], `agent.command[${i}]`, 'contains a control or invisible formatting character; arguments must be printable text');

@@ -20,7 +20,7 @@ export interface ParsedDocument {
 
 export function parseYaml(text: string, file: string): { doc?: ParsedDocument; errors: Diagnostic[] } {
   const lineCounter = new LineCounter();
-  const doc: Document.Parsed = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true, merge: false, schema: 'core' });
+  const doc: Document.Parsed = parseDocument(text, { lineCounter, prettyErrors: true, uniqueKeys: true, merge: false, schema: 'core' });
   const errors: Diagnostic[] = doc.errors.map((e) => {
     const pos = e.linePos?.[0];
     return {
@@ -119,6 +119,18 @@ function schemaDiagnostic(doc: ParsedDocument, e: ErrorObject): Diagnostic {
       break;
     case 'propertyNames':
       message = `has a key that is not allowed: ${e.message ?? ''}`;
+      break;
+    case 'minLength':
+      message = (e.params as { limit: number }).limit === 1 ? 'must not be empty' : `must be at least ${(e.params as { limit: number }).limit} characters`;
+      break;
+    case 'maxLength':
+      message = `must be at most ${(e.params as { limit: number }).limit} characters`;
+      break;
+    case 'minItems':
+      message = `needs at least ${(e.params as { limit: number }).limit} item${(e.params as { limit: number }).limit === 1 ? '' : 's'}`;
+      break;
+    case 'maxItems':
+      message = `may have at most ${(e.params as { limit: number }).limit} items`;
       break;
     case 'type':
       message = `must be ${(e.params as { type: string }).type}`;
