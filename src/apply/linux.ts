@@ -11,8 +11,8 @@
  */
 
 import { execa } from 'execa';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, lstatSync, mkdirSync, readFileSync, realpathSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, sep } from 'node:path';
 import { AgentboxError } from '../errors.js';
 import { iptablesChain, nftTable } from '../generate/escape/netfilter.js';
 import type { Artifact } from '../generate/index.js';
@@ -95,8 +95,28 @@ export async function preflight(input: ApplyInput, opts: ApplyOptions): Promise<
   return missing;
 }
 
+/**
+ * Refuses to write where a symlink would carry the write out of the root: an image or
+ * rootfs given with --root may have been prepared by someone else, and apply runs as
+ * root. The parent must resolve inside the root and the file itself must not be a link.
+ */
+function assertInsideRoot(root: string, path: string): void {
+  const realRoot = realpathSync(root);
+  const parent = realpathSync(dirname(path));
+  if (parent !== realRoot && !parent.startsWith(realRoot === sep ? sep : realRoot + sep)) {
+    throw new AgentboxError('CHECK_FAILED', `${dirname(path)} resolves to ${parent}, outside ${root}; refusing to follow a symlink out of the root`);
+  }
+  let link = false;
+  try {
+    link = lstatSync(path).isSymbolicLink();
+  } catch {
+    link = false;
+  }
+  if (link) throw new AgentboxError('CHECK_FAILED', `${path} is a symlink; refusing to write through it`);
+}
+
 /** A file step: write content, remembering what was there to restore it. */
-function fileStep(path: string, content: string, mode: number): Step {
+function fileStep(root: string, path: string, content: string, mode: number): Step {
   let previous: string | undefined;
   let existed = false;
   let createdDirs: string[] = [];
@@ -105,12 +125,13 @@ function fileStep(path: string, content: string, mode: number): Step {
     control: 'files',
     commands: [`install -D -m ${mode.toString(8)} /dev/stdin ${show(path, []).trim()}`],
     async run() {
-      existed = existsSync(path);
-      previous = existed ? readFileSync(path, 'utf8') : undefined;
-      if (existed && previous === content) return 'unchanged';
       createdDirs = [];
       for (let d = dirname(path); !existsSync(d); d = dirname(d)) createdDirs.unshift(d);
       mkdirSync(dirname(path), { recursive: true });
+      assertInsideRoot(root, path);
+      existed = existsSync(path);
+      previous = existed ? readFileSync(path, 'utf8') : undefined;
+      if (existed && previous === content) return 'unchanged';
       const tmp = `${path}.agentbox-tmp`;
       writeFileSync(tmp, content, { mode });
       renameSync(tmp, path);
@@ -297,11 +318,11 @@ export async function applyLinux(input: ApplyInput, opts: ApplyOptions): Promise
 
   if (skipped.has('account')) skip('account', `account ${input.user}`, missing.find((m) => m.control === 'account')!.why);
   else steps.push(accountStep(input, opts.root));
-  steps.push(fileStep(paths.systemd, content('systemd'), 0o644));
-  steps.push(fileStep(paths.apparmor, content('apparmor'), 0o644));
-  steps.push(fileStep(paths.iptables, content('iptables'), 0o600));
-  steps.push(fileStep(paths.ip6tables, content('ip6tables'), 0o600));
-  steps.push(fileStep(paths.nftables, content('nftables'), 0o600));
+  steps.push(fileStep(opts.root, paths.systemd, content('systemd'), 0o644));
+  steps.push(fileStep(opts.root, paths.apparmor, content('apparmor'), 0o644));
+  steps.push(fileStep(opts.root, paths.iptables, content('iptables'), 0o600));
+  steps.push(fileStep(opts.root, paths.ip6tables, content('ip6tables'), 0o600));
+  steps.push(fileStep(opts.root, paths.nftables, content('nftables'), 0o600));
   if (opts.offline) skip('firewall', 'firewall load', '--offline: rules installed, not loaded');
   else if (skipped.has('firewall')) skip('firewall', 'firewall load', missing.find((m) => m.control === 'firewall')!.why);
   else if (opts.firewall === 'nft') steps.push(nftStep(input, paths.nftables));
@@ -313,7 +334,7 @@ export async function applyLinux(input: ApplyInput, opts: ApplyOptions): Promise
   else if (skipped.has('systemd')) skip('systemd', 'systemd reload', missing.find((m) => m.control === 'systemd')!.why);
   else steps.push(systemdStep());
   // Last: the record of what is installed, so a half apply never leaves one behind.
-  steps.push(fileStep(paths.plan, input.planJson, 0o644));
+  steps.push(fileStep(opts.root, paths.plan, input.planJson, 0o644));
 
   if (opts.dryRun) {
     for (const s of steps) {

@@ -6,7 +6,7 @@
 
 import { createHash } from 'node:crypto';
 import type { Diagnostic } from './diagnostics.js';
-import { normalisePath, isWithin, type PathResolver } from './normalise.js';
+import { lexicalPath, normalisePath, isWithin, type PathResolver } from './normalise.js';
 import { checkSchema, parseYaml, type ParsedDocument } from './parse.js';
 import type { RawManifest } from './schema.js';
 import { parseDeny, parseGrant, parseMemory, parseTtl } from './scope.js';
@@ -206,6 +206,10 @@ export function loadManifest(src: SourceFile, ctx: LoadContext): LoadResult {
   const doc = r.doc;
   const raw = r.raw;
   const err = (segments: (string | number)[], pointer: string, message: string) => out.errors.push(diag(doc, 'error', segments, pointer, message));
+  const homeCheck = lexicalPath(ctx.home, '/');
+  if (!homeCheck.ok || homeCheck.literal !== ctx.home) {
+    return { model: undefined, warnings: [], errors: [{ severity: 'error', file: src.file, pointer: '', line: undefined, column: undefined, message: `the home directory ${JSON.stringify(ctx.home)} (from --home or the environment) must be a clean absolute path: ${homeCheck.ok ? 'no trailing slash, . or //' : homeCheck.message}` }] };
+  }
   const warn = (segments: (string | number)[], pointer: string, message: string) => out.warnings.push(diag(doc, 'warning', segments, pointer, message));
 
   if (raw.kind === 'Agent') {

@@ -10,7 +10,7 @@
  * sha256 check against plan.json, exit 1).
  */
 import { execa } from 'execa';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -156,5 +156,35 @@ describe('agentbox apply', () => {
     const bad = await agentbox(['apply', out, '--root', freshRoot(), '--offline']);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/agentbox-applytest\.service does not match plan\.json.*changed after generate/);
+  });
+});
+
+describe('apply against a hostile image or bundle', () => {
+  it('refuses to follow a symlink planted in the root out of it, and rolls back', async () => {
+    const root = freshRoot();
+    const decoy = mkdtempSync(join(tmpdir(), 'agentbox-decoy-'));
+    await execa('ln', ['-s', decoy, join(root, 'etc/apparmor.d')]);
+    const r = await agentbox(['apply', file, '--root', root, '--offline', ...HOME]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/resolves to .*outside .*refusing to follow a symlink out of the root/);
+    expect(readdirSync(decoy)).toEqual([]);
+    expect(existsSync(join(root, 'etc/systemd/system/agentbox-applytest.service'))).toBe(false);
+  });
+
+  it('refuses a plan.json whose agent name would leave the install directories', async () => {
+    const out = join(work, 'evil-dist');
+    expect((await agentbox(['generate', file, '--out', out, ...HOME])).code).toBe(0);
+    const plan = JSON.parse(readFileSync(join(out, 'plan.json'), 'utf8'));
+    plan.agent = '../../../tmp/escaped';
+    writeFileSync(join(out, 'plan.json'), JSON.stringify(plan));
+    const r = await agentbox(['apply', out, '--root', freshRoot(), '--offline']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/agent "..\/..\/..\/tmp\/escaped" is not a valid agent name/);
+  });
+
+  it('a home directory with a control character is a located usage error, not an internal one', async () => {
+    const r = await agentbox(['generate', file, '--out', join(work, 'h'), '--home', '/home/a\nb']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/the home directory .* must be a clean absolute path/);
   });
 });

@@ -11,6 +11,9 @@ import { APPLY_CONTROLS, applyLinux, type ApplyControl, type ApplyInput } from '
 import { generate, planJson } from '../../generate/index.js';
 import { buildPlan, type Plan } from '../../plan/plan.js';
 import { readTemplates } from '../../host/files.js';
+import { NAME_PATTERN, USER_PATTERN } from '../../manifest/schema.js';
+
+const ARTIFACT_EXT: Record<string, string> = { systemd: '.service', apparmor: '.apparmor', iptables: '.iptables', ip6tables: '.ip6tables', nftables: '.nft' };
 import { loadModel, manifestOptionsHelp, type ManifestOptions } from '../context.js';
 import type { Io } from '../io.js';
 
@@ -39,10 +42,17 @@ export function readGeneratedDir(dir: string): ApplyInput {
   if (!existsSync(planPath)) throw new AgentboxError('USAGE', `${dir}: no plan.json; give a directory written by agentbox generate`);
   const plan = JSON.parse(readFileSync(planPath, 'utf8')) as Omit<Plan, 'artifacts'> & { artifacts: { path: string; control: string; sha256: string | null }[] };
   if (plan.schema !== 'agentbox.plan/v1') throw new AgentboxError('USAGE', `${planPath}: not an agentbox plan (schema ${String(plan.schema)})`);
+  // plan.json is data from disk: every value that reaches a path or a command is re-checked.
+  const account = plan.effective?.account;
+  if (typeof plan.agent !== 'string' || !new RegExp(NAME_PATTERN).test(plan.agent)) throw new AgentboxError('CHECK_FAILED', `${planPath}: agent ${JSON.stringify(plan.agent)} is not a valid agent name`);
+  if (!account || typeof account.user !== 'string' || !new RegExp(USER_PATTERN).test(account.user) || !Number.isInteger(account.uid) || account.uid < 1000 || account.uid > 2147483646) {
+    throw new AgentboxError('CHECK_FAILED', `${planPath}: effective.account ${JSON.stringify(account)} is not a valid account`);
+  }
+  const expected = new Map(Object.entries(ARTIFACT_EXT).map(([control, ext]) => [`linux/agentbox-${plan.agent}${ext}`, control]));
   const artifacts = plan.artifacts
     .filter((a) => a.path.startsWith('linux/'))
     .map((a) => {
-      if (a.path.split('/').includes('..')) throw new AgentboxError('CHECK_FAILED', `${planPath}: artifact path ${a.path} leaves the directory`);
+      if (expected.get(a.path) !== a.control) throw new AgentboxError('CHECK_FAILED', `${planPath}: artifact ${JSON.stringify(a.path)} (${a.control}) is not one agentbox generates for ${plan.agent}`);
       const content = readFileSync(join(dir, a.path), 'utf8');
       const sha = createHash('sha256').update(content, 'utf8').digest('hex');
       if (sha !== a.sha256) {
@@ -52,7 +62,8 @@ export function readGeneratedDir(dir: string): ApplyInput {
       }
       return { path: a.path, control: a.control as ApplyInput['artifacts'][number]['control'], content };
     });
-  return { agent: plan.agent, user: plan.effective.account.user, uid: plan.effective.account.uid, artifacts, planJson: readFileSync(planPath, 'utf8') };
+  if (artifacts.length !== expected.size) throw new AgentboxError('CHECK_FAILED', `${planPath}: lists ${artifacts.length} Linux artifacts, expected ${expected.size}`);
+  return { agent: plan.agent, user: account.user, uid: account.uid, artifacts, planJson: readFileSync(planPath, 'utf8') };
 }
 
 export async function applyCommand(arg: string, opts: ApplyCliOptions, io: Io): Promise<number> {
