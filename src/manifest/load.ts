@@ -48,7 +48,7 @@ export interface LoadResult {
 }
 
 /** System directories no grant may make writable: it would defeat the sandbox. */
-const SYSTEM_DIRS = ['/bin', '/boot', '/dev', '/etc', '/lib', '/lib32', '/lib64', '/libx32', '/proc', '/root', '/sbin', '/sys', '/usr', '/var/lib', '/var/log', '/run'];
+const SYSTEM_DIRS = ['/bin', '/boot', '/dev', '/etc', '/lib', '/lib32', '/lib64', '/libx32', '/proc', '/sbin', '/sys', '/usr', '/var/lib', '/var/log', '/run'];
 
 const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
 
@@ -103,6 +103,9 @@ function scopes(doc: ParsedDocument, raw: RawManifest, origin: 'manifest' | 'pre
       if (v.access === 'write') {
         const sys = SYSTEM_DIRS.find((d) => isWithin(n.real, d) || isWithin(d, n.real));
         if (sys) return fail(`"${text}" would make the system directory ${sys} writable, which defeats the sandbox; grant a folder of the user's instead`);
+        if (isWithin(ctx.home, n.real)) {
+          return fail(`"${text}" would make the whole home directory ${ctx.home} writable, so the agent could plant ~/.bashrc, ~/.profile or other startup files that run outside the box; grant a folder inside it, such as ~/work`);
+        }
       }
       s.fs.push({ path: n.real, access: v.access, source: source(pointer, text) });
     } else {

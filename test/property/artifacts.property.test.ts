@@ -31,7 +31,7 @@ import { ctx, templates } from '../helpers/load.js';
 import { apparmorCheck, iptablesTest, NetNs, nftCheck, systemdVerify } from '../helpers/real-parsers.js';
 import { readApparmorRules, readIptablesRules, readNftRules, readSystemdUnit } from '../helpers/readers.js';
 
-const RUNS = Number(process.env.AGENTBOX_PROPERTY_RUNS ?? 3600);
+const RUNS = Number(process.env.AGENTBOX_PROPERTY_RUNS ?? 3800);
 /** The spine's acceptance asks for at least 1,000 accepted cases per target in CI. */
 const MIN_ACCEPTED = Number(process.env.AGENTBOX_PROPERTY_MIN_ACCEPTED ?? 1000);
 

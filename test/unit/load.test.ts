@@ -123,3 +123,15 @@ describe('found by the property test', () => {
     expect(load(`apiVersion: agentbox/v1\nkind: Agent\nmetadata: { name: t }\nagent: { command: [/bin/echo, ""] }\n`).errors).toEqual([]);
   });
 });
+
+describe('found trying the spine as a new user', () => {
+  it("root's home is a home: the shipped profiles load with HOME=/root", () => {
+    for (const a of shippedAgents()) expect(loadManifest(a, ctx({ home: '/root' })).errors, a.file).toEqual([]);
+  });
+  it('a write grant on the whole home directory (or above it) is refused: it would allow startup-file persistence', () => {
+    for (const g of ['fs:write:~', 'fs:write:~/', 'fs:write:/home']) {
+      expect(load(base(`capabilities: ["${g}"]\n`)).errors[0]?.message, g).toMatch(/whole home directory \/home\/user writable/);
+    }
+    expect(load(base('capabilities: ["fs:read:~"]\n')).errors).toEqual([]);
+  });
+});

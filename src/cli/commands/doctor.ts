@@ -30,7 +30,7 @@ export async function doctorCommand(io: Io): Promise<number> {
     if (!p.available && p.hint) io.out(`         ${' '.repeat(width)}  ${io.style.dim(`→ ${p.hint}`)}`);
   }
   io.out('');
-  for (const r of runtimes) io.out(`${r.ready ? io.style.green('ready  ') : io.style.yellow('not yet')}  ${r.name} runtime: ${r.why}`);
+  for (const r of runtimes) io.out(`${r.ready ? io.style.green('ready  ') : io.style.yellow('not yet')}  ${r.name}: ${r.why}`);
   return 0;
 }
 
@@ -38,10 +38,10 @@ export async function doctorCommand(io: Io): Promise<number> {
 export function runtimeReadiness(probes: Probe[]): { name: string; ready: boolean; why: string }[] {
   const ok = (n: string) => probes.find((p) => p.name === n)?.available ?? false;
   return [
-    { name: 'process', ready: false, why: ok('bubblewrap') ? 'bubblewrap works here; the launcher lands with the process-runtime issue' : 'needs bubblewrap' },
-    { name: 'container', ready: false, why: ok('dockerd') ? 'dockerd answers; the launcher lands with the container-runtime issue' : 'needs a running dockerd' },
-    { name: 'microvm', ready: false, why: ok('qemu') ? 'qemu is installed; the launcher lands with the micro-VM issue' : 'needs qemu-system-x86' },
-    { name: 'systemd service (apply)', ready: ok('systemd') && ok('iptables'), why: ok('systemd') ? 'systemd is PID 1' : 'systemd is not PID 1 here: use apply --root DIR to install into an image' },
+    { name: 'process runtime', ready: false, why: ok('bubblewrap') ? 'bubblewrap works here; the launcher lands with the process-runtime issue' : 'needs bubblewrap' },
+    { name: 'container runtime', ready: false, why: ok('dockerd') ? 'dockerd answers; the launcher lands with the container-runtime issue' : 'needs a running dockerd' },
+    { name: 'micro-VM runtime', ready: false, why: ok('qemu') ? 'qemu is installed; the launcher lands with the micro-VM issue' : 'needs qemu-system-x86' },
+    { name: 'system service (apply)', ready: ok('systemd') && ok('iptables'), why: ok('systemd') ? 'systemd is PID 1' : 'systemd is not PID 1 here: use apply --root DIR to install into an image' },
   ];
 }
 
