@@ -11,6 +11,8 @@ import { registerDescribe } from './commands/describe.js';
 import { registerDoctor } from './commands/doctor.js';
 import { registerExplain } from './commands/explain.js';
 import { registerGenerate } from './commands/generate.js';
+import { registerLaunch } from './commands/launch.js';
+import { registerSessions } from './commands/sessions.js';
 import { registerSchema } from './commands/schema.js';
 import { registerValidate } from './commands/validate.js';
 
@@ -59,6 +61,8 @@ Examples:
   registerExplain(program, run);
   registerGenerate(program, run);
   registerApply(program, run);
+  registerLaunch(program, run);
+  registerSessions(program, run);
   registerDoctor(program, run);
   registerSchema(program, run);
 

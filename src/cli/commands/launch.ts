@@ -1,0 +1,104 @@
+/**
+ * `agentbox launch AGENT|FILE [-- CMD...]`: run the agent inside the box. stdin,
+ * stdout and stderr are the agent's; the exit code is the agent's (125/126/127 for
+ * agentbox's own failure, not executable, not found; 4 when the box cannot be built).
+ */
+import type { Command } from 'commander';
+import { execa } from 'execa';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { AgentboxError } from '../../errors.js';
+import { launchProcess, type LaunchResult } from '../../launch/process.js';
+import type { LaunchPlan } from '../../launch/bwrap-plan.js';
+import { stateDir } from '../../launch/state.js';
+import { packageRoot } from '../../host/files.js';
+import { showPath } from '../../model/describe.js';
+import { loadModel, manifestOptionsHelp, type ManifestOptions } from '../context.js';
+import type { Io } from '../io.js';
+
+export interface LaunchCliOptions extends ManifestOptions {
+  runtime?: string;
+  dryRun?: boolean;
+  verbose?: boolean;
+  diff?: boolean;
+}
+
+/** The landlock-exec helper, when it is built and the kernel has Landlock. */
+export async function landlockHelper(): Promise<string | undefined> {
+  const helper = join(packageRoot(), 'dist', 'native', 'landlock-exec');
+  if (!existsSync(helper)) return undefined;
+  const r = await execa(helper, ['--abi'], { reject: false, stdin: 'ignore' });
+  return r.exitCode === 0 && Number(String(r.stdout).trim()) > 0 ? helper : undefined;
+}
+
+export async function launchCommand(arg: string, cmd: string[], opts: LaunchCliOptions, io: Io): Promise<number> {
+  const { model } = loadModel(arg, opts, io);
+  const runtime = opts.runtime ?? model.runtime.kind;
+  if (runtime !== 'process') {
+    throw new AgentboxError('CONTROL_UNAVAILABLE', `the ${runtime} runtime is not available in this version of agentbox`, { details: ['available runtimes: process (--runtime process)'] });
+  }
+  const command = cmd.length > 0 ? cmd : model.agent.command;
+  if (cmd.length > 0 && !cmd[0]!.startsWith('/')) {
+    const r = await execa('sh', ['-c', 'command -v "$1"', 'sh', cmd[0]!], { reject: false });
+    if (r.exitCode !== 0) throw new AgentboxError('USAGE', `${cmd[0]}: command not found`, { exitCode: 127 });
+    command[0] = String(r.stdout).trim();
+  }
+  const result = await launchProcess(model, {
+    command,
+    state: stateDir(),
+    dryRun: Boolean(opts.dryRun),
+    verbose: Boolean(opts.verbose),
+    diff: Boolean(opts.diff),
+    landlockHelper: await landlockHelper(),
+    log: (l) => io.info(l),
+  });
+  if ('argv' in result) {
+    const plan = result as LaunchPlan;
+    if (io.json) io.data(plan);
+    else {
+      io.out(`# ${model.name}: the box agentbox would build (nothing was started)`);
+      io.out(plan.argv.map((a) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' \\\n  '));
+      io.out(`# environment: ${plan.env.map(([k]) => k).join(' ')}`);
+      io.out(`# writable grants as overlays: ${plan.overlays.map((o) => o.path).join(', ') || 'none'}; snapshot: ${model.runtime.snapshot}`);
+    }
+    return 0;
+  }
+  summarise(result as LaunchResult, model.home, model.runtime.snapshot, Boolean(opts.diff), io);
+  return (result as LaunchResult).exitCode;
+}
+
+function summarise(r: LaunchResult, home: string, snapshot: string, diff: boolean, io: Io): void {
+  const denied = Object.entries(r.egress.denied);
+  const lines = [`agentbox: session ${r.session} ${r.endReason === 'exited' ? 'ended' : `ended (${r.endReason})`} with exit code ${r.exitCode}`];
+  if (r.egress.allowed > 0 || denied.length > 0) {
+    lines.push(`  egress: ${r.egress.allowed} allowed, ${denied.reduce((n, [, c]) => n + c, 0)} denied${denied.length ? ` (${denied.map(([h, c]) => `${h} ×${c}`).join(', ')})` : ''}`);
+  }
+  if (r.changes.length > 0) {
+    const verb = snapshot === 'persist' ? 'kept' : 'reverted';
+    lines.push(`  ${r.changes.length} change${r.changes.length === 1 ? '' : 's'} ${verb}${diff || r.changes.length <= 5 ? ':' : ` (--diff lists them)`}`);
+    if (diff || r.changes.length <= 5) for (const c of r.changes) lines.push(`    ${c.kind.padEnd(8)} ${showPath(c.path, home)}`);
+  }
+  io.info(lines.join('\n'));
+}
+
+export function registerLaunch(program: Command, run: (fn: (io: Io) => Promise<number>) => Promise<void>): void {
+  program
+    .command('launch')
+    .description('run an agent inside the box: only granted paths, only allowlisted hosts, reverted on exit')
+    .argument('<agent|file>', 'shipped agent profile name or manifest file')
+    .argument('[cmd...]', 'after --: a command that replaces agent.command')
+    .option('--profile <presets>', manifestOptionsHelp.profile)
+    .option('--runtime <kind>', 'process (container and microvm land with their issue)')
+    .option('--dry-run', 'print the box that would be built and run nothing')
+    .option('--verbose', 'show each denied connection as it happens')
+    .option('--diff', 'list every change the agent made when the session ends')
+    .option('--home <dir>', manifestOptionsHelp.home)
+    .addHelpText('after', `
+The exit code is the agent's; 4 when this host cannot build the box (nothing runs).
+
+Examples:
+  agentbox launch shell
+  agentbox launch cowork --profile viewer --dry-run
+  agentbox launch ./agent.yaml --verbose -- python3 agent.py --task receipts`)
+    .action((arg: string, cmd: string[], opts: LaunchCliOptions) => run((io) => launchCommand(arg, cmd, opts, io)));
+}

@@ -1,0 +1,92 @@
+/**
+ * Session limits through cgroups: v1 controllers (memory, pids, cpu) where mounted,
+ * v2 where the unified hierarchy has the controller. A limit the host cannot enforce
+ * is reported so the launcher can fail closed (exit 4).
+ */
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync, accessSync, constants } from 'node:fs';
+import { join } from 'node:path';
+
+export interface Limits {
+  memoryBytes: number | undefined;
+  pids: number | undefined;
+  cpus: number | undefined;
+}
+
+export interface SessionCgroups {
+  /** cgroup.procs files the session's first process writes itself into. */
+  procs: string[];
+  /** pids of every process in the session, for kill and freeze. */
+  members(): number[];
+  /** Limit hits counted by the kernel (pids refused forks, memory OOM events). */
+  hits(): { pids: number; memory: number };
+  remove(): void;
+}
+
+const V1 = '/sys/fs/cgroup';
+
+function writable(dir: string): boolean {
+  try {
+    accessSync(dir, constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Which requested limits this host cannot enforce, with why. */
+export function unenforceable(l: Limits): string[] {
+  const out: string[] = [];
+  const need: [keyof Limits, string][] = [['memoryBytes', 'memory'], ['pids', 'pids'], ['cpus', 'cpu']];
+  for (const [key, ctl] of need) {
+    if (l[key] === undefined) continue;
+    const dir = join(V1, ctl);
+    if (!existsSync(join(dir, 'cgroup.procs'))) out.push(`${ctl}: no cgroup v1 ${ctl} controller mounted at ${dir}`);
+    else if (!writable(dir)) out.push(`${ctl}: ${dir} is not writable by this user (run as root)`);
+  }
+  return out;
+}
+
+export function createCgroups(session: string, l: Limits): SessionCgroups {
+  const dirs: { ctl: string; dir: string }[] = [];
+  const make = (ctl: string, files: Record<string, string>) => {
+    const dir = join(V1, ctl, 'agentbox', session);
+    mkdirSync(dir, { recursive: true });
+    for (const [f, v] of Object.entries(files)) writeFileSync(join(dir, f), v);
+    dirs.push({ ctl, dir });
+  };
+  // pids is always created when available: kill and ps need the member list.
+  if (l.pids !== undefined || (existsSync(join(V1, 'pids', 'cgroup.procs')) && writable(join(V1, 'pids')))) make('pids', l.pids !== undefined ? { 'pids.max': String(l.pids) } : {});
+  if (l.memoryBytes !== undefined) make('memory', { 'memory.limit_in_bytes': String(l.memoryBytes) });
+  if (l.cpus !== undefined) make('cpu', { 'cpu.cfs_period_us': '100000', 'cpu.cfs_quota_us': String(Math.max(1000, Math.round(l.cpus * 100000))) });
+  const read = (p: string) => {
+    try {
+      return readFileSync(p, 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  return {
+    procs: dirs.map((d) => join(d.dir, 'cgroup.procs')),
+    members() {
+      const d = dirs.find((x) => x.ctl === 'pids') ?? dirs[0];
+      return d ? read(join(d.dir, 'cgroup.procs')).split('\n').filter(Boolean).map(Number) : [];
+    },
+    hits() {
+      const p = dirs.find((x) => x.ctl === 'pids');
+      const m = dirs.find((x) => x.ctl === 'memory');
+      return {
+        pids: p ? Number(/max (\d+)/.exec(read(join(p.dir, 'pids.events')))?.[1] ?? 0) : 0,
+        memory: m ? Number(read(join(m.dir, 'memory.failcnt')).trim() || 0) : 0,
+      };
+    },
+    remove() {
+      for (const d of dirs) {
+        try {
+          rmdirSync(d.dir);
+        } catch {
+          // still has members (they are being killed); left for the next cleanup
+        }
+      }
+    },
+  };
+}

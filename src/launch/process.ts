@@ -1,0 +1,309 @@
+/**
+ * The process runtime: runs an agent inside bubblewrap (see bwrap-plan.ts for the
+ * layers), with its egress proxy, limits, ttl, snapshot-revert, session record and
+ * audit events. The only module that starts agents on this host.
+ */
+import { spawn } from 'node:child_process';
+import { chmodSync, chownSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, type Stats } from 'node:fs';
+import { posix } from 'node:path';
+import { AgentboxError } from '../errors.js';
+import type { Model } from '../model/types.js';
+import { effectiveFs } from '../plan/plan.js';
+import { isWithin } from '../manifest/normalise.js';
+import { AuditSink } from '../audit/sink.js';
+import { which } from '../host/probes.js';
+import { buildLaunchPlan, RESERVED, type LaunchFacts, type LaunchPlan, type PathKind } from './bwrap-plan.js';
+import { createCgroups, unenforceable, type SessionCgroups } from './cgroups.js';
+import { EgressProxy, type EgressEvent } from './proxy.js';
+import { seccompBytes } from './seccomp.js';
+import { newSessionId, writeSession, type Session } from './sessions.js';
+
+export interface LaunchOptions {
+  command: string[];
+  state: string;
+  dryRun: boolean;
+  verbose: boolean;
+  diff: boolean;
+  landlockHelper: string | undefined;
+  log: (line: string) => void;
+  /** For tests: resolve names without DNS. */
+  resolve?: (host: string) => Promise<string[]>;
+}
+
+export interface Change {
+  path: string;
+  kind: 'added' | 'modified' | 'deleted';
+}
+
+export interface LaunchResult {
+  session: string;
+  exitCode: number;
+  endReason: string;
+  changes: Change[];
+  egress: { allowed: number; denied: Record<string, number> };
+}
+
+function kindOf(p: string): PathKind {
+  try {
+    return statSync(p).isDirectory() ? 'dir' : 'file';
+  } catch {
+    return 'missing';
+  }
+}
+
+function topLinks(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const t of ['/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32']) {
+    try {
+      if (lstatSync(t).isSymbolicLink()) out[t] = readlinkSync(t);
+    } catch {
+      // absent
+    }
+  }
+  return out;
+}
+
+/** Checks what the box needs before anything starts; exit 4 names every gap. */
+async function preflight(model: Model, root: boolean, opts: LaunchOptions): Promise<{ bwrap: string; setpriv: string; unshare: string; socat: string | undefined }> {
+  const gaps: string[] = [];
+  const bwrap = await which('bwrap');
+  if (!bwrap) gaps.push('bubblewrap is not installed (apt-get install bubblewrap)');
+  const setpriv = (await which('setpriv')) ?? '';
+  const unshare = (await which('unshare')) ?? '';
+  if (root && (!setpriv || !unshare)) gaps.push('setpriv/unshare are not installed (apt-get install util-linux)');
+  const socat = model.grants.net.length > 0 ? await which('socat') : undefined;
+  if (model.grants.net.length > 0 && !socat) gaps.push('socat is not installed, so the box cannot reach its egress proxy (apt-get install socat)');
+  if (process.arch !== 'x64') gaps.push(`the seccomp filter is built for x86_64; this host is ${process.arch}`);
+  if (!opts.landlockHelper) gaps.push('the Landlock layer is unavailable (the landlock-exec helper is not built, or the kernel has no Landlock)');
+  const writes = effectiveFs(model).fs.filter((g) => g.access === 'write');
+  if (writes.length > 0 && !root) gaps.push('writable grants are overlays, which this bubblewrap (0.8, no --overlay) can only build when agentbox runs as root');
+  gaps.push(...unenforceable(model.limits).map((u) => `limit ${u}`));
+  for (const g of effectiveFs(model).fs) {
+    // Inside /proc, /dev or agentbox's own mounts a grant would be shadowed or expose the
+    // host; on or above /tmp it would replace the private /tmp. Below /tmp is fine: the
+    // grant is bound over the private tmpfs.
+    const r = RESERVED.find((x) => isWithin(x, g.path) || (!['/tmp', '/var/tmp'].includes(x) && isWithin(g.path, x)));
+    if (r) gaps.push(`grant ${g.source.text} overlaps ${r}, which the box builds itself`);
+  }
+  if (gaps.length > 0) {
+    throw new AgentboxError('CONTROL_UNAVAILABLE', `cannot build the box for ${model.name} on this host; nothing was started`, { details: gaps });
+  }
+  return { bwrap: bwrap!, setpriv, unshare, socat };
+}
+
+/** Lists what the agent changed in each overlay's upper layer. */
+export function overlayChanges(overlays: LaunchPlan['overlays']): Change[] {
+  const out: Change[] = [];
+  for (const o of overlays) {
+    const walk = (rel: string) => {
+      const dir = posix.join(o.upper, rel);
+      for (const name of readdirSync(dir).sort()) {
+        const r = rel ? `${rel}/${name}` : name;
+        const st = lstatSync(posix.join(o.upper, r));
+        const target = posix.join(o.path, r);
+        if (st.isCharacterDevice() && st.rdev === 0) out.push({ path: target, kind: 'deleted' });
+        else if (st.isDirectory()) {
+          if (!existsSync(target)) out.push({ path: target, kind: 'added' });
+          walk(r);
+        } else out.push({ path: target, kind: existsSync(target) ? 'modified' : 'added' });
+      }
+    };
+    if (existsSync(o.upper)) walk('');
+  }
+  return out;
+}
+
+/** Applies the upper layers to the granted paths, each file by rename (snapshot: persist). */
+function commitOverlays(overlays: LaunchPlan['overlays']): void {
+  for (const o of overlays) {
+    const walk = (rel: string) => {
+      for (const name of readdirSync(posix.join(o.upper, rel)).sort()) {
+        const r = rel ? `${rel}/${name}` : name;
+        const src = posix.join(o.upper, r);
+        const dst = posix.join(o.path, r);
+        const st: Stats = lstatSync(src);
+        if (st.isCharacterDevice() && st.rdev === 0) rmSync(dst, { recursive: true, force: true });
+        else if (st.isDirectory()) {
+          if (!existsSync(dst)) mkdirSync(dst, { mode: st.mode & 0o7777 });
+          walk(r);
+        } else {
+          const tmp = posix.join(posix.dirname(dst), `.agentbox-commit-${process.pid}-${name}`);
+          if (st.isSymbolicLink()) symlinkSync(readlinkSync(src), tmp);
+          else copyFileSync(src, tmp);
+          if (!st.isSymbolicLink()) chmodSync(tmp, st.mode & 0o7777);
+          try {
+            chownSync(tmp, st.uid, st.gid);
+          } catch {
+            // not root: keep the invoking user's ownership
+          }
+          renameSync(tmp, dst);
+        }
+      }
+    };
+    if (existsSync(o.upper)) walk('');
+  }
+}
+
+export async function launchProcess(model: Model, opts: LaunchOptions): Promise<LaunchResult | LaunchPlan> {
+  const root = process.getuid?.() === 0;
+  const tools = await preflight(model, root, opts);
+  const id = newSessionId(model.name);
+  const sessionDir = posix.join(opts.state, 'sessions', id);
+  const cgroups: SessionCgroups | undefined = opts.dryRun ? undefined : createCgroups(id, model.limits);
+  const facts: LaunchFacts = {
+    root,
+    uid: root ? model.agent.uid : process.getuid!(),
+    gid: root ? model.agent.uid : process.getgid!(),
+    topLinks: topLinks(),
+    kind: kindOf,
+    sessionDir,
+    landlockHelper: opts.landlockHelper,
+    cgroupProcs: cgroups?.procs ?? [],
+    cwd: process.cwd(),
+    term: process.env.TERM,
+    socat: tools.socat,
+    setpriv: tools.setpriv,
+    unshare: tools.unshare,
+    bwrap: tools.bwrap,
+  };
+  const plan = buildLaunchPlan(model, opts.command, facts);
+  if (opts.dryRun) return plan;
+
+  const audit = new AuditSink(opts.state);
+  const event = (action: string, resource: string, decision: 'allow' | 'deny' | 'info', reason: string, details?: Record<string, unknown>) =>
+    audit.append({ session: id, agent: model.name, action, resource, decision, reason, ...(details ? { details } : {}) });
+
+  // The session's directories: traversable (not listable) by the agent uid, which
+  // bubblewrap runs as when it binds the overlay and the proxy socket.
+  mkdirSync(sessionDir, { recursive: true, mode: 0o711 });
+  chmodSync(opts.state, 0o711);
+  chmodSync(posix.join(opts.state, 'sessions'), 0o711);
+  for (const o of plan.overlays) {
+    for (const d of [o.upper, o.work, o.merged, o.lower]) mkdirSync(d, { recursive: true, mode: 0o700 });
+    const st = statSync(o.path);
+    chownSync(o.upper, st.uid, st.gid);
+    chmodSync(o.upper, st.mode & 0o7777);
+    chmodSync(posix.dirname(o.upper), 0o711);
+    chmodSync(posix.dirname(posix.dirname(o.upper)), 0o711);
+  }
+
+  const egress = { allowed: 0, denied: {} as Record<string, number> };
+  let proxy: EgressProxy | undefined;
+  if (plan.proxySocket) {
+    mkdirSync(posix.dirname(plan.proxySocket), { recursive: true, mode: 0o755 });
+    chmodSync(posix.dirname(plan.proxySocket), 0o755);
+    proxy = new EgressProxy({
+      rules: { grants: model.grants.net, denies: model.denies.net },
+      agent: model.name,
+      ...(opts.resolve ? { resolve: opts.resolve } : {}),
+      onEvent: (e: EgressEvent) => {
+        if (e.reason === 'closed') {
+          event(e.action, `${e.host}:${e.port}`, 'allow', 'closed', { bytesIn: e.bytesIn, bytesOut: e.bytesOut, address: e.address });
+          return;
+        }
+        event(e.action, `${e.host}:${e.port}`, e.decision, e.reason, { rule: e.rule ?? null, address: e.address ?? null });
+        if (e.decision === 'allow') egress.allowed++;
+        else {
+          const k = `${e.host}:${e.port}`;
+          egress.denied[k] = (egress.denied[k] ?? 0) + 1;
+          if (opts.verbose) opts.log(`agentbox: denied ${k}: ${e.reason}`);
+        }
+      },
+    });
+    await proxy.listen({ path: plan.proxySocket });
+    chmodSync(plan.proxySocket, 0o666);
+  }
+
+  const started = new Date();
+  const session: Session = {
+    id,
+    agent: model.name,
+    runtime: 'process',
+    state: 'running',
+    pid: 0,
+    launcherPid: process.pid,
+    startedAt: started.toISOString(),
+    expiresAt: model.ttlSeconds !== undefined ? new Date(started.getTime() + model.ttlSeconds * 1000).toISOString() : null,
+    exitCode: null,
+    endedAt: null,
+    endReason: null,
+    dir: sessionDir,
+  };
+
+  const child = spawn(plan.argv[0]!, plan.argv.slice(1), { stdio: ['inherit', 'inherit', 'inherit', 'pipe'], detached: true });
+  const seccompPipe = child.stdio[3] as NodeJS.WritableStream;
+  seccompPipe.end(seccompBytes());
+  session.pid = child.pid ?? 0;
+  writeSession(opts.state, session);
+  event('launch', opts.command.join(' '), 'allow', 'session started', {
+    runtime: 'process',
+    uid: facts.uid,
+    grants: [...model.grants.fs, ...model.grants.net, ...model.grants.exec].map((g) => g.source.text),
+    ttlSeconds: model.ttlSeconds ?? null,
+    limits: model.limits,
+    landlock: Boolean(opts.landlockHelper),
+  });
+
+  let endReason = 'exited';
+  const killGroup = (signal: NodeJS.Signals) => {
+    try {
+      process.kill(-child.pid!, signal);
+    } catch {
+      // already gone
+    }
+    for (const pid of cgroups?.members() ?? []) {
+      try {
+        process.kill(pid, signal);
+      } catch {
+        // gone
+      }
+    }
+  };
+  const end = (reason: string) => {
+    if (endReason !== 'exited') return;
+    endReason = reason;
+    killGroup('SIGTERM');
+    setTimeout(() => killGroup('SIGKILL'), 2000).unref();
+  };
+  const ttlTimer =
+    model.ttlSeconds !== undefined
+      ? setTimeout(() => {
+          opts.log(`agentbox: ${id} reached its ttl of ${model.ttlSeconds}s; ending the session`);
+          event('ttl.expired', id, 'deny', `ttl ${model.ttlSeconds}s reached`);
+          end('ttl');
+        }, model.ttlSeconds * 1000)
+      : undefined;
+  const onSignal = (sig: NodeJS.Signals) => end(sig === 'SIGTERM' ? 'killed' : `signal ${sig}`);
+  for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, onSignal);
+
+  const exitCode = await new Promise<number>((resolve) => {
+    child.on('error', (e: NodeJS.ErrnoException) => {
+      opts.log(`agentbox: cannot start the box: ${e.message}`);
+      resolve(e.code === 'ENOENT' ? 127 : 125);
+    });
+    child.on('exit', (code, signal) => resolve(code ?? 128 + (signal ? ({ SIGKILL: 9, SIGTERM: 15, SIGINT: 2, SIGHUP: 1 } as Record<string, number>)[signal] ?? 1 : 1)));
+  });
+  if (ttlTimer) clearTimeout(ttlTimer);
+  for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(s, onSignal);
+  killGroup('SIGKILL');
+  await proxy?.close();
+
+  const hits = cgroups?.hits() ?? { pids: 0, memory: 0 };
+  if (hits.pids > 0) event('limit.pids', id, 'deny', `${hits.pids} process creations refused at pids=${model.limits.pids}`);
+  if (hits.memory > 0) event('limit.memory', id, 'deny', `memory limit reached ${hits.memory} times`);
+  cgroups?.remove();
+  event('exit', id, 'info', endReason, { exitCode });
+
+  const changes = overlayChanges(plan.overlays);
+  if (plan.overlays.length > 0) {
+    if (model.runtime.snapshot === 'persist') {
+      commitOverlays(plan.overlays);
+      event('persist', id, 'info', `${changes.length} changes committed`, { changes: changes.map((c) => `${c.kind} ${c.path}`) });
+    } else {
+      event('revert', id, 'info', `${changes.length} changes discarded`, { changes: changes.map((c) => `${c.kind} ${c.path}`) });
+    }
+  }
+  rmSync(sessionDir, { recursive: true, force: true });
+  writeSession(opts.state, { ...session, state: 'exited', exitCode, endedAt: new Date().toISOString(), endReason });
+  return { session: id, exitCode, endReason, changes, egress };
+}
