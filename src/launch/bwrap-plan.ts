@@ -126,7 +126,8 @@ export function buildLaunchPlan(model: Model, command: string[], f: LaunchFacts)
     if (!visible) continue;
     const kind = f.kind(d.path);
     if (d.access === 'all') {
-      if (kind === 'dir') b.push('--tmpfs', d.path, '--remount-ro', d.path);
+      // Mode 000: the agent can neither list nor enter a denied directory.
+      if (kind === 'dir') b.push('--perms', '0000', '--tmpfs', d.path, '--remount-ro', d.path);
       else if (kind === 'file') b.push('--ro-bind', '/dev/null', d.path);
     } else if (kind !== 'missing') b.push('--ro-bind', d.path, d.path);
   }

@@ -30,10 +30,41 @@ const BPF_RET_K = 0x06;
 const RET_KILL_PROCESS = 0x80000000;
 const RET_ERRNO_EPERM = 0x00050000 | 1;
 const RET_ALLOW = 0x7fff0000;
+const BPF_ALU_AND_K = 0x54;
 const OFFSET_NR = 0;
 const OFFSET_ARCH = 4;
+const OFFSET_ARG0 = 16;
+const OFFSET_ARG1 = 24;
+const NR_SOCKET = 41;
+const AF_INET = 2;
+const AF_INET6 = 10;
+const AF_PACKET = 17;
+const SOCK_TYPE_MASK = 0xf;
+const SOCK_DGRAM = 2;
+const SOCK_RAW = 3;
 
 type Insn = [code: number, jt: number, jf: number, k: number];
+
+/**
+ * socket(2) argument checks: no UDP or raw IP sockets (so no DNS or UDP of the agent's
+ * own, even inside its empty network namespace) and no packet sockets. Jumps are
+ * relative; every path ends in a return.
+ */
+function socketFilter(): Insn[] {
+  return [
+    [BPF_JEQ_K, 0, 10, NR_SOCKET], //  not socket(): skip to the syscall list
+    [BPF_LD_W_ABS, 0, 0, OFFSET_ARG0],
+    [BPF_JEQ_K, 7, 0, AF_PACKET], // -> deny
+    [BPF_JEQ_K, 1, 0, AF_INET],
+    [BPF_JEQ_K, 0, 4, AF_INET6], // neither: allow
+    [BPF_LD_W_ABS, 0, 0, OFFSET_ARG1],
+    [BPF_ALU_AND_K, 0, 0, SOCK_TYPE_MASK],
+    [BPF_JEQ_K, 2, 0, SOCK_DGRAM], // -> deny
+    [BPF_JEQ_K, 1, 0, SOCK_RAW], // -> deny
+    [BPF_RET_K, 0, 0, RET_ALLOW],
+    [BPF_RET_K, 0, 0, RET_ERRNO_EPERM],
+  ];
+}
 
 /** The filter as instructions (for tests) — see `seccompBytes`. */
 export function seccompProgram(denied: readonly number[] = Object.values(DENIED_SYSCALLS_X86_64)): Insn[] {
@@ -44,7 +75,10 @@ export function seccompProgram(denied: readonly number[] = Object.values(DENIED_
     [BPF_LD_W_ABS, 0, 0, OFFSET_NR],
     [BPF_JGE_K, 0, 1, X32_SYSCALL_BIT],
     [BPF_RET_K, 0, 0, RET_ERRNO_EPERM],
+    ...socketFilter(),
   ];
+  // socketFilter falls through with the syscall number no longer in the accumulator.
+  prog.push([BPF_LD_W_ABS, 0, 0, OFFSET_NR]);
   for (const nr of [...new Set(denied)].sort((a, b) => a - b)) {
     prog.push([BPF_JEQ_K, 0, 1, nr], [BPF_RET_K, 0, 0, RET_ERRNO_EPERM]);
   }
@@ -64,12 +98,13 @@ export function seccompBytes(prog: Insn[] = seccompProgram()): Buffer {
   return buf;
 }
 
-/** Runs the filter over (arch, nr) as the kernel would: for tests. */
-export function evaluate(prog: Insn[], arch: number, nr: number): number {
+/** Runs the filter over (arch, nr, args) as the kernel would: for tests. */
+export function evaluate(prog: Insn[], arch: number, nr: number, args: number[] = []): number {
   let acc = 0;
   for (let pc = 0; pc < prog.length; ) {
     const [code, jt, jf, k] = prog[pc]!;
-    if (code === BPF_LD_W_ABS) acc = k === OFFSET_ARCH ? arch : nr;
+    if (code === BPF_LD_W_ABS) acc = k === OFFSET_ARCH ? arch : k === OFFSET_NR ? nr : (args[(k - OFFSET_ARG0) / 8] ?? 0);
+    else if (code === BPF_ALU_AND_K) acc = acc & k;
     else if (code === BPF_RET_K) return k >>> 0;
     else if (code === BPF_JEQ_K) {
       pc += 1 + ((acc >>> 0) === (k >>> 0) ? jt : jf);
