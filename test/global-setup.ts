@@ -1,8 +1,7 @@
-/** Builds dist/ once so the CLI tests run the same code the package ships. */
+/** Builds dist/ (tsc, the precompiled validator, the bundle, landlock-exec) once, so the CLI tests run what ships. */
 import { execa } from 'execa';
 import { join } from 'node:path';
 
 export default async function setup(): Promise<void> {
-  const root = join(import.meta.dirname, '..');
-  await execa(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.json')], { stdio: 'inherit' });
+  await execa('npm', ['run', '--silent', 'build'], { cwd: join(import.meta.dirname, '..'), stdio: 'inherit' });
 }

@@ -6,19 +6,46 @@ import { Command, CommanderError } from 'commander';
 import { AgentboxError, ExitCode } from '../errors.js';
 import { EnvVar } from '../env.js';
 import { createIo, type Io } from './io.js';
-import { registerApply } from './commands/apply.js';
-import { registerDescribe } from './commands/describe.js';
-import { registerDoctor } from './commands/doctor.js';
-import { registerExplain } from './commands/explain.js';
-import { registerGenerate } from './commands/generate.js';
-import { registerLaunch } from './commands/launch.js';
-import { registerSessions } from './commands/sessions.js';
-import { registerSchema } from './commands/schema.js';
-import { registerValidate } from './commands/validate.js';
+import { usePrecompiledValidator } from '../manifest/parse.js';
+
+type Register = (program: Command, run: (fn: (io: Io) => Promise<number>) => Promise<void>) => void;
+
+/** Command modules, loaded only when their command runs (start-up time is launch time). */
+const COMMANDS: Record<string, () => Promise<Register[]>> = {
+  validate: async () => [(await import('./commands/validate.js')).registerValidate],
+  describe: async () => [(await import('./commands/describe.js')).registerDescribe],
+  explain: async () => [(await import('./commands/explain.js')).registerExplain],
+  generate: async () => [(await import('./commands/generate.js')).registerGenerate],
+  apply: async () => [(await import('./commands/apply.js')).registerApply],
+  launch: async () => [(await import('./commands/launch.js')).registerLaunch],
+  ps: async () => [(await import('./commands/sessions.js')).registerSessions],
+  kill: async () => [(await import('./commands/sessions.js')).registerSessions],
+  doctor: async () => [(await import('./commands/doctor.js')).registerDoctor],
+  schema: async () => [(await import('./commands/schema.js')).registerSchema],
+};
+
+async function registrations(argv: string[]): Promise<Register[]> {
+  const name = argv.slice(2).find((a) => !a.startsWith('-'));
+  if (name !== undefined && COMMANDS[name]) return COMMANDS[name]!();
+  const seen = new Set<Register>();
+  for (const load of Object.values(COMMANDS)) for (const r of await load()) seen.add(r);
+  return [...seen];
+}
 
 export const VERSION = '0.1.0';
 
+/** The build's precompiled schema validator, when present (start-up time). */
+async function precompiledValidator(): Promise<void> {
+  try {
+    const mod = (await import(new URL('../manifest/schema-validator.js', import.meta.url).href)) as { default: Parameters<typeof usePrecompiledValidator>[0] };
+    usePrecompiledValidator(mod.default);
+  } catch {
+    // not built: parse.ts compiles the schema itself
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
+  await precompiledValidator();
   let exitCode: number = ExitCode.ok;
   const program = new Command('agentbox');
   const ioFor = () => {
@@ -56,15 +83,7 @@ Examples:
   agentbox generate cowork --out dist/           systemd, AppArmor, iptables, nft
   agentbox doctor                                what this host can enforce`);
 
-  registerValidate(program, run);
-  registerDescribe(program, run);
-  registerExplain(program, run);
-  registerGenerate(program, run);
-  registerApply(program, run);
-  registerLaunch(program, run);
-  registerSessions(program, run);
-  registerDoctor(program, run);
-  registerSchema(program, run);
+  for (const register of await registrations(argv)) register(program, run);
 
   try {
     await program.parseAsync(argv);

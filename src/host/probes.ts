@@ -5,6 +5,7 @@
 import { execa } from 'execa';
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { whichSync } from './which.js';
 
 export interface Probe {
   /** Short control name: bubblewrap, iptables, ... */
@@ -19,18 +20,7 @@ export interface Probe {
 
 /** Absolute path of a program on PATH (plus the sbin directories), or undefined. */
 export async function which(cmd: string): Promise<string | undefined> {
-  const dirs = [...(process.env.PATH ?? '').split(':'), '/usr/local/sbin', '/usr/sbin', '/sbin'];
-  for (const d of dirs) {
-    if (!d) continue;
-    const p = `${d}/${cmd}`;
-    try {
-      accessSync(p, constants.X_OK);
-      return p;
-    } catch {
-      // keep looking
-    }
-  }
-  return undefined;
+  return whichSync(cmd);
 }
 
 async function version(cmd: string, args: string[] = ['--version']): Promise<{ ok: boolean; text: string }> {

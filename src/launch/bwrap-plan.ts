@@ -163,7 +163,7 @@ export function buildLaunchPlan(model: Model, command: string[], f: LaunchFacts)
     const hexPort = BOX_PROXY_PORT.toString(16).toUpperCase().padStart(4, '0');
     const init = [
       `${shQuote(f.socat!)} TCP-LISTEN:${BOX_PROXY_PORT},bind=127.0.0.1,reuseaddr,fork UNIX-CONNECT:${BOX_RUN}/proxy.sock 2>/dev/null &`,
-      `i=0; while [ $i -lt 500 ] && ! grep -q ' 0100007F:${hexPort} 00000000:0000 0A' /proc/net/tcp; do i=$((i+1)); sleep 0.01; done`,
+      `i=0; while [ $i -lt 2500 ] && ! grep -q ' 0100007F:${hexPort} 00000000:0000 0A' /proc/net/tcp; do i=$((i+1)); sleep 0.002; done`,
       'exec "$@"',
     ].join('\n');
     inner.push('/bin/sh', '-c', init, 'agentbox-init');

@@ -11,7 +11,7 @@ import type { Model } from '../model/types.js';
 import { effectiveFs } from '../plan/plan.js';
 import { isWithin } from '../manifest/normalise.js';
 import { AuditSink } from '../audit/sink.js';
-import { which } from '../host/probes.js';
+import { whichSync } from '../host/which.js';
 import { buildLaunchPlan, RESERVED, type LaunchFacts, type LaunchPlan, type PathKind } from './bwrap-plan.js';
 import { createCgroups, unenforceable, type SessionCgroups } from './cgroups.js';
 import { EgressProxy, type EgressEvent } from './proxy.js';
@@ -64,14 +64,14 @@ function topLinks(): Record<string, string> {
 }
 
 /** Checks what the box needs before anything starts; exit 4 names every gap. */
-async function preflight(model: Model, root: boolean, opts: LaunchOptions): Promise<{ bwrap: string; setpriv: string; unshare: string; socat: string | undefined }> {
+function preflight(model: Model, root: boolean, opts: LaunchOptions): { bwrap: string; setpriv: string; unshare: string; socat: string | undefined } {
   const gaps: string[] = [];
-  const bwrap = await which('bwrap');
+  const bwrap = whichSync('bwrap');
   if (!bwrap) gaps.push('bubblewrap is not installed (apt-get install bubblewrap)');
-  const setpriv = (await which('setpriv')) ?? '';
-  const unshare = (await which('unshare')) ?? '';
+  const setpriv = (whichSync('setpriv')) ?? '';
+  const unshare = (whichSync('unshare')) ?? '';
   if (root && (!setpriv || !unshare)) gaps.push('setpriv/unshare are not installed (apt-get install util-linux)');
-  const socat = model.grants.net.length > 0 ? await which('socat') : undefined;
+  const socat = model.grants.net.length > 0 ? whichSync('socat') : undefined;
   if (model.grants.net.length > 0 && !socat) gaps.push('socat is not installed, so the box cannot reach its egress proxy (apt-get install socat)');
   if (process.arch !== 'x64') gaps.push(`the seccomp filter is built for x86_64; this host is ${process.arch}`);
   if (!opts.landlockHelper) gaps.push('the Landlock layer is unavailable (the landlock-exec helper is not built, or the kernel has no Landlock)');
@@ -146,7 +146,7 @@ function commitOverlays(overlays: LaunchPlan['overlays']): void {
 
 export async function launchProcess(model: Model, opts: LaunchOptions): Promise<LaunchResult | LaunchPlan> {
   const root = process.getuid?.() === 0;
-  const tools = await preflight(model, root, opts);
+  const tools = preflight(model, root, opts);
   const id = newSessionId(model.name);
   const sessionDir = posix.join(opts.state, 'sessions', id);
   const cgroups: SessionCgroups | undefined = opts.dryRun ? undefined : createCgroups(id, model.limits);

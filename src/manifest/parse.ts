@@ -5,7 +5,8 @@
  * errors, and alias expansion is bounded by the yaml library's default.
  */
 
-import { Ajv, type ErrorObject } from 'ajv';
+import type { ErrorObject } from 'ajv';
+import { createRequire } from 'node:module';
 import { isMap, isPair, isScalar, LineCounter, parseDocument, type Document } from 'yaml';
 import type { Diagnostic } from './diagnostics.js';
 import { pointerOf } from './diagnostics.js';
@@ -64,9 +65,20 @@ export function parseYaml(text: string, file: string): { doc?: ParsedDocument; e
   return { doc: { file, value, locate }, errors: [] };
 }
 
-let compiled: ReturnType<Ajv['compile']> | undefined;
-function validator() {
-  compiled ??= new Ajv({ allErrors: true, strict: true, allowUnionTypes: true }).compile(manifestSchema);
+type Validate = ((data: unknown) => boolean) & { errors?: ErrorObject[] | null };
+let compiled: Validate | undefined;
+
+/** Installs the build's precompiled validator (see build-validator.ts). */
+export function usePrecompiledValidator(v: Validate): void {
+  compiled = v;
+}
+
+function validator(): Validate {
+  if (!compiled) {
+    // Loaded on demand: a built agentbox uses the precompiled validator and never pays for ajv.
+    const { Ajv } = createRequire(import.meta.url)('ajv') as typeof import('ajv');
+    compiled = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true }).compile(manifestSchema) as Validate;
+  }
   return compiled;
 }
 

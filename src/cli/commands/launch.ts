@@ -4,7 +4,7 @@
  * agentbox's own failure, not executable, not found; 4 when the box cannot be built).
  */
 import type { Command } from 'commander';
-import { execa } from 'execa';
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { AgentboxError } from '../../errors.js';
@@ -12,6 +12,7 @@ import { launchProcess, type LaunchResult } from '../../launch/process.js';
 import type { LaunchPlan } from '../../launch/bwrap-plan.js';
 import { stateDir } from '../../launch/state.js';
 import { packageRoot } from '../../host/files.js';
+import { whichSync } from '../../host/which.js';
 import { showPath } from '../../model/describe.js';
 import { loadModel, manifestOptionsHelp, type ManifestOptions } from '../context.js';
 import type { Io } from '../io.js';
@@ -27,8 +28,8 @@ export interface LaunchCliOptions extends ManifestOptions {
 export async function landlockHelper(): Promise<string | undefined> {
   const helper = join(packageRoot(), 'dist', 'native', 'landlock-exec');
   if (!existsSync(helper)) return undefined;
-  const r = await execa(helper, ['--abi'], { reject: false, stdin: 'ignore' });
-  return r.exitCode === 0 && Number(String(r.stdout).trim()) > 0 ? helper : undefined;
+  const r = spawnSync(helper, ['--abi'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  return r.status === 0 && Number(r.stdout.trim()) > 0 ? helper : undefined;
 }
 
 export async function launchCommand(arg: string, cmd: string[], opts: LaunchCliOptions, io: Io): Promise<number> {
@@ -39,9 +40,9 @@ export async function launchCommand(arg: string, cmd: string[], opts: LaunchCliO
   }
   const command = cmd.length > 0 ? cmd : model.agent.command;
   if (cmd.length > 0 && !cmd[0]!.startsWith('/')) {
-    const r = await execa('sh', ['-c', 'command -v "$1"', 'sh', cmd[0]!], { reject: false });
-    if (r.exitCode !== 0) throw new AgentboxError('USAGE', `${cmd[0]}: command not found`, { exitCode: 127 });
-    command[0] = String(r.stdout).trim();
+    const found = cmd[0]!.includes('/') ? undefined : whichSync(cmd[0]!);
+    if (!found) throw new AgentboxError('USAGE', `${cmd[0]}: command not found`, { exitCode: 127 });
+    command[0] = found;
   }
   const result = await launchProcess(model, {
     command,
