@@ -34,7 +34,7 @@ describe('installed agentbox', () => {
   });
 
   it('every command has --help with examples', async () => {
-    for (const cmd of ['validate', 'describe', 'explain', 'generate', 'apply', 'doctor', 'schema']) {
+    for (const cmd of ['validate', 'describe', 'explain', 'generate', 'apply', 'launch', 'ps', 'kill', 'doctor', 'schema', 'userns-profile']) {
       const r = await run([cmd, '--help']);
       expect(r.code, cmd).toBe(0);
       expect(r.stdout, cmd).toMatch(/Examples:\n  agentbox /);

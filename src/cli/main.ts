@@ -22,6 +22,7 @@ const COMMANDS: Record<string, () => Promise<Register[]>> = {
   kill: async () => [(await import('./commands/sessions.js')).registerSessions],
   doctor: async () => [(await import('./commands/doctor.js')).registerDoctor],
   schema: async () => [(await import('./commands/schema.js')).registerSchema],
+  'userns-profile': async () => [(await import('./commands/userns.js')).registerUserns],
 };
 
 async function registrations(argv: string[]): Promise<Register[]> {

@@ -68,7 +68,7 @@ export function parseYaml(text: string, file: string): { doc?: ParsedDocument; e
 type Validate = ((data: unknown) => boolean) & { errors?: ErrorObject[] | null };
 let compiled: Validate | undefined;
 
-/** Installs the build's precompiled validator (see build-validator.ts). */
+/** Installs the build's precompiled validator (see host/build-validator.ts). */
 export function usePrecompiledValidator(v: Validate): void {
   compiled = v;
 }

@@ -23,3 +23,11 @@ describe('published schema', () => {
     }
   });
 });
+
+describe('precompiled validator', () => {
+  it('the build generates it from the same schema (it accepts and rejects alike)', async () => {
+    const { validatorSource } = await import('../../src/host/build-validator.js');
+    const src = validatorSource();
+    expect(src).toContain(JSON.stringify(JSON.parse(schemaText())).slice(0, 80));
+  });
+});

@@ -38,7 +38,13 @@ export async function doctorCommand(io: Io): Promise<number> {
 export function runtimeReadiness(probes: Probe[]): { name: string; ready: boolean; why: string }[] {
   const ok = (n: string) => probes.find((p) => p.name === n)?.available ?? false;
   return [
-    { name: 'process runtime', ready: false, why: ok('bubblewrap') ? 'bubblewrap works here; the launcher lands with the process-runtime issue' : 'needs bubblewrap' },
+    {
+      name: 'process runtime',
+      ready: ok('bubblewrap') && ok('landlock') && ok('seccomp'),
+      why: !ok('bubblewrap')
+        ? ok('userns') ? 'needs bubblewrap' : 'user namespaces are restricted: install the profile from `agentbox userns-profile`'
+        : `bubblewrap, ${ok('landlock') ? 'Landlock' : 'no Landlock (launch fails closed)'}, seccomp${ok('cgroups') ? ', cgroup limits (as root)' : ', no cgroup limits (manifests with limits fail closed)'}`,
+    },
     { name: 'container runtime', ready: false, why: ok('dockerd') ? 'dockerd answers; the launcher lands with the container-runtime issue' : 'needs a running dockerd' },
     { name: 'micro-VM runtime', ready: false, why: ok('qemu') ? 'qemu is installed; the launcher lands with the micro-VM issue' : 'needs qemu-system-x86' },
     { name: 'system service (apply)', ready: ok('systemd') && ok('iptables'), why: ok('systemd') ? 'systemd is PID 1' : 'systemd is not PID 1 here: use apply --root DIR to install into an image' },

@@ -7,7 +7,7 @@
 import { Ajv } from 'ajv';
 import standaloneCode from 'ajv/dist/standalone/index.js';
 import { writeFileSync } from 'node:fs';
-import { manifestSchema } from './schema.js';
+import { manifestSchema } from '../manifest/schema.js';
 
 export function validatorSource(): string {
   const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true, code: { source: true, esm: true } });

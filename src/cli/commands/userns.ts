@@ -1,0 +1,34 @@
+/**
+ * `agentbox userns-profile`: the AppArmor profile that lets bubblewrap create user
+ * namespaces on hosts that restrict them (Ubuntu 24.04's
+ * kernel.apparmor_restrict_unprivileged_userns), instead of an opaque bwrap error.
+ */
+import type { Command } from 'commander';
+import { AgentboxError } from '../../errors.js';
+import { apparmorPath } from '../../generate/escape/apparmor.js';
+import { render, template } from '../../generate/template.js';
+import { readTemplates } from '../../host/files.js';
+import { whichSync } from '../../host/which.js';
+import type { Io } from '../io.js';
+
+export async function usernsProfileCommand(opts: { bwrap?: string }, io: Io): Promise<number> {
+  const bwrap = opts.bwrap ?? whichSync('bwrap');
+  if (!bwrap) throw new AgentboxError('CONTROL_UNAVAILABLE', 'bubblewrap is not installed (apt-get install bubblewrap)');
+  if (!bwrap.startsWith('/')) throw new AgentboxError('USAGE', `--bwrap ${bwrap}: give the absolute path of bwrap`);
+  io.out(render('bwrap-userns.apparmor', template(readTemplates(), 'linux/bwrap-userns.apparmor'), { bwrap, bwrapQuoted: apparmorPath(bwrap) }).trimEnd());
+  return 0;
+}
+
+export function registerUserns(program: Command, run: (fn: (io: Io) => Promise<number>) => Promise<void>): void {
+  program
+    .command('userns-profile')
+    .description('print the AppArmor profile that lets bubblewrap create user namespaces where the kernel restricts them')
+    .option('--bwrap <path>', 'the bwrap to allow (default: the one on PATH)')
+    .addHelpText('after', `
+agentbox doctor says when this is needed (the userns probe).
+
+Examples:
+  agentbox userns-profile | sudo tee /etc/apparmor.d/agentbox-bwrap
+  sudo apparmor_parser -r /etc/apparmor.d/agentbox-bwrap`)
+    .action((opts: { bwrap?: string }) => run((io) => usernsProfileCommand(opts, io)));
+}
