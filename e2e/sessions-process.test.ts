@@ -51,7 +51,8 @@ describe('process runtime sessions', () => {
     expect(sessions).toHaveLength(1);
     expect(sessions[0]).toMatchObject({ agent: 'pskill', runtime: 'process', state: 'running', pid: expect.any(Number) });
     const t0 = Date.now();
-    expect((await run(['kill', sessions[0]!.id], env)).exitCode).toBe(0);
+    expect((await run(['kill', '--agent', 'nosuchagent'], env)).exitCode).toBe(2);
+    expect((await run(['kill', '--agent', 'pskill'], env)).exitCode).toBe(0);
     const r = await child;
     expect(Date.now() - t0).toBeLessThan(3000);
     expect(r.exitCode).toBe(143);
@@ -80,6 +81,39 @@ describe('process runtime sessions', () => {
     expect(readdirSync(work).filter((f) => f.startsWith('.agentbox'))).toEqual([]);
     expect(String(r.stderr)).toMatch(/4 changes kept|5 changes kept/);
   }, 30_000);
+
+  it('persist never commits a FIFO (it would hang the launcher) and drops setuid bits', async () => {
+    const work = join(base, 'persist-hostile');
+    mkdirSync(work);
+    chownSync(work, 64000, 64000);
+    const m = manifest('persisthostile', `capabilities: [exec:/usr/bin, "fs:write:${work}"]\nruntime: { snapshot: persist }\n`);
+    const r = await run(['launch', m, '--home', base, '--', '/bin/sh', '-c', `mkfifo ${work}/fifo; cp /usr/bin/true ${work}/suid; chmod 4755 ${work}/suid`], {
+      AGENTBOX_STATE_DIR: mkdtempSync(join(base, 'state-')),
+    });
+    expect(r.exitCode, String(r.stderr)).toBe(0);
+    expect(String(r.stderr)).toMatch(/not committed \(not a regular file, directory or symlink\): .*fifo/);
+    expect(existsSync(join(work, 'fifo'))).toBe(false);
+    expect(statSync(join(work, 'suid')).mode & 0o7777).toBe(0o755);
+  }, 30_000);
+
+  it('--verbose shows each denied connection as it happens', async () => {
+    const m = manifest('verbose', 'extends: [organizer]\ncapabilities: [exec:/usr/bin, "net:connect:api.example.com:443"]\n');
+    const r = await run(['launch', m, '--home', base, '--verbose', '--', '/usr/bin/python3', '-c', 'import urllib.request as u\ntry: u.urlopen("http://127.0.0.1:9/x")\nexcept Exception as e: print(e.code)'], {
+      AGENTBOX_STATE_DIR: mkdtempSync(join(base, 'state-')),
+    });
+    expect(String(r.stdout).trim()).toBe('403');
+    expect(String(r.stderr)).toMatch(/agentbox: denied 127\.0\.0\.1:9: 127\.0\.0\.1 is not in the allowlist/);
+    expect(String(r.stderr)).toMatch(/egress: 0 allowed, 1 denied \(127\.0\.0\.1:9 ×1\)/);
+  }, 30_000);
+
+  it('a state directory that could inject overlay options fails closed', async () => {
+    const m = manifest('badstate', `capabilities: [exec:/usr/bin, "fs:write:${base}/persist-work"]\n`);
+    const weird = join(base, 'a,lowerdir=x');
+    mkdirSync(weird);
+    const r = await run(['launch', m, '--home', base], { AGENTBOX_STATE_DIR: weird });
+    expect(r.exitCode).toBe(4);
+    expect(String(r.stderr)).toMatch(/state directory .* must contain only letters, digits/);
+  });
 
   it('--dry-run prints the box and starts nothing', async () => {
     const state = mkdtempSync(join(base, 'state-'));

@@ -76,6 +76,10 @@ function preflight(model: Model, root: boolean, opts: LaunchOptions): { bwrap: s
   if (process.arch !== 'x64') gaps.push(`the seccomp filter is built for x86_64; this host is ${process.arch}`);
   if (!opts.landlockHelper) gaps.push('the Landlock layer is unavailable (the landlock-exec helper is not built, or the kernel has no Landlock)');
   const writes = effectiveFs(model).fs.filter((g) => g.access === 'write');
+  // The session directory ends up in overlay mount options, where ',' and ':' separate options.
+  if (writes.length > 0 && !/^\/[A-Za-z0-9._\/-]*$/.test(opts.state)) {
+    gaps.push(`the state directory ${JSON.stringify(opts.state)} must contain only letters, digits and . _ - / to hold overlays (set AGENTBOX_STATE_DIR)`);
+  }
   if (writes.length > 0 && !root) gaps.push('writable grants are overlays, which this bubblewrap (0.8, no --overlay) can only build when agentbox runs as root');
   gaps.push(...unenforceable(model.limits).map((u) => `limit ${u}`));
   for (const g of effectiveFs(model).fs) {
@@ -113,8 +117,9 @@ export function overlayChanges(overlays: LaunchPlan['overlays']): Change[] {
   return out;
 }
 
-/** Applies the upper layers to the granted paths, each file by rename (snapshot: persist). */
-function commitOverlays(overlays: LaunchPlan['overlays']): void {
+/** Applies the upper layers to the granted paths, each file by rename (snapshot: persist). Returns what it refused to commit. */
+function commitOverlays(overlays: LaunchPlan['overlays']): string[] {
+  const skipped: string[] = [];
   for (const o of overlays) {
     const walk = (rel: string) => {
       for (const name of readdirSync(posix.join(o.upper, rel)).sort()) {
@@ -126,11 +131,16 @@ function commitOverlays(overlays: LaunchPlan['overlays']): void {
         else if (st.isDirectory()) {
           if (!existsSync(dst)) mkdirSync(dst, { mode: st.mode & 0o7777 });
           walk(r);
+        } else if (!st.isFile() && !st.isSymbolicLink()) {
+          // FIFOs, sockets and device nodes are never committed: copying a FIFO would
+          // block the launcher forever.
+          skipped.push(dst);
         } else {
           const tmp = posix.join(posix.dirname(dst), `.agentbox-commit-${process.pid}-${name}`);
           if (st.isSymbolicLink()) symlinkSync(readlinkSync(src), tmp);
           else copyFileSync(src, tmp);
-          if (!st.isSymbolicLink()) chmodSync(tmp, st.mode & 0o7777);
+          // Permission bits only: a setuid or setgid bit the agent set is dropped.
+          if (!st.isSymbolicLink()) chmodSync(tmp, st.mode & 0o777);
           try {
             chownSync(tmp, st.uid, st.gid);
           } catch {
@@ -142,6 +152,7 @@ function commitOverlays(overlays: LaunchPlan['overlays']): void {
     };
     if (existsSync(o.upper)) walk('');
   }
+  return skipped;
 }
 
 export async function launchProcess(model: Model, opts: LaunchOptions): Promise<LaunchResult | LaunchPlan> {
@@ -211,7 +222,9 @@ export async function launchProcess(model: Model, opts: LaunchOptions): Promise<
       },
     });
     await proxy.listen({ path: plan.proxySocket });
-    chmodSync(plan.proxySocket, 0o666);
+    // Only the agent's uid may use the proxy: another local user must not ride its egress.
+    chownSync(plan.proxySocket, facts.uid, facts.gid);
+    chmodSync(plan.proxySocket, 0o600);
   }
 
   const started = new Date();
@@ -297,8 +310,9 @@ export async function launchProcess(model: Model, opts: LaunchOptions): Promise<
   const changes = overlayChanges(plan.overlays);
   if (plan.overlays.length > 0) {
     if (model.runtime.snapshot === 'persist') {
-      commitOverlays(plan.overlays);
-      event('persist', id, 'info', `${changes.length} changes committed`, { changes: changes.map((c) => `${c.kind} ${c.path}`) });
+      const skipped = commitOverlays(plan.overlays);
+      for (const p of skipped) opts.log(`agentbox: not committed (not a regular file, directory or symlink): ${p}`);
+      event('persist', id, 'info', `${changes.length - skipped.length} changes committed`, { changes: changes.map((c) => `${c.kind} ${c.path}`), notCommitted: skipped });
     } else {
       event('revert', id, 'info', `${changes.length} changes discarded`, { changes: changes.map((c) => `${c.kind} ${c.path}`) });
     }
