@@ -15,6 +15,7 @@ import { existsSync, lstatSync, mkdirSync, readFileSync, realpathSync, renameSyn
 import { dirname, join, sep } from 'node:path';
 import { AgentboxError } from '../errors.js';
 import { iptablesChain, nftTable } from '../generate/escape/netfilter.js';
+import { shellLine } from '../generate/escape/shell.js';
 import type { Artifact } from '../generate/index.js';
 import { probeApparmorLsm, probeSystemd, which } from '../host/probes.js';
 
@@ -61,7 +62,7 @@ interface Step {
   undo(): Promise<void>;
 }
 
-const show = (cmd: string, args: readonly string[]) => [cmd, ...args].map((a) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+const show = (cmd: string, args: readonly string[]) => shellLine([cmd, ...args]);
 
 async function run(cmd: string, args: string[], input?: string): Promise<{ ok: boolean; stdout: string; stderr: string }> {
   const r = await execa(cmd, args, { reject: false, ...(input !== undefined ? { input } : { stdin: 'ignore' }) });

@@ -22,6 +22,7 @@ import { isWithin } from '../manifest/normalise.js';
 import type { Model } from '../model/types.js';
 import { effectiveFs } from '../plan/plan.js';
 import { agentEnvironment } from '../generate/linux/systemd.js';
+import { shQuote } from '../generate/escape/shell.js';
 
 export const BOX_PROXY_PORT = 3128;
 export const BOX_RUN = '/run/agentbox';
@@ -70,12 +71,6 @@ export interface LaunchPlan {
   /** The fd bubblewrap reads the seccomp program from. */
   seccompFd: number;
   landlock: string[];
-}
-
-/** POSIX shell single-quoting: the only way agentbox puts a value into a shell script. */
-export function shQuote(s: string): string {
-  if (s.includes('\0')) throw new Error('a NUL byte cannot be passed to a shell');
-  return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
 /** Dynamic loaders (landlock-exec skips the ones that do not exist). */

@@ -1,40 +1,21 @@
 /**
- * The egress proxy's decisions, pure: is HOST:PORT allowed, and are the addresses a
- * name resolved to acceptable? Shared by the proxy and by `explain`'s semantics
- * (a deny wins; `*.example.com` covers subdomains only; the port must match).
+ * The egress proxy's checks beyond the allowlist decision (which is model/decide.ts's
+ * decideEgress, shared with `explain`): are the addresses a name resolved to acceptable?
  */
 import { isIPv4, isIPv6 } from 'node:net';
-import { hostMatches } from '../model/decide.js';
-import type { NetDeny, NetGrant, RuleSource } from '../model/types.js';
+import { canonicalHost, decideEgress, type EgressDecision } from '../model/decide.js';
+import type { NetDeny, NetGrant } from '../model/types.js';
+
+export { canonicalHost };
 
 export interface EgressRules {
   grants: readonly NetGrant[];
   denies: readonly NetDeny[];
 }
 
-export type EgressDecision =
-  | { allow: true; rule: RuleSource }
-  | { allow: false; rule: RuleSource | undefined; reason: string };
-
-const ruleText = (s: RuleSource) => (s.origin === 'preset' ? `${s.text} (preset ${s.preset}, ${s.pointer})` : `${s.text} (${s.pointer})`);
-
-/** Canonical host: lowercase, no trailing dot, IPv6 without brackets. */
-export function canonicalHost(host: string): string {
-  let h = host.trim().toLowerCase();
-  if (h.startsWith('[') && h.endsWith(']')) h = h.slice(1, -1);
-  if (h.endsWith('.')) h = h.slice(0, -1);
-  return h;
-}
-
-export function decideEgress(rules: EgressRules, rawHost: string, port: number): EgressDecision {
-  const host = canonicalHost(rawHost);
-  const deny = rules.denies.find((d) => hostMatches(d.host, host) && (d.port === 'any' || d.port === port));
-  if (deny) return { allow: false, rule: deny.source, reason: `denied by ${ruleText(deny.source)}; deny always wins over grants` };
-  const grant = rules.grants.find((g) => hostMatches(g.host, host) && g.port === port);
-  if (grant) return { allow: true, rule: grant.source };
-  const otherPort = rules.grants.find((g) => hostMatches(g.host, host));
-  if (otherPort) return { allow: false, rule: undefined, reason: `${ruleText(otherPort.source)} allows port ${otherPort.port} only` };
-  return { allow: false, rule: undefined, reason: rules.grants.length === 0 ? 'this agent is granted no network access' : `${host} is not in the allowlist` };
+/** The proxy's decision: the same function `explain` uses. */
+export function decideEgressFor(rules: EgressRules, host: string, port: number): EgressDecision {
+  return decideEgress(rules.grants, rules.denies, host, port);
 }
 
 function v4ToInt(a: string): number {

@@ -15,7 +15,7 @@
 import { lookup } from 'node:dns/promises';
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect, isIP, type Socket } from 'node:net';
-import { decideEgress, pickAddress, type EgressRules } from './egress-policy.js';
+import { decideEgressFor, pickAddress, type EgressRules } from './egress-policy.js';
 
 export interface EgressEvent {
   action: 'egress.connect' | 'egress.http';
@@ -107,7 +107,7 @@ export class EgressProxy {
   /** Decision plus DNS check; returns the address to dial or the refusal. */
   private async admit(host: string, port: number): Promise<{ ok: true; address: string; rule: string } | { ok: false; reason: string; rule: string | undefined }> {
     if (this.closed) return { ok: false, reason: 'egress is cut for this session', rule: undefined };
-    const d = decideEgress(this.opts.rules, host, port);
+    const d = decideEgressFor(this.opts.rules, host, port);
     if (!d.allow) return { ok: false, reason: d.reason, rule: d.rule ? `${d.rule.text} (${d.rule.pointer})` : undefined };
     const rule = `${d.rule.text} (${d.rule.pointer})`;
     let addresses: string[];

@@ -7,7 +7,7 @@
 
 import { isWithin, lexicalPath } from '../manifest/normalise.js';
 import { parseGrant, type ScopeResult } from '../manifest/scope.js';
-import type { Model, RuleSource } from './types.js';
+import type { Model, NetDeny, NetGrant, RuleSource } from './types.js';
 
 export interface Decision {
   decision: 'allow' | 'deny';
@@ -28,6 +28,32 @@ export function hostMatches(pattern: string, host: string): boolean {
     return host.endsWith(suffix) && host.length > suffix.length;
   }
   return pattern === host;
+}
+
+export type EgressDecision = { allow: true; rule: RuleSource } | { allow: false; rule: RuleSource | undefined; reason: string };
+
+/** Canonical host: lowercase, no trailing dot, IPv6 without brackets. */
+export function canonicalHost(host: string): string {
+  let h = host.trim().toLowerCase();
+  if (h.startsWith('[') && h.endsWith(']')) h = h.slice(1, -1);
+  if (h.endsWith('.')) h = h.slice(0, -1);
+  return h;
+}
+
+/**
+ * The one network decision, used by `explain` and by the egress proxy for every
+ * connection: a matching deny wins, then a grant for the host (exact, or a subdomain
+ * of a wildcard) and this port, else the default deny.
+ */
+export function decideEgress(grants: readonly NetGrant[], denies: readonly NetDeny[], rawHost: string, port: number): EgressDecision {
+  const host = canonicalHost(rawHost);
+  const deny = denies.find((d) => hostMatches(d.host, host) && (d.port === 'any' || d.port === port));
+  if (deny) return { allow: false, rule: deny.source, reason: `denied by ${ruleText(deny.source)}; deny always wins over grants` };
+  const grant = grants.find((g) => hostMatches(g.host, host) && g.port === port);
+  if (grant) return { allow: true, rule: grant.source };
+  const otherPort = grants.find((g) => hostMatches(g.host, host));
+  if (otherPort) return { allow: false, rule: undefined, reason: `${ruleText(otherPort.source)} allows port ${otherPort.port} only` };
+  return { allow: false, rule: undefined, reason: grants.length === 0 ? 'this agent is granted no network access' : `${host} is not in the allowlist` };
 }
 
 /** Decides a request written in the grant grammar (`fs:read:/x`, `net:connect:h:443`, `exec:/bin/sh`). */
@@ -58,17 +84,8 @@ export function decide(model: Model, requestText: string): ScopeResult<Decision>
     case 'net': {
       const hostText = req.hostKind === 'ipv6' ? `[${req.host}]` : req.host;
       const request = `net:connect:${hostText}:${req.port}`;
-      const deny = model.denies.net.find((d) => hostMatches(d.host, req.host) && (d.port === 'any' || d.port === req.port));
-      if (deny) return { ok: true, value: { decision: 'deny', rule: deny.source, request, reason: `denied by ${ruleText(deny.source)}; deny always wins over grants` } };
-      const grant = model.grants.net.find((g) => hostMatches(g.host, req.host) && g.port === req.port);
-      if (grant) return { ok: true, value: { decision: 'allow', rule: grant.source, request, reason: `allowed by ${ruleText(grant.source)}` } };
-      const otherPort = model.grants.net.find((g) => hostMatches(g.host, req.host));
-      const reason = otherPort
-        ? `denied: ${ruleText(otherPort.source)} allows port ${otherPort.port} only`
-        : model.grants.net.length === 0
-          ? 'denied: this manifest grants no network access'
-          : 'denied: the host is not in the allowlist (everything not granted is denied)';
-      return { ok: true, value: { decision: 'deny', rule: undefined, request, reason } };
+      const d = decideEgress(model.grants.net, model.denies.net, req.host, req.port);
+      return { ok: true, value: d.allow ? { decision: 'allow', rule: d.rule, request, reason: `allowed by ${ruleText(d.rule)}` } : { decision: 'deny', rule: d.rule, request, reason: `denied: ${d.reason}` } };
     }
     case 'exec': {
       const lex = lexicalPath(req.path, model.home);

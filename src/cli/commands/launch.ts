@@ -13,6 +13,7 @@ import type { LaunchPlan } from '../../launch/bwrap-plan.js';
 import { stateDir } from '../../launch/state.js';
 import { packageRoot } from '../../host/files.js';
 import { whichSync } from '../../host/which.js';
+import { shellLine } from '../../generate/escape/shell.js';
 import { showPath } from '../../model/describe.js';
 import { loadModel, manifestOptionsHelp, type ManifestOptions } from '../context.js';
 import type { Io } from '../io.js';
@@ -58,7 +59,7 @@ export async function launchCommand(arg: string, cmd: string[], opts: LaunchCliO
     if (io.json) io.data(plan);
     else {
       io.out(`# ${model.name}: the box agentbox would build (nothing was started)`);
-      io.out(plan.argv.map((a) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' \\\n  '));
+      io.out(shellLine(plan.argv, ' \\\n  '));
       io.out(`# environment: ${plan.env.map(([k]) => k).join(' ')}`);
       io.out(`# writable grants as overlays: ${plan.overlays.map((o) => o.path).join(', ') || 'none'}; snapshot: ${model.runtime.snapshot}`);
     }
