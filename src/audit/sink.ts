@@ -1,10 +1,18 @@
 /**
- * The audit log writer: append-only JSON lines in STATE/audit.jsonl, one module so
- * chaining and signing (the incident-response issue) can grow here. Each entry carries
- * seq, time, session, agent, action, resource, decision and reason (SPEC §6); payloads
- * are never stored. Appends are synchronous so an entry reported is on disk.
+ * The tamper-evident audit log (SPEC §6): append-only JSON lines in STATE/audit.jsonl.
+ * Every entry carries seq, time, session, agent, action, resource, decision, reason,
+ * `prev` (sha256 of the previous line's bytes) and `sig` (ed25519 over the entry
+ * without `sig`, by the device key in STATE/keys, created 0600 on first use).
+ *
+ * Appends are crash-safe: an entry is acknowledged (returned) only after write and
+ * fsync. Several agentbox processes may append at once; a lock file serialises them so
+ * the chain never forks. A torn last line (a crash mid-write: it was never
+ * acknowledged) is moved aside to audit.torn-TIME.partial and an `audit.torn-tail`
+ * entry records its size and hash, so nothing is dropped silently.
+ * Payloads (file contents, bodies) are never passed here; callers hash them.
  */
-import { appendFileSync, existsSync, openSync, closeSync, readFileSync, fsyncSync } from 'node:fs';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, fstatSync, ftruncateSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
 export interface AuditEntry {
@@ -20,49 +28,182 @@ export interface AuditEntry {
 export interface AuditRecord extends AuditEntry {
   seq: number;
   time: string;
+  prev: string;
+  sig: string;
 }
+
+export const GENESIS = '0'.repeat(64);
+
+export function sha256Hex(data: string | Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** The device key pair, created on first use (private key 0600 in a 0700 directory). */
+export function deviceKey(state: string): { privateKey: KeyObject; publicKey: KeyObject; publicPem: string } {
+  const dir = join(state, 'keys');
+  const priv = join(dir, 'device-ed25519.pem');
+  const pub = join(dir, 'device-ed25519.pub.pem');
+  if (!existsSync(priv)) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    const tmp = `${priv}.${process.pid}`;
+    writeFileSync(tmp, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+    writeFileSync(pub, publicKey.export({ type: 'spki', format: 'pem' }), { mode: 0o644 });
+    try {
+      // Two processes racing on first use: the first key wins, the other is discarded.
+      renameSync(tmp, priv);
+    } catch {
+      unlinkSync(tmp);
+    }
+  }
+  const privateKey = createPrivateKey(readFileSync(priv));
+  const publicKey = createPublicKey(privateKey);
+  return { privateKey, publicKey, publicPem: publicKey.export({ type: 'spki', format: 'pem' }).toString() };
+}
+
+/** The bytes a signature covers: the record without `sig`, fields in their fixed order. */
+export function signedBytes(r: Omit<AuditRecord, 'sig'> | AuditRecord): string {
+  const { seq, time, session, agent, action, resource, decision, reason, details, prev } = r;
+  return JSON.stringify({ seq, time, session, agent, action, resource, decision, reason, ...(details !== undefined ? { details } : {}), prev });
+}
+
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
 export class AuditSink {
   readonly file: string;
-  private seq: number;
+  private readonly lockFile: string;
+  private readonly key: KeyObject;
 
-  constructor(dir: string) {
-    this.file = join(dir, 'audit.jsonl');
-    this.seq = lastSeq(this.file);
+  constructor(private readonly state: string) {
+    mkdirSync(state, { recursive: true });
+    this.file = join(state, 'audit.jsonl');
+    this.lockFile = join(state, 'audit.jsonl.lock');
+    this.key = deviceKey(state).privateKey;
   }
 
+  /** Appends one entry; returns it once it is on disk. */
   append(entry: AuditEntry): AuditRecord {
-    const record: AuditRecord = { seq: ++this.seq, time: new Date().toISOString(), ...entry };
-    appendFileSync(this.file, JSON.stringify(record) + '\n', { mode: 0o600 });
-    return record;
+    return this.appendMany([entry])[0]!;
   }
 
-  /** Forces what was appended to stable storage. */
-  sync(): void {
-    const fd = openSync(this.file, 'a');
+  /** Appends entries with one write and one fsync (group commit); returns them once on disk. */
+  appendMany(entries: readonly AuditEntry[]): AuditRecord[] {
+    this.lock();
     try {
-      fsyncSync(fd);
+      const fd = openSync(this.file, 'a+', 0o600);
+      try {
+        let { seq, prev } = this.tail(fd);
+        const out: AuditRecord[] = [];
+        let text = '';
+        for (const e of entries) {
+          const unsigned = { seq: ++seq, time: new Date().toISOString(), session: e.session, agent: e.agent, action: e.action, resource: e.resource, decision: e.decision, reason: e.reason, ...(e.details !== undefined ? { details: e.details } : {}), prev };
+          const body = signedBytes(unsigned);
+          const sig = sign(null, Buffer.from(body), this.key).toString('base64');
+          const line = `${body.slice(0, -1)},"sig":"${sig}"}`;
+          prev = sha256Hex(line);
+          text += line + '\n';
+          out.push({ ...unsigned, sig });
+        }
+        writeSync(fd, text);
+        fsyncSync(fd);
+        return out;
+      } finally {
+        closeSync(fd);
+      }
     } finally {
-      closeSync(fd);
+      this.unlock();
     }
   }
-}
 
-function lastSeq(file: string): number {
-  if (!existsSync(file)) return 0;
-  const lines = readFileSync(file, 'utf8').trimEnd().split('\n');
-  for (let i = lines.length - 1; i >= 0; i--) {
+  /** The last complete entry's seq and line hash; moves a torn tail aside and records it. */
+  private tail(fd: number): { seq: number; prev: string } {
+    const size = fstatSync(fd).size;
+    if (size === 0) return { seq: 0, prev: GENESIS };
+    let start = Math.max(0, size - 65536);
+    let buf = Buffer.alloc(0);
+    // Read back until the chunk holds a complete previous line.
+    for (;;) {
+      const chunk = Buffer.alloc(size - start);
+      readSync(fd, chunk, 0, chunk.length, start);
+      buf = chunk;
+      const body = buf.subarray(0, buf.length - 1);
+      if (start === 0 || body.includes(0x0a)) break;
+      start = Math.max(0, start - 65536);
+    }
+    if (buf[buf.length - 1] !== 0x0a) {
+      const cut = buf.lastIndexOf(0x0a);
+      const torn = buf.subarray(cut + 1);
+      const saved = join(this.state, `audit.torn-${new Date().toISOString().replace(/[:.]/g, '-')}.partial`);
+      writeFileSync(saved, torn, { mode: 0o600 });
+      ftruncateSync(fd, start + cut + 1);
+      fsyncSync(fd);
+      const before = this.tail(fd);
+      const note = { seq: before.seq + 1, time: new Date().toISOString(), session: '-', agent: '-', action: 'audit.torn-tail', resource: 'audit.jsonl', decision: 'info' as const, reason: 'an append was interrupted before it was acknowledged; its bytes were moved aside', details: { bytes: torn.length, sha256: sha256Hex(torn), savedAs: saved }, prev: before.prev };
+      const body = signedBytes(note);
+      const line = `${body.slice(0, -1)},"sig":"${sign(null, Buffer.from(body), this.key).toString('base64')}"}`;
+      writeSync(fd, line + '\n');
+      fsyncSync(fd);
+      return { seq: note.seq, prev: sha256Hex(line) };
+    }
+    const lines = buf.subarray(0, buf.length - 1).toString('utf8').split('\n');
+    const last = lines[lines.length - 1]!;
+    const seq = (JSON.parse(last) as { seq: number }).seq;
+    return { seq, prev: sha256Hex(last) };
+  }
+
+  private lock(): void {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      try {
+        const fd = openSync(this.lockFile, 'wx', 0o600);
+        writeSync(fd, String(process.pid));
+        closeSync(fd);
+        return;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        const holder = Number(readFileSyncSafe(this.lockFile));
+        if (holder > 0 && !isAlive(holder)) {
+          // The holder died mid-append: the lock is stale.
+          try {
+            unlinkSync(this.lockFile);
+          } catch {
+            // another process removed it first
+          }
+          continue;
+        }
+        if (Date.now() > deadline) throw new Error(`audit log is locked by pid ${holder} (${this.lockFile})`);
+        Atomics.wait(sleeper, 0, 0, 1);
+      }
+    }
+  }
+
+  private unlock(): void {
     try {
-      const seq = (JSON.parse(lines[i]!) as { seq?: number }).seq;
-      if (typeof seq === 'number') return seq;
+      unlinkSync(this.lockFile);
     } catch {
-      // a torn line: keep looking back
+      // already gone
     }
   }
-  return 0;
 }
 
-/** Reads every entry (for summaries and tests). */
+function readFileSyncSafe(p: string): string {
+  try {
+    return readFileSync(p, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Reads every complete entry (summaries and tests). */
 export function readAudit(dir: string): AuditRecord[] {
   const file = join(dir, 'audit.jsonl');
   if (!existsSync(file)) return [];

@@ -22,6 +22,7 @@ const COMMANDS: Record<string, () => Promise<Register[]>> = {
   kill: async () => [(await import('./commands/sessions.js')).registerSessions],
   doctor: async () => [(await import('./commands/doctor.js')).registerDoctor],
   schema: async () => [(await import('./commands/schema.js')).registerSchema],
+  audit: async () => [(await import('./commands/audit.js')).registerAudit],
   'userns-profile': async () => [(await import('./commands/userns.js')).registerUserns],
 };
 
@@ -46,6 +47,10 @@ async function precompiledValidator(): Promise<void> {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // `agentbox ... | head`: a reader that stops early is not an error.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+  });
   await precompiledValidator();
   let exitCode: number = ExitCode.ok;
   const program = new Command('agentbox');

@@ -1,0 +1,80 @@
+/**
+ * `agentbox audit verify` and `agentbox audit export`.
+ */
+import type { Command } from 'commander';
+import { createPublicKey } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { AgentboxError } from '../../errors.js';
+import { format, parseSyslogUrl, sendSyslog, type ExportFormat } from '../../audit/export.js';
+import type { AuditRecord } from '../../audit/sink.js';
+import { verifyLog } from '../../audit/verify.js';
+import { stateDir } from '../../launch/state.js';
+import type { Io } from '../io.js';
+
+function publicKey(opts: { key?: string }) {
+  const path = opts.key ?? join(stateDir(), 'keys', 'device-ed25519.pub.pem');
+  if (!existsSync(path)) throw new AgentboxError('USAGE', `no public key at ${path}`, { details: ['give the device public key with --key PEM'] });
+  return createPublicKey(readFileSync(path));
+}
+
+export async function verifyCommand(file: string | undefined, opts: { full?: boolean; key?: string }, io: Io): Promise<number> {
+  const path = file ?? join(stateDir(), 'audit.jsonl');
+  if (!existsSync(path)) throw new AgentboxError('USAGE', `${path}: no audit log`);
+  const t0 = performance.now();
+  const r = verifyLog(readFileSync(path, 'utf8'), publicKey(opts), Boolean(opts.full));
+  const ms = performance.now() - t0;
+  if (io.json) io.data({ file: path, ...r, ms: Math.round(ms) });
+  else if (r.firstBad) io.out(`${io.style.red('BAD')}  ${path}: entry at line ${r.firstBad.line}${r.firstBad.seq !== null ? ` (seq ${r.firstBad.seq})` : ''}: ${r.firstBad.problem}`);
+  else if (r.tornLine !== null) io.out(`${io.style.yellow('TORN')}  ${path}: entries 1-${r.entries} intact; line ${r.tornLine} is torn (an append interrupted by a crash, or the log cut short); the next append moves it aside`);
+  else io.out(`${io.style.green('ok')}  ${path}: ${r.entries} entries, chain intact, ${r.checkedSignatures} signature${r.checkedSignatures === 1 ? '' : 's'} checked (${ms.toFixed(0)} ms)`);
+  return r.ok ? 0 : 1;
+}
+
+export async function exportCommand(opts: { format: string; since?: string; to?: string; file?: string }, io: Io): Promise<number> {
+  if (!['json', 'cef', 'ocsf'].includes(opts.format)) throw new AgentboxError('USAGE', `--format ${opts.format}: use json, cef or ocsf`);
+  const path = opts.file ?? join(stateDir(), 'audit.jsonl');
+  if (!existsSync(path)) throw new AgentboxError('USAGE', `${path}: no audit log`);
+  const since = opts.since ? Date.parse(opts.since) : undefined;
+  if (opts.since && Number.isNaN(since)) throw new AgentboxError('USAGE', `--since ${opts.since}: give an ISO time such as 2026-11-23T08:00:00Z`);
+  const records = readFileSync(path, 'utf8')
+    .split('\n')
+    .filter((l) => l.endsWith('}'))
+    .map((l) => JSON.parse(l) as AuditRecord)
+    .filter((r) => since === undefined || Date.parse(r.time) >= since);
+  const f = opts.format as ExportFormat;
+  if (opts.to) {
+    const target = parseSyslogUrl(opts.to);
+    if (!target) throw new AgentboxError('USAGE', `--to ${opts.to}: use syslog://HOST:PORT (UDP) or syslog+tcp://HOST:PORT`);
+    await sendSyslog(target, records, f);
+    io.info(`sent ${records.length} entries to ${opts.to} as ${f}`);
+  } else for (const r of records) io.out(format(r, f));
+  return 0;
+}
+
+export function registerAudit(program: Command, run: (fn: (io: Io) => Promise<number>) => Promise<void>): void {
+  const audit = program.command('audit').description('verify and export the tamper-evident audit log');
+  audit
+    .command('verify')
+    .description('check the hash chain and signatures; exit 0 intact, 1 naming the first bad entry')
+    .argument('[file]', 'audit log (default: STATE/audit.jsonl)')
+    .option('--full', 'check every signature, not only where the chain needs it')
+    .option('--key <pem>', 'device public key (default: STATE/keys/device-ed25519.pub.pem)')
+    .addHelpText('after', `
+Examples:
+  agentbox audit verify
+  agentbox audit verify /evidence/audit.jsonl --key device.pub.pem --full --json`)
+    .action((file: string | undefined, opts: { full?: boolean; key?: string }) => run((io) => verifyCommand(file, opts, io)));
+  audit
+    .command('export')
+    .description('print or ship entries as JSON lines, CEF or OCSF')
+    .requiredOption('--format <format>', 'json, cef or ocsf')
+    .option('--since <time>', 'only entries at or after this ISO time')
+    .option('--to <url>', 'syslog://HOST:PORT (UDP) or syslog+tcp://HOST:PORT')
+    .option('--file <path>', 'audit log (default: STATE/audit.jsonl)')
+    .addHelpText('after', `
+Examples:
+  agentbox audit export --format cef --to syslog://127.0.0.1:514
+  agentbox audit export --format ocsf --since 2026-11-23T00:00:00Z > today.ocsf.jsonl`)
+    .action((opts: { format: string; since?: string; to?: string; file?: string }) => run((io) => exportCommand(opts, io)));
+}
