@@ -22,6 +22,9 @@ const COMMANDS: Record<string, () => Promise<Register[]>> = {
   kill: async () => [(await import('./commands/sessions.js')).registerSessions],
   doctor: async () => [(await import('./commands/doctor.js')).registerDoctor],
   schema: async () => [(await import('./commands/schema.js')).registerSchema],
+  quarantine: async () => [(await import('./commands/incident.js')).registerIncident],
+  release: async () => [(await import('./commands/incident.js')).registerIncident],
+  token: async () => [(await import('./commands/incident.js')).registerIncident],
   audit: async () => [(await import('./commands/audit.js')).registerAudit],
   'userns-profile': async () => [(await import('./commands/userns.js')).registerUserns],
 };

@@ -19,6 +19,9 @@ export interface SessionCgroups {
   members(): number[];
   /** Limit hits counted by the kernel (pids refused forks, memory OOM events). */
   hits(): { pids: number; memory: number };
+  /** Freezes every process of the session (cgroup v1 freezer); false when there is no freezer. */
+  freeze(): boolean;
+  thaw(): void;
   remove(): void;
 }
 
@@ -56,6 +59,8 @@ export function createCgroups(session: string, l: Limits): SessionCgroups {
   };
   // pids is always created when available: kill and ps need the member list.
   if (l.pids !== undefined || (existsSync(join(V1, 'pids', 'cgroup.procs')) && writable(join(V1, 'pids')))) make('pids', l.pids !== undefined ? { 'pids.max': String(l.pids) } : {});
+  // The freezer is what quarantine uses: created whenever it is available.
+  if (existsSync(join(V1, 'freezer', 'cgroup.procs')) && writable(join(V1, 'freezer'))) make('freezer', {});
   if (l.memoryBytes !== undefined) make('memory', { 'memory.limit_in_bytes': String(l.memoryBytes) });
   if (l.cpus !== undefined) make('cpu', { 'cpu.cfs_period_us': '100000', 'cpu.cfs_quota_us': String(Math.max(1000, Math.round(l.cpus * 100000))) });
   const read = (p: string) => {
@@ -70,6 +75,17 @@ export function createCgroups(session: string, l: Limits): SessionCgroups {
     members() {
       const d = dirs.find((x) => x.ctl === 'pids') ?? dirs[0];
       return d ? read(join(d.dir, 'cgroup.procs')).split('\n').filter(Boolean).map(Number) : [];
+    },
+    freeze() {
+      const f = dirs.find((x) => x.ctl === 'freezer');
+      if (!f) return false;
+      writeFileSync(join(f.dir, 'freezer.state'), 'FROZEN');
+      for (let i = 0; i < 2000 && read(join(f.dir, 'freezer.state')).trim() !== 'FROZEN'; i++) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+      return read(join(f.dir, 'freezer.state')).trim() === 'FROZEN';
+    },
+    thaw() {
+      const f = dirs.find((x) => x.ctl === 'freezer');
+      if (f) writeFileSync(join(f.dir, 'freezer.state'), 'THAWED');
     },
     hits() {
       const p = dirs.find((x) => x.ctl === 'pids');

@@ -4,13 +4,14 @@
  * audit events. The only module that starts agents on this host.
  */
 import { spawn } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, type Stats } from 'node:fs';
+import { writeFileSync, chmodSync, chownSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, type Stats } from 'node:fs';
 import { posix } from 'node:path';
 import { AgentboxError } from '../errors.js';
 import type { Model } from '../model/types.js';
 import { effectiveFs } from '../plan/plan.js';
 import { isWithin } from '../manifest/normalise.js';
-import { AuditSink } from '../audit/sink.js';
+import { AuditSink, deviceKey } from '../audit/sink.js';
+import { mintToken, modelScopes, readRevoked } from '../audit/token.js';
 import { whichSync } from '../host/which.js';
 import { buildLaunchPlan, RESERVED, type LaunchFacts, type LaunchPlan, type PathKind } from './bwrap-plan.js';
 import { createCgroups, unenforceable, type SessionCgroups } from './cgroups.js';
@@ -28,6 +29,8 @@ export interface LaunchOptions {
   log: (line: string) => void;
   /** For tests: resolve names without DNS. */
   resolve?: (host: string) => Promise<string[]>;
+  /** A verified token the session runs under (its scopes were already intersected). */
+  tokenExp?: number | null;
 }
 
 export interface Change {
@@ -241,13 +244,25 @@ export async function launchProcess(model: Model, opts: LaunchOptions): Promise<
     endedAt: null,
     endReason: null,
     dir: sessionDir,
+    jti: null,
+    cgroups: cgroups?.procs.map((p) => posix.dirname(p)) ?? [],
+    layers: plan.overlays.map((o) => ({ path: o.path, upper: o.upper })),
+    egressCut: false,
+    quarantinedAt: null,
   };
+  // The session's capability token: its scopes, its lifetime, revocable by jti.
+  const ttlExp = model.ttlSeconds !== undefined ? Math.floor(started.getTime() / 1000) + model.ttlSeconds : null;
+  const exp = opts.tokenExp != null && (ttlExp === null || opts.tokenExp < ttlExp) ? opts.tokenExp : ttlExp;
+  const minted = mintToken(deviceKey(opts.state).privateKey, { sub: model.name, sid: id, scopes: modelScopes(model), exp });
+  session.jti = minted.claims.jti;
+  writeFileSync(posix.join(opts.state, 'sessions', `${id}.token`), minted.token + '\n', { mode: 0o600 });
 
   const child = spawn(plan.argv[0]!, plan.argv.slice(1), { stdio: ['inherit', 'inherit', 'inherit', 'pipe'], detached: true });
   const seccompPipe = child.stdio[3] as NodeJS.WritableStream;
   seccompPipe.end(seccompBytes());
   session.pid = child.pid ?? 0;
   writeSession(opts.state, session);
+  event('token.minted', minted.claims.jti, 'info', 'session token', { scopes: minted.claims.scopes, exp: minted.claims.exp });
   event('launch', opts.command.join(' '), 'allow', 'session started', {
     runtime: 'process',
     uid: facts.uid,
@@ -275,6 +290,9 @@ export async function launchProcess(model: Model, opts: LaunchOptions): Promise<
   const end = (reason: string) => {
     if (endReason !== 'exited') return;
     endReason = reason;
+    // A frozen process cannot act on a signal: thaw first (egress stays cut).
+    cgroups?.thaw();
+    killGroup('SIGCONT');
     killGroup('SIGTERM');
     setTimeout(() => killGroup('SIGKILL'), 2000).unref();
   };
@@ -289,6 +307,49 @@ export async function launchProcess(model: Model, opts: LaunchOptions): Promise<
   const onSignal = (sig: NodeJS.Signals) => end(sig === 'SIGTERM' ? 'killed' : `signal ${sig}`);
   for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, onSignal);
 
+  // Quarantine (SIGUSR1 from `agentbox quarantine`): cut egress, then freeze, then say so.
+  const onQuarantine = () => {
+    if (session.state === 'quarantined' || endReason !== 'exited') return;
+    const t0 = performance.now();
+    session.egressCut = true;
+    void proxy?.close();
+    const cutMs = performance.now() - t0;
+    const frozen = cgroups?.freeze() ?? false;
+    if (!frozen) killGroup('SIGSTOP');
+    session.state = 'quarantined';
+    session.quarantinedAt = new Date().toISOString();
+    writeSession(opts.state, session);
+    event('quarantine.egress-cut', id, 'deny', 'the proxy stopped forwarding and closed every tunnel', { ms: Number(cutMs.toFixed(2)) });
+    event('quarantine.frozen', id, 'deny', frozen ? 'cgroup freezer: every process of the session is frozen' : 'SIGSTOP sent to the session (no cgroup freezer)', { ms: Number((performance.now() - t0).toFixed(2)) });
+  };
+  // Release (SIGUSR2 from `agentbox release`): thaw; egress stays cut.
+  const onRelease = () => {
+    if (session.state !== 'quarantined') return;
+    cgroups?.thaw();
+    killGroup('SIGCONT');
+    session.state = 'running';
+    writeSession(opts.state, session);
+    event('quarantine.released', id, 'info', 'processes thawed; egress stays cut');
+  };
+  process.on('SIGUSR1', onQuarantine);
+  process.on('SIGUSR2', onRelease);
+  // A revoked or expired token ends its session.
+  const tokenWatch = setInterval(() => {
+    // A quarantined (or released) session's token is revoked on purpose: it stays frozen or cut off
+    // for the responder rather than being ended.
+    if (session.egressCut) return;
+    if (readRevoked(opts.state).has(minted.claims.jti)) {
+      event('token.revoked-ended', minted.claims.jti, 'deny', 'the session token was revoked; ending the session');
+      opts.log(`agentbox: the token of ${id} was revoked; ending the session`);
+      clearInterval(tokenWatch);
+      end('token revoked');
+    } else if (opts.tokenExp != null && Date.now() / 1000 >= opts.tokenExp) {
+      event('token.expired', minted.claims.jti, 'deny', 'the token the session runs under expired');
+      clearInterval(tokenWatch);
+      end('token expired');
+    }
+  }, 200);
+
   const exitCode = await new Promise<number>((resolve) => {
     child.on('error', (e: NodeJS.ErrnoException) => {
       opts.log(`agentbox: cannot start the box: ${e.message}`);
@@ -298,6 +359,10 @@ export async function launchProcess(model: Model, opts: LaunchOptions): Promise<
   });
   if (ttlTimer) clearTimeout(ttlTimer);
   for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(s, onSignal);
+  process.off('SIGUSR1', onQuarantine);
+  process.off('SIGUSR2', onRelease);
+  clearInterval(tokenWatch);
+  cgroups?.thaw();
   killGroup('SIGKILL');
   await proxy?.close();
 
@@ -318,6 +383,6 @@ export async function launchProcess(model: Model, opts: LaunchOptions): Promise<
     }
   }
   rmSync(sessionDir, { recursive: true, force: true });
-  writeSession(opts.state, { ...session, state: 'exited', exitCode, endedAt: new Date().toISOString(), endReason });
+  writeSession(opts.state, { ...session, state: 'exited', exitCode, endedAt: new Date().toISOString(), endReason, layers: [] });
   return { session: id, exitCode, endReason, changes, egress };
 }

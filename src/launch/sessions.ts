@@ -25,6 +25,14 @@ export interface Session {
   endedAt: string | null;
   endReason: string | null;
   dir: string;
+  /** The session's capability token id. */
+  jti: string | null;
+  /** cgroup directories of the session (member pids, freezer). */
+  cgroups: string[];
+  /** Writable layers (overlay upper directories) and the paths they cover. */
+  layers: { path: string; upper: string }[];
+  egressCut: boolean;
+  quarantinedAt: string | null;
 }
 
 export function newSessionId(agent: string): string {

@@ -15,6 +15,9 @@ import { packageRoot } from '../../host/files.js';
 import { whichSync } from '../../host/which.js';
 import { shellLine } from '../../generate/escape/shell.js';
 import { showPath } from '../../model/describe.js';
+import { deviceKey } from '../../audit/sink.js';
+import { checkToken, intersect, readRevoked } from '../../audit/token.js';
+import { readTokenArg } from './incident.js';
 import { loadModel, manifestOptionsHelp, type ManifestOptions } from '../context.js';
 import type { Io } from '../io.js';
 
@@ -23,6 +26,7 @@ export interface LaunchCliOptions extends ManifestOptions {
   dryRun?: boolean;
   verbose?: boolean;
   diff?: boolean;
+  token?: string;
 }
 
 /** The landlock-exec helper, when it is built and the kernel has Landlock. */
@@ -34,7 +38,20 @@ export async function landlockHelper(): Promise<string | undefined> {
 }
 
 export async function launchCommand(arg: string, cmd: string[], opts: LaunchCliOptions, io: Io): Promise<number> {
-  const { model } = loadModel(arg, opts, io);
+  const loaded = loadModel(arg, opts, io);
+  let model = loaded.model;
+  let tokenExp: number | null | undefined;
+  if (opts.token) {
+    // The session runs with exactly the token's scopes intersected with the manifest.
+    const state = stateDir();
+    const check = checkToken(readTokenArg(opts.token), deviceKey(state).publicKey, readRevoked(state));
+    if (!check.ok) throw new AgentboxError('DENIED', `--token refused: ${check.reason}`);
+    if (check.claims.sub !== model.name) throw new AgentboxError('DENIED', `--token refused: it was minted for agent ${check.claims.sub}, not ${model.name}`);
+    const narrowed = intersect(model, check.claims.scopes);
+    for (const d of narrowed.dropped) io.warn(`${d}: not in the token's scopes; not granted`);
+    model = narrowed.model;
+    tokenExp = check.claims.exp;
+  }
   const runtime = opts.runtime ?? model.runtime.kind;
   if (runtime !== 'process') {
     throw new AgentboxError('CONTROL_UNAVAILABLE', `the ${runtime} runtime is not available in this version of agentbox`, { details: ['available runtimes: process (--runtime process)'] });
@@ -53,6 +70,7 @@ export async function launchCommand(arg: string, cmd: string[], opts: LaunchCliO
     diff: Boolean(opts.diff),
     landlockHelper: await landlockHelper(),
     log: (l) => io.info(l),
+    ...(tokenExp !== undefined ? { tokenExp } : {}),
   });
   if ('argv' in result) {
     const plan = result as LaunchPlan;
@@ -94,6 +112,7 @@ export function registerLaunch(program: Command, run: (fn: (io: Io) => Promise<n
     .option('--dry-run', 'print the box that would be built and run nothing')
     .option('--verbose', 'show each denied connection as it happens')
     .option('--diff', 'list every change the agent made when the session ends')
+    .option('--token <file>', 'run with exactly this capability token\'s scopes (refused with exit 3 if expired, revoked or forged)')
     .option('--home <dir>', manifestOptionsHelp.home)
     .addHelpText('after', `
 The exit code is the agent's; 4 when this host cannot build the box (nothing runs).
