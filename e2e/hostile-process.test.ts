@@ -233,10 +233,15 @@ describe('hostile agent in the process runtime', () => {
   });
   it('every denial and the session are in the audit log', () => {
     const events = readFileSync(join(state, 'audit.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { action: string; decision: string; resource: string });
-    expect(events[0]).toMatchObject({ action: 'launch', decision: 'allow' });
+    expect(events[0]).toMatchObject({ action: 'token.minted' });
+    expect(events[1]).toMatchObject({ action: 'launch', decision: 'allow' });
     expect(events.some((e) => e.action === 'egress.http' && e.decision === 'deny' && e.resource === `127.0.0.1:${otherPort}`)).toBe(true);
     expect(events.some((e) => e.action === 'egress.http' && e.decision === 'allow' && e.resource === `127.0.0.1:${sinkPort}`)).toBe(true);
     expect(events.at(-1)).toMatchObject({ action: 'revert' });
     expect(stderr).toMatch(/egress: \d+ allowed, \d+ denied \(127\.0\.0\.1:\d+ ×\d+\)/);
+  });
+  it('the audit log of the hostile session verifies (chain and signatures)', async () => {
+    const r = await execa(process.execPath, [BIN, 'audit', 'verify', '--full'], { reject: false, env: { AGENTBOX_STATE_DIR: state } });
+    expect(r.exitCode, String(r.stdout)).toBe(0);
   });
 });
