@@ -103,10 +103,16 @@ describe('installed agentbox', () => {
     expect(readFileSync(join(a, 'plan.json'), 'utf8')).toBe(readFileSync(join(b, 'plan.json'), 'utf8'));
   });
 
-  it('targets not built yet fail closed with exit 4 rather than write nothing silently', async () => {
-    const r = await run(['generate', 'cowork', '--out', join(prefix, 'w'), '--target', 'windows']);
-    expect(r.code).toBe(4);
-    expect(r.stderr).toMatch(/does not generate windows controls yet/);
+  it('windows and macos targets with MDM bundles; a bundle needs its target', async () => {
+    const out = join(prefix, 'mdm');
+    const r = await run(['generate', 'cowork', '--target', 'windows,macos', '--bundle', 'intune,jamf', '--out', out]);
+    expect(r.code, r.stderr).toBe(0);
+    const intune = readdirSync(join(out, 'intune')).sort();
+    expect(intune).toEqual(expect.arrayContaining(['agentbox-cowork-install.ps1', 'agentbox-cowork-uninstall.ps1', 'agentbox-cowork-detect.ps1', 'agentbox-cowork-wdac.xml']));
+    expect(readdirSync(join(out, 'jamf')).sort()).toEqual(['agentbox-cowork-tcc-check.sh', 'agentbox-cowork.mobileconfig', 'com.agentbox.cowork', 'postinstall.sh']);
+    const bad = await run(['generate', 'cowork', '--target', 'linux', '--bundle', 'intune', '--out', join(prefix, 'x')]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--bundle intune needs --target windows/);
   });
 
   it('doctor --json reports every probe with a hint when missing', async () => {

@@ -9,6 +9,8 @@ import { apparmorProfile } from './linux/apparmor.js';
 import { iptablesRestore, nftRuleset } from './linux/firewall.js';
 import { systemdUnit } from './linux/systemd.js';
 import type { Templates } from './template.js';
+import { aclPs1, firewallPs1, intuneDetectPs1, intuneInstallPs1, rollbackPs1, wdacPs1, wdacXml } from './windows/windows.js';
+import { jamfPostinstall, pfAnchor, pppcProfile, tccCheckScript } from './macos/macos.js';
 
 export interface Artifact extends PlannedArtifact {
   content: string;
@@ -27,6 +29,28 @@ function contentOf(a: PlannedArtifact, model: Model, templates: Templates): stri
       return iptablesRestore(model, templates, 6);
     case 'nftables':
       return nftRuleset(model, templates);
+    case 'windows-firewall':
+      return firewallPs1(model, templates);
+    case 'windows-acl':
+      return aclPs1(model, templates);
+    case 'wdac-policy':
+      return wdacXml(model, templates);
+    case 'wdac-deploy':
+      return wdacPs1(model, templates);
+    case 'windows-rollback':
+      return rollbackPs1(model, templates);
+    case 'intune-install':
+      return intuneInstallPs1(model, templates);
+    case 'intune-detect':
+      return intuneDetectPs1(model, templates);
+    case 'pppc':
+      return pppcProfile(model, templates);
+    case 'tcc-check':
+      return tccCheckScript(model, templates);
+    case 'pf':
+      return pfAnchor(model, templates);
+    case 'jamf-postinstall':
+      return jamfPostinstall(model, templates);
     default: {
       const never: never = a.control;
       throw new Error(`no generator for ${String(never)}`);

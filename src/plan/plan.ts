@@ -13,7 +13,12 @@ export type Target = 'linux' | 'windows' | 'macos';
 export const TARGETS: readonly Target[] = ['linux', 'windows', 'macos'];
 
 /** Which host control an artifact configures. */
-export type Control = 'systemd' | 'apparmor' | 'iptables' | 'ip6tables' | 'nftables';
+export type Control =
+  | 'systemd' | 'apparmor' | 'iptables' | 'ip6tables' | 'nftables'
+  | 'windows-firewall' | 'windows-acl' | 'wdac-policy' | 'wdac-deploy' | 'windows-rollback' | 'intune-install' | 'intune-detect'
+  | 'pppc' | 'tcc-check' | 'pf' | 'jamf-postinstall';
+
+export type Bundle = 'intune' | 'jamf';
 
 export interface Enforced {
   /** The rule as written (`fs:read:~/Documents`), or an agentbox baseline (`baseline: no capabilities`). */
@@ -88,7 +93,7 @@ export function viaProxy(g: NetGrant): boolean {
   return g.hostKind === 'name' || g.hostKind === 'wildcard';
 }
 
-export function buildPlan(model: Model, targets: readonly Target[]): Plan {
+export function buildPlan(model: Model, targets: readonly Target[], bundles: readonly Bundle[] = []): Plan {
   const { fs, masked } = effectiveFs(model);
   const needsProxy = model.grants.net.some(viaProxy);
   const name = model.name;
@@ -130,11 +135,37 @@ export function buildPlan(model: Model, targets: readonly Target[]): Plan {
           { target, control: 'nftables', path: `linux/agentbox-${name}.nft`, enforces: firewallRules },
         );
         break;
-      case 'windows':
-      case 'macos':
-        // Generators for these targets land with their own issue; planning them here
-        // would promise artifacts that are not written.
+      case 'windows': {
+        const w = (control: Control, file: string, enforces: Enforced[], dir = 'windows') => ({ target, control, path: `${dir}/agentbox-${name}-${file}`, enforces });
+        const winFs = fsRules.filter((r) => r.rule.startsWith('fs:'));
+        const set = [
+          w('windows-firewall', 'firewall.ps1', [...netRules, baseline('block everything else the program sends, and all IPv6')]),
+          w('windows-acl', 'acl.ps1', winFs),
+          w('wdac-policy', 'wdac.xml', [{ rule: `allow ${model.agent.windows.program ?? 'the agent program'} and Windows-signed code; everything else is not allowed to run`, source: 'agentbox' }]),
+          w('wdac-deploy', 'wdac.ps1', [baseline('deploys the App Control policy (audit mode; -Enforce to enforce)')]),
+          w('windows-rollback', 'rollback.ps1', [baseline('removes every rule, policy and grant the scripts added')]),
+        ];
+        artifacts.push(...set);
+        if (bundles.includes('intune')) {
+          artifacts.push(...set.map((a) => ({ ...a, path: a.path.replace(/^windows\//, 'intune/') })));
+          artifacts.push(w('intune-install', 'install.ps1', [baseline('Intune install command')], 'intune'), w('windows-rollback', 'uninstall.ps1', [baseline('Intune uninstall command')], 'intune'), w('intune-detect', 'detect.ps1', [baseline('Intune detection rule')], 'intune'));
+        }
         break;
+      }
+      case 'macos': {
+        const m = (control: Control, path: string, enforces: Enforced[]) => ({ target, control, path, enforces });
+        const set = [
+          m('pppc', `macos/agentbox-${name}.mobileconfig`, [...fsRules.filter((r) => r.rule.startsWith('fs:')), baseline('deny ScreenCapture, Accessibility and SystemPolicyAllFiles')]),
+          m('tcc-check', `macos/agentbox-${name}-tcc-check.sh`, [baseline('reports TCC grants beyond the manifest')]),
+          m('pf', `macos/com.agentbox.${name}`, [...netRules, baseline(`drop everything else ${model.agent.user} sends`)]),
+        ];
+        artifacts.push(...set);
+        if (bundles.includes('jamf')) {
+          artifacts.push(...set.map((a) => ({ ...a, path: a.path.replace(/^macos\//, 'jamf/') })));
+          artifacts.push(m('jamf-postinstall', `jamf/postinstall.sh`, [baseline('installs and loads the pf anchor, reports TCC drift')]));
+        }
+        break;
+      }
       default: {
         const never: never = target;
         throw new Error(`unknown target ${String(never)}`);

@@ -18,7 +18,7 @@ describe('golden artifacts of the shipped profiles', () => {
       it(`${name} (${v.label})`, async () => {
         const r = loadManifest(agent, ctx(v.profile ? { profileOverride: v.profile } : {}));
         expect(r.errors).toEqual([]);
-        const plan = buildPlan(r.model!, ['linux']);
+        const plan = buildPlan(r.model!, ['linux', 'windows', 'macos'], ['intune', 'jamf']);
         const artifacts = generate(r.model!, plan, templates);
         for (const a of artifacts) await expect(a.content).toMatchFileSnapshot(`./files/${name}/${v.label}/${a.path}`);
         await expect(planJson(plan, artifacts)).toMatchFileSnapshot(`./files/${name}/${v.label}/plan.json`);

@@ -17,7 +17,7 @@
  * case's manifest.
  */
 import fc from 'fast-check';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
@@ -30,6 +30,9 @@ import type { Model } from '../../src/model/types.js';
 import { ctx, templates } from '../helpers/load.js';
 import { apparmorCheck, iptablesTest, NetNs, nftCheck, systemdVerify } from '../helpers/real-parsers.js';
 import { readApparmorRules, readIptablesRules, readNftRules, readSystemdUnit } from '../helpers/readers.js';
+import { readPowerShell } from '../helpers/powershell.js';
+import { checkPowerShell, pythonParse } from '../integration/windows-macos.test.js';
+import { execa } from 'execa';
 
 const RUNS = Number(process.env.AGENTBOX_PROPERTY_RUNS ?? 3800);
 /** The spine's acceptance asks for at least 1,000 accepted cases per target in CI. */
@@ -91,11 +94,22 @@ const arg = fc.oneof(
   { weight: 1, arbitrary: fc.tuple(fc.string({ maxLength: 4 }), hostile, fc.string({ maxLength: 4 })).map((x) => x.join('')) },
 );
 const envValue = arg;
+const winChar = fc.constantFrom("'", '\u2018', '\u2019', '\u201a', '\u201b', '$(calc)', '`', ';', '&', '%PATH%', '{', '}', '@', '#', ' ', 'é', '"', '*', '|', '\n', '<', '&amp;', ']]>');
+const winProgram = fc.option(
+  fc.tuple(fc.constantFrom('C:\\Program Files\\', 'D:\\tools\\', 'relative\\'), safeSeg, fc.option(winChar, { nil: '' }), safeSeg).map(([d, a, h, b]) => `${d}${a}${h}${b}.exe`),
+  { nil: undefined },
+);
+const bundleId = fc.option(
+  fc.oneof({ weight: 4, arbitrary: fc.tuple(label, label).map(([a, b]) => `com.${a}.${b}`) }, { weight: 1, arbitrary: fc.tuple(label, winChar).map(([a, h]) => `com.${a}${h}.x`) }),
+  { nil: undefined },
+);
 const manifest = fc.record(
   {
     name,
     extends: fc.constantFrom([], [], ['organizer'], ['organizer'], ['organizer'], ['editor'], ['viewer']),
     command: fc.tuple(program, fc.array(arg, { maxLength: 4 })).map(([p, a]) => [p, ...a]),
+    winProgram,
+    bundleId,
     env: fc.dictionary(fc.stringMatching(/^[A-Z_][A-Z0-9_]{0,6}$/), envValue, { maxKeys: 3 }),
     capabilities: fc.array(grantWeighted, { maxLength: 5 }),
     deny: fc.array(deny, { maxLength: 3 }),
@@ -113,7 +127,7 @@ function toYaml(m: M): string {
     kind: 'Agent',
     metadata: { name: m.name },
     ...(m.extends.length ? { extends: m.extends } : {}),
-    agent: { command: m.command, env: m.env },
+    agent: { command: m.command, env: m.env, ...(m.winProgram ? { windows: { program: m.winProgram } } : {}), ...(m.bundleId ? { macos: { bundleId: m.bundleId } } : {}) },
     capabilities: m.capabilities,
     deny: m.deny,
     ...(m.ttl ? { ttl: m.ttl } : {}),
@@ -188,6 +202,7 @@ interface Accepted {
   yaml: string;
   model: Model;
   artifacts: Artifact[];
+  other: Artifact[];
 }
 
 let ns: NetNs;
@@ -230,7 +245,8 @@ describe('property: hostile manifests cannot inject into any Linux artifact', ()
         }
         const artifacts = generate(r.model, buildPlan(r.model, ['linux']), templates);
         expectOnlyGranted(r.model, artifacts);
-        accepted.push({ yaml, model: r.model, artifacts });
+        const other = generate(r.model, buildPlan(r.model, ['windows', 'macos'], ['intune', 'jamf']), templates);
+        accepted.push({ yaml, model: r.model, artifacts, other });
       }),
       { numRuns: RUNS },
     );
@@ -265,5 +281,46 @@ describe('property: hostile manifests cannot inject into any Linux artifact', ()
     });
     expect(failures.slice(0, 3).join('\n\n')).toBe('');
     console.log(`real parsers: ${accepted.length} cases × 5 artifacts accepted`);
+  }, 900_000);
+
+  it('Windows and macOS: every accepted case parses (PowerShell grammar, XML, plist, bash -n), runs only template commands, and carries hostile values literally', async () => {
+    expect(accepted.length).toBeGreaterThanOrEqual(MIN_ACCEPTED);
+    const withProgram = accepted.filter((c) => c.model.agent.windows.program !== undefined);
+    const withBundle = accepted.filter((c) => c.model.agent.macos.bundleId !== undefined);
+    expect(withProgram.length).toBeGreaterThan(accepted.length / 4);
+    expect(withBundle.length).toBeGreaterThan(accepted.length / 4);
+    const files: string[] = [];
+    const expectFile: Record<string, { program?: string; bundle?: string }> = {};
+    for (const [i, c] of accepted.entries()) {
+      await checkPowerShell(c.other, `case ${i}\n${c.yaml}`);
+      const fw = c.other.find((a) => a.control === 'windows-firewall')!;
+      if (c.model.agent.windows.program) expect((await readPowerShell(fw.content)).strings, c.yaml).toContain(c.model.agent.windows.program);
+      for (const a of c.other.filter((x) => x.control === 'wdac-policy' || x.control === 'pppc')) {
+        if (a.path.startsWith('intune/') || a.path.startsWith('jamf/')) continue;
+        const f = join(work, `o${i}`, a.path.split('/').pop()!);
+        mkdirSync(dirname(f), { recursive: true });
+        writeFileSync(f, a.content);
+        files.push(f);
+        expectFile[f] = a.control === 'pppc' ? { bundle: c.model.agent.macos.bundleId ?? `com.agentbox.${c.model.name}` } : { program: c.model.agent.windows.program };
+      }
+    }
+    const parsed = await pythonParse(files);
+    for (const f of files) {
+      const e = expectFile[f]!;
+      expect(parsed[f]!.root, `${f}\n${readFileSync(f, 'utf8').slice(0, 400)}`).not.toMatch(/^PARSE ERROR/);
+      if (e.bundle !== undefined) expect(parsed[f]!.identifier, f).toBe(e.bundle);
+      else {
+        expect(parsed[f]!.root).toBe('SiPolicy');
+        expect(parsed[f]!.filePath ?? undefined, f).toBe(e.program);
+      }
+    }
+    const shells = accepted.flatMap((c) => c.other.filter((a) => a.path.endsWith('.sh') && a.path.startsWith('macos/')).map((a) => a.content));
+    const r = await execa('bash', ['-c', 'for f in "$@"; do bash -n "$f" || exit 1; done', 'check', ...shells.map((t, i) => {
+      const f = join(work, `sh${i}.sh`);
+      writeFileSync(f, t);
+      return f;
+    })], { reject: false });
+    expect(r.exitCode, String(r.stderr)).toBe(0);
+    console.log(`windows/macos: ${accepted.length} cases; ${withProgram.length} with a hostile-capable Windows program, ${withBundle.length} with a bundle id`);
   }, 900_000);
 });

@@ -11,7 +11,7 @@ import { loadModel, manifestOptionsHelp, type ManifestOptions } from '../context
 import type { Io } from '../io.js';
 
 /** Targets whose generators exist in this version. */
-export const AVAILABLE_TARGETS: readonly Target[] = ['linux'];
+export const AVAILABLE_TARGETS: readonly Target[] = ['linux', 'windows', 'macos'];
 
 export function parseTargets(value: string): Target[] {
   const wanted = value === 'all' ? [...TARGETS] : value.split(',').map((s) => s.trim());
@@ -26,6 +26,7 @@ export function parseTargets(value: string): Target[] {
 export interface GenerateOptions extends ManifestOptions {
   target: string;
   out: string;
+  bundle?: string;
 }
 
 export async function generateCommand(arg: string, opts: GenerateOptions, io: Io): Promise<number> {
@@ -38,10 +39,15 @@ export async function generateCommand(arg: string, opts: GenerateOptions, io: Io
   }
   if (missing.length > 0) io.warn(`not generated: ${missing.join(', ')} (not available in this version); generating ${AVAILABLE_TARGETS.join(', ')}`);
   const { model } = loadModel(arg, opts, io);
-  const plan = buildPlan(model, targets.filter((t) => AVAILABLE_TARGETS.includes(t)));
+  const bundles = (opts.bundle ?? '').split(',').map((b) => b.trim()).filter(Boolean);
+  for (const b of bundles) if (b !== 'intune' && b !== 'jamf') throw new AgentboxError('USAGE', `--bundle ${b}: use intune or jamf`);
+  const needs: Record<string, Target> = { intune: 'windows', jamf: 'macos' };
+  for (const b of bundles) if (!targets.includes(needs[b]!)) throw new AgentboxError('USAGE', `--bundle ${b} needs --target ${needs[b]} (or all)`);
+  const plan = buildPlan(model, targets.filter((t) => AVAILABLE_TARGETS.includes(t)), bundles as ('intune' | 'jamf')[]);
   const artifacts = generate(model, plan, readTemplates());
   const json = planJson(plan, artifacts);
-  writeTree(opts.out, [...artifacts.map((a) => ({ path: a.path, content: a.content })), { path: 'plan.json', content: json }]);
+  const executable = new Set(['windows-firewall', 'tcc-check', 'jamf-postinstall']);
+  writeTree(opts.out, [...artifacts.map((a) => ({ path: a.path, content: a.content, ...(a.path.endsWith('.sh') || executable.has(a.control) ? { mode: 0o755 } : {}) })), { path: 'plan.json', content: json }]);
   if (io.json) io.data(JSON.parse(json));
   else {
     io.out(`wrote ${artifacts.length + 1} files to ${opts.out}`);
@@ -58,6 +64,7 @@ export function registerGenerate(program: Command, run: (fn: (io: Io) => Promise
     .argument('<agent|file>', 'shipped agent profile name or manifest file')
     .requiredOption('--out <dir>', 'output directory (created if missing)')
     .option('--target <targets>', 'linux, windows, macos or all (comma-separated)', 'linux')
+    .option('--bundle <kinds>', 'also write MDM bundles: intune (with --target windows), jamf (with --target macos)')
     .option('--profile <presets>', manifestOptionsHelp.profile)
     .option('--home <dir>', manifestOptionsHelp.home)
     .addHelpText('after', `
@@ -65,6 +72,8 @@ Output is deterministic: the same manifest, presets and home give the same bytes
 
 Examples:
   agentbox generate cowork --target linux --out dist/
+  agentbox generate cowork --target windows --bundle intune --out dist/
+  agentbox generate cowork --target macos --bundle jamf --out dist/
   agentbox generate cowork --profile viewer --out dist/ --home /home/alice
   agentbox generate ./agent.yaml --out dist/ --json | jq '.artifacts[] | {path, sha256}'`)
     .action((arg: string, opts: GenerateOptions) => run((io) => generateCommand(arg, opts, io)));

@@ -1,0 +1,102 @@
+/**
+ * macOS controls (templates/macos): a PPPC configuration profile for the agent's bundle
+ * id, a TCC drift check script, a pf anchor, and the Jamf bundle. Pure: values reach the
+ * plist through xmlText and bash through shQuote.
+ */
+import { createHash } from 'node:crypto';
+import { isWithin } from '../../manifest/normalise.js';
+import type { Model } from '../../model/types.js';
+import { effectiveFs } from '../../plan/plan.js';
+import { shQuote } from '../escape/shell.js';
+import { xmlComment, xmlText } from '../escape/xml.js';
+import { header } from '../header.js';
+import { render, template, type Templates } from '../template.js';
+
+/** TCC services for the protected folders a grant covers. */
+const FOLDERS: [string, string][] = [
+  ['Documents', 'SystemPolicyDocumentsFolder'],
+  ['Desktop', 'SystemPolicyDesktopFolder'],
+  ['Downloads', 'SystemPolicyDownloadsFolder'],
+];
+/** Services denied unless granted (the grammar has no grant for them, so always denied). */
+export const DENIED_SERVICES = ['ScreenCapture', 'Accessibility', 'SystemPolicyAllFiles'];
+
+export function tccServices(model: Model): string[] {
+  const { fs } = effectiveFs(model);
+  return FOLDERS.filter(([dir]) => fs.some((g) => isWithin(`${model.home}/${dir}`, g.path) || isWithin(g.path, `${model.home}/${dir}`))).map(([, s]) => s);
+}
+
+const bundleId = (model: Model) => model.agent.macos.bundleId ?? `com.agentbox.${model.name}`;
+
+function uuid(model: Model, purpose: string): string {
+  const h = createHash('sha256').update(`${model.name}\0${model.origin.sha256}\0${purpose}`).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`.toUpperCase();
+}
+
+function serviceEntry(service: string, id: string, authorization: 'Allow' | 'Deny'): string[] {
+  return [
+    `        <key>${service}</key>`,
+    '        <array>',
+    '          <dict>',
+    '            <key>Authorization</key>',
+    `            <string>${authorization}</string>`,
+    '            <key>CodeRequirement</key>',
+    `            <string>${xmlText(`identifier "${id}"`)}</string>`,
+    '            <key>Identifier</key>',
+    `            <string>${xmlText(id)}</string>`,
+    '            <key>IdentifierType</key>',
+    '            <string>bundleID</string>',
+    '            <key>StaticCode</key>',
+    '            <false/>',
+    '          </dict>',
+    '        </array>',
+  ];
+}
+
+export function pppcProfile(model: Model, t: Templates): string {
+  const id = bundleId(model);
+  const allowed = tccServices(model);
+  return render('pppc.mobileconfig', template(t, 'macos/pppc.mobileconfig'), {
+    header: ['<!--', ...header(model, '  ').map(xmlComment), '-->'],
+    nameXml: xmlText(model.name),
+    bundleIdXml: xmlText(id),
+    profileIdentifier: xmlText(`com.agentbox.${model.name}`),
+    profileUuid: uuid(model, 'profile'),
+    payloadIdentifier: xmlText(`com.agentbox.${model.name}.tcc`),
+    payloadUuid: uuid(model, 'tcc'),
+    services: [...allowed.flatMap((s) => serviceEntry(s, id, 'Allow')), ...DENIED_SERVICES.flatMap((s) => serviceEntry(s, id, 'Deny'))],
+  });
+}
+
+export function tccCheckScript(model: Model, t: Templates): string {
+  return render('tcc-check.sh', template(t, 'macos/tcc-check.sh'), {
+    header: header(model, '#'),
+    nameShell: model.name,
+    bundleShell: bundleId(model),
+    bundleId: shQuote(bundleId(model)),
+    // TCC.db names services with a kTCCService prefix; PPPC profiles omit it.
+    allowed: tccServices(model).map((s) => shQuote(`kTCCService${s}`)).join(' '),
+  });
+}
+
+export function pfAnchor(model: Model, t: Templates): string {
+  const rules: string[] = [];
+  for (const g of model.grants.net) {
+    if (g.hostKind === 'wildcard') {
+      rules.push(`# ${g.source.pointer}: wildcard hosts cannot be expressed in pf; blocked`);
+      continue;
+    }
+    rules.push(`pass out quick proto tcp from any to ${g.hostKind === 'ipv6' ? g.host : g.host} port ${g.port} user ${model.agent.user} keep state`);
+  }
+  return render('pf.anchor', template(t, 'macos/pf.anchor'), { header: header(model, '#'), account: model.agent.user, name: model.name, rules });
+}
+
+export function jamfPostinstall(model: Model, t: Templates): string {
+  return render('jamf-postinstall.sh', template(t, 'macos/jamf-postinstall.sh'), {
+    header: header(model, '#'),
+    nameShell: model.name,
+    anchorName: shQuote(`com.agentbox/${model.name}`),
+    anchorFile: shQuote(`/etc/pf.anchors/com.agentbox.${model.name}`),
+    tccCheck: `agentbox-${model.name}-tcc-check.sh`,
+  });
+}
