@@ -34,7 +34,7 @@ import { readPowerShell } from '../helpers/powershell.js';
 import { checkPowerShell, pythonParse } from '../integration/windows-macos.test.js';
 import { execa } from 'execa';
 
-const RUNS = Number(process.env.AGENTBOX_PROPERTY_RUNS ?? 3800);
+const RUNS = Number(process.env.AGENTBOX_PROPERTY_RUNS ?? 5000);
 /** The spine's acceptance asks for at least 1,000 accepted cases per target in CI. */
 const MIN_ACCEPTED = Number(process.env.AGENTBOX_PROPERTY_MIN_ACCEPTED ?? 1000);
 
@@ -94,13 +94,21 @@ const arg = fc.oneof(
   { weight: 1, arbitrary: fc.tuple(fc.string({ maxLength: 4 }), hostile, fc.string({ maxLength: 4 })).map((x) => x.join('')) },
 );
 const envValue = arg;
-const winChar = fc.constantFrom("'", '\u2018', '\u2019', '\u201a', '\u201b', '$(calc)', '`', ';', '&', '%PATH%', '{', '}', '@', '#', ' ', 'é', '"', '*', '|', '\n', '<', '&amp;', ']]>');
+/** Characters a Windows program path may hold that PowerShell or XML would give meaning to: escaped. */
+const winEscaped = fc.constantFrom("'", '\u2018', '\u2019', '\u201a', '\u201b', '$(calc)', '`', ';', '&', '%PATH%', '{', '}', '@', '#', ' ', 'é', '&amp;', ']]>', '--');
+/** Characters the manifest refuses in a Windows path: rejected with a located error. */
+const winRefused = fc.constantFrom('"', '*', '|', '\n', '<');
 const winProgram = fc.option(
-  fc.tuple(fc.constantFrom('C:\\Program Files\\', 'D:\\tools\\', 'relative\\'), safeSeg, fc.option(winChar, { nil: '' }), safeSeg).map(([d, a, h, b]) => `${d}${a}${h}${b}.exe`),
+  fc.tuple(
+    fc.oneof({ weight: 12, arbitrary: fc.constantFrom('C:\\Program Files\\', 'D:\\tools\\') }, { weight: 1, arbitrary: fc.constant('relative\\') }),
+    safeSeg,
+    fc.oneof({ weight: 10, arbitrary: winEscaped }, { weight: 1, arbitrary: winRefused }, { weight: 3, arbitrary: fc.constant('') }),
+    safeSeg,
+  ).map(([d, a, h, b]) => `${d}${a}${h}${b}.exe`),
   { nil: undefined },
 );
 const bundleId = fc.option(
-  fc.oneof({ weight: 4, arbitrary: fc.tuple(label, label).map(([a, b]) => `com.${a}.${b}`) }, { weight: 1, arbitrary: fc.tuple(label, winChar).map(([a, h]) => `com.${a}${h}.x`) }),
+  fc.oneof({ weight: 12, arbitrary: fc.tuple(label, label).map(([a, b]) => `com.${a}.${b}`) }, { weight: 1, arbitrary: fc.tuple(label, fc.oneof(winEscaped, winRefused)).map(([a, h]) => `com.${a}${h}.x`) }),
   { nil: undefined },
 );
 const manifest = fc.record(
