@@ -40,15 +40,23 @@ export async function readPowerShell(source: string): Promise<PsReading> {
     for (const c of n.children) if (c) walk(c);
   };
   walk(tree.rootNode);
+  // Trees live in the WASM heap: free each one, or thousands of parses exhaust it.
+  tree.delete();
   return { errors, commands: [...commands].sort(), strings };
 }
 
+const templateCache = new Map<string, string[]>();
+
 /** The commands a template itself contains (placeholders replaced by inert literals). */
 export async function templateCommands(template: string): Promise<string[]> {
+  const cached = templateCache.get(template);
+  if (cached) return cached;
   const filled = template
     .split('\n')
     .filter((l) => !/^\s*\{\{[a-zA-Z]+\}\}\s*$/.test(l))
     .join('\n')
     .replace(/\{\{[a-zA-Z]+\}\}/g, "'x'");
-  return (await readPowerShell(filled)).commands;
+  const commands = (await readPowerShell(filled)).commands;
+  templateCache.set(template, commands);
+  return commands;
 }
