@@ -33,24 +33,17 @@ function uuid(model: Model, purpose: string): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`.toUpperCase();
 }
 
-function serviceEntry(service: string, id: string, authorization: 'Allow' | 'Deny'): string[] {
-  return [
-    `        <key>${service}</key>`,
-    '        <array>',
-    '          <dict>',
-    '            <key>Authorization</key>',
-    `            <string>${authorization}</string>`,
-    '            <key>CodeRequirement</key>',
-    `            <string>${xmlText(`identifier "${id}"`)}</string>`,
-    '            <key>Identifier</key>',
-    `            <string>${xmlText(id)}</string>`,
-    '            <key>IdentifierType</key>',
-    '            <string>bundleID</string>',
-    '            <key>StaticCode</key>',
-    '            <false/>',
-    '          </dict>',
-    '        </array>',
-  ];
+/** One service of the PPPC payload, from templates/macos/pppc-service.xml. */
+function serviceEntry(t: Templates, service: string, id: string, authorization: 'Allow' | 'Deny'): string[] {
+  return render('pppc-service.xml', template(t, 'macos/pppc-service.xml'), {
+    service,
+    authorization,
+    codeRequirement: xmlText(`identifier "${id}"`),
+    identifier: xmlText(id),
+  })
+    .trimEnd()
+    .split('\n')
+    .map((l) => `        ${l}`);
 }
 
 export function pppcProfile(model: Model, t: Templates): string {
@@ -64,7 +57,7 @@ export function pppcProfile(model: Model, t: Templates): string {
     profileUuid: uuid(model, 'profile'),
     payloadIdentifier: xmlText(`com.agentbox.${model.name}.tcc`),
     payloadUuid: uuid(model, 'tcc'),
-    services: [...allowed.flatMap((s) => serviceEntry(s, id, 'Allow')), ...DENIED_SERVICES.flatMap((s) => serviceEntry(s, id, 'Deny'))],
+    services: [...allowed.flatMap((s) => serviceEntry(t, s, id, 'Allow')), ...DENIED_SERVICES.flatMap((s) => serviceEntry(t, s, id, 'Deny'))],
   });
 }
 
