@@ -11,9 +11,10 @@
  * entry records its size and hash, so nothing is dropped silently.
  * Payloads (file contents, bodies) are never passed here; callers hash them.
  */
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, fstatSync, ftruncateSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { sha256Hex } from '../hash.js';
 
 export interface AuditEntry {
   session: string;
@@ -34,9 +35,7 @@ export interface AuditRecord extends AuditEntry {
 
 export const GENESIS = '0'.repeat(64);
 
-export function sha256Hex(data: string | Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
-}
+export { sha256Hex };
 
 /** The device key pair, created on first use (private key 0600 in a 0700 directory). */
 export function deviceKey(state: string): { privateKey: KeyObject; publicKey: KeyObject; publicPem: string } {

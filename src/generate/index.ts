@@ -2,8 +2,8 @@
  * Generators: (model, plan, templates) → artifacts with contents. Pure: no
  * process.*, no file reads, no probes; the same input gives the same bytes.
  */
-import { createHash } from 'node:crypto';
 import type { Model } from '../model/types.js';
+import { sha256Hex } from '../hash.js';
 import type { Plan, PlannedArtifact } from '../plan/plan.js';
 import { apparmorProfile } from './linux/apparmor.js';
 import { iptablesRestore, nftRuleset } from './linux/firewall.js';
@@ -63,7 +63,7 @@ export function generate(model: Model, plan: Plan, templates: Templates): Artifa
   return plan.artifacts.map((a) => {
     const content = contentOf(a, model, templates);
     const text = content.endsWith('\n') ? content : content + '\n';
-    return { ...a, content: text, sha256: createHash('sha256').update(text, 'utf8').digest('hex') };
+    return { ...a, content: text, sha256: sha256Hex(text) };
   });
 }
 

@@ -5,10 +5,10 @@
  * with its sha256 in MANIFEST.sha256 (sha256sum format) and manifest.json.
  */
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Session } from './sessions.js';
+import { sha256Hex } from '../hash.js';
 
 const read = (p: string) => {
   try {
@@ -59,7 +59,7 @@ export function collectEvidence(state: string, s: Session, reason: string): Evid
     .sort()
     .map((name) => {
       const data = readFileSync(join(dir, name));
-      return { name, sha256: createHash('sha256').update(data).digest('hex'), bytes: data.length };
+      return { name, sha256: sha256Hex(data), bytes: data.length };
     });
   write('MANIFEST.sha256', files.map((f) => `${f.sha256}  ${f.name}\n`).join(''));
   write('manifest.json', JSON.stringify({ session: s.id, agent: s.agent, takenAt: new Date().toISOString(), reason, layers: s.layers.map((l) => l.path), files }, null, 2) + '\n');

@@ -77,3 +77,24 @@ function refresh(s: Session): Session {
   if (s.state !== 'exited' && !alive(s.pid) && !alive(s.launcherPid)) return { ...s, state: 'exited', endReason: s.endReason ?? 'launcher gone' };
   return s;
 }
+
+/** What an incident responder asks of a session's launcher. */
+export type SessionRequest = 'quarantine' | 'release' | 'end';
+const SIGNAL: Record<SessionRequest, NodeJS.Signals> = { quarantine: 'SIGUSR1', release: 'SIGUSR2', end: 'SIGTERM' };
+
+/**
+ * Asks the session's launcher to quarantine, release or end it (the launcher cuts
+ * egress, freezes, thaws, reverts and audits). When the launcher is gone, `end`
+ * kills the box's process group directly; other requests return false.
+ */
+export function signalSession(s: Session, request: SessionRequest): boolean {
+  if (alive(s.launcherPid)) {
+    process.kill(s.launcherPid, SIGNAL[request]);
+    return true;
+  }
+  if (request === 'end' && alive(s.pid)) {
+    process.kill(-s.pid, 'SIGKILL');
+    return true;
+  }
+  return false;
+}

@@ -4,8 +4,8 @@
  * breadth). Pure: files and the file system arrive through `LoadContext`.
  */
 
-import { createHash } from 'node:crypto';
 import type { Diagnostic } from './diagnostics.js';
+import { sha256Hex } from '../hash.js';
 import { lexicalPath, normalisePath, isWithin, type PathResolver } from './normalise.js';
 import { checkSchema, parseYaml, type ParsedDocument } from './parse.js';
 import type { RawManifest } from './schema.js';
@@ -50,7 +50,6 @@ export interface LoadResult {
 /** System directories no grant may make writable: it would defeat the sandbox. */
 const SYSTEM_DIRS = ['/bin', '/boot', '/dev', '/etc', '/lib', '/lib32', '/lib64', '/libx32', '/proc', '/sbin', '/sys', '/usr', '/var/lib', '/var/log', '/run'];
 
-const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
 
 interface Collector {
   errors: Diagnostic[];
@@ -335,7 +334,7 @@ export function loadManifest(src: SourceFile, ctx: LoadContext): LoadResult {
     limits: { memoryBytes, pids: raw.limits?.pids, cpus: raw.limits?.cpus },
     egress: { proxyPort: raw.egress?.proxyPort ?? DEFAULT_PROXY_PORT },
     home: ctx.home,
-    origin: { file: src.file, sha256: sha256(src.text) },
+    origin: { file: src.file, sha256: sha256Hex(src.text) },
   };
   return { model, warnings: out.warnings, errors: [] };
 }

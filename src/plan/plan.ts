@@ -137,10 +137,10 @@ export function buildPlan(model: Model, targets: readonly Target[], bundles: rea
         break;
       case 'windows': {
         const w = (control: Control, file: string, enforces: Enforced[], dir = 'windows') => ({ target, control, path: `${dir}/agentbox-${name}-${file}`, enforces });
-        const winFs = fsRules.filter((r) => r.rule.startsWith('fs:'));
+        const grantsOnly = fs.map((g) => ({ rule: g.source.text, source: src(g.source) }));
         const set = [
           w('windows-firewall', 'firewall.ps1', [...netRules, baseline('block everything else the program sends, and all IPv6')]),
-          w('windows-acl', 'acl.ps1', winFs),
+          w('windows-acl', 'acl.ps1', grantsOnly),
           w('wdac-policy', 'wdac.xml', [{ rule: `allow ${model.agent.windows.program ?? 'the agent program'} and Windows-signed code; everything else is not allowed to run`, source: 'agentbox' }]),
           w('wdac-deploy', 'wdac.ps1', [baseline('deploys the App Control policy (audit mode; -Enforce to enforce)')]),
           w('windows-rollback', 'rollback.ps1', [baseline('removes every rule, policy and grant the scripts added')]),
@@ -155,7 +155,7 @@ export function buildPlan(model: Model, targets: readonly Target[], bundles: rea
       case 'macos': {
         const m = (control: Control, path: string, enforces: Enforced[]) => ({ target, control, path, enforces });
         const set = [
-          m('pppc', `macos/agentbox-${name}.mobileconfig`, [...fsRules.filter((r) => r.rule.startsWith('fs:')), baseline('deny ScreenCapture, Accessibility and SystemPolicyAllFiles')]),
+          m('pppc', `macos/agentbox-${name}.mobileconfig`, [...fs.map((g) => ({ rule: g.source.text, source: src(g.source) })), baseline('deny ScreenCapture, Accessibility and SystemPolicyAllFiles')]),
           m('tcc-check', `macos/agentbox-${name}-tcc-check.sh`, [baseline('reports TCC grants beyond the manifest')]),
           m('pf', `macos/com.agentbox.${name}`, [...netRules, baseline(`drop everything else ${model.agent.user} sends`)]),
         ];

@@ -4,9 +4,9 @@
  */
 import type { Command } from 'commander';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { AgentboxError } from '../../errors.js';
+import { sha256Hex } from '../../hash.js';
 import { APPLY_CONTROLS, applyLinux, type ApplyControl, type ApplyInput } from '../../apply/linux.js';
 import { generate, planJson } from '../../generate/index.js';
 import { buildPlan, type Plan } from '../../plan/plan.js';
@@ -54,7 +54,7 @@ export function readGeneratedDir(dir: string): ApplyInput {
     .map((a) => {
       if (expected.get(a.path) !== a.control) throw new AgentboxError('CHECK_FAILED', `${planPath}: artifact ${JSON.stringify(a.path)} (${a.control}) is not one agentbox generates for ${plan.agent}`);
       const content = readFileSync(join(dir, a.path), 'utf8');
-      const sha = createHash('sha256').update(content, 'utf8').digest('hex');
+      const sha = sha256Hex(content);
       if (sha !== a.sha256) {
         throw new AgentboxError('CHECK_FAILED', `${join(dir, a.path)} does not match plan.json (sha256 ${sha.slice(0, 12)}…, plan says ${String(a.sha256).slice(0, 12)}…); it was changed after generate`, {
           details: ['regenerate it with agentbox generate rather than editing it'],

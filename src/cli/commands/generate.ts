@@ -46,8 +46,8 @@ export async function generateCommand(arg: string, opts: GenerateOptions, io: Io
   const plan = buildPlan(model, targets.filter((t) => AVAILABLE_TARGETS.includes(t)), bundles as ('intune' | 'jamf')[]);
   const artifacts = generate(model, plan, readTemplates());
   const json = planJson(plan, artifacts);
-  const executable = new Set(['windows-firewall', 'tcc-check', 'jamf-postinstall']);
-  writeTree(opts.out, [...artifacts.map((a) => ({ path: a.path, content: a.content, ...(a.path.endsWith('.sh') || executable.has(a.control) ? { mode: 0o755 } : {}) })), { path: 'plan.json', content: json }]);
+  // Shell scripts are run directly by MDM agents; everything else is data or run by an interpreter.
+  writeTree(opts.out, [...artifacts.map((a) => ({ path: a.path, content: a.content, ...(a.path.endsWith('.sh') ? { mode: 0o755 } : {}) })), { path: 'plan.json', content: json }]);
   if (io.json) io.data(JSON.parse(json));
   else {
     io.out(`wrote ${artifacts.length + 1} files to ${opts.out}`);

@@ -9,7 +9,7 @@ import { AuditSink, deviceKey } from '../../audit/sink.js';
 import { checkToken, mintToken, modelScopes, readRevoked, revoke } from '../../audit/token.js';
 import { parseTtl } from '../../manifest/scope.js';
 import { collectEvidence } from '../../launch/evidence.js';
-import { alive, listSessions, readSession, type Session } from '../../launch/sessions.js';
+import { listSessions, readSession, signalSession, type Session } from '../../launch/sessions.js';
 import { stateDir } from '../../launch/state.js';
 import { loadModel, manifestOptionsHelp, type ManifestOptions } from '../context.js';
 import type { Io } from '../io.js';
@@ -46,10 +46,9 @@ export async function quarantineCommand(id: string | undefined, opts: { agent?: 
       io.info(`${s.id} is already quarantined`);
       continue;
     }
-    if (!alive(s.launcherPid)) throw new AgentboxError('CONTROL_UNAVAILABLE', `${s.id}: its launcher (pid ${s.launcherPid}) is gone; use agentbox kill`);
     audit.append({ session: s.id, agent: s.agent, action: 'quarantine.requested', resource: s.id, decision: 'deny', reason });
     const t0 = performance.now();
-    process.kill(s.launcherPid, 'SIGUSR1');
+    if (!signalSession(s, 'quarantine')) throw new AgentboxError('CONTROL_UNAVAILABLE', `${s.id}: its launcher (pid ${s.launcherPid}) is gone; use agentbox kill`);
     const q = await waitFor(state, s.id, (x) => x.state === 'quarantined', 2000);
     const isolatedMs = performance.now() - t0;
     if (!q) throw new AgentboxError('CONTROL_UNAVAILABLE', `${s.id}: the launcher did not confirm the quarantine within 2 s`);
@@ -72,7 +71,7 @@ export async function releaseCommand(id: string, io: Io): Promise<number> {
   const s = readSession(state, id);
   if (!s) throw new AgentboxError('USAGE', `no session ${id}`);
   if (s.state !== 'quarantined') throw new AgentboxError('USAGE', `${id} is ${s.state}, not quarantined`);
-  process.kill(s.launcherPid, 'SIGUSR2');
+  if (!signalSession(s, 'release')) throw new AgentboxError('CONTROL_UNAVAILABLE', `${id}: its launcher (pid ${s.launcherPid}) is gone; use agentbox kill`);
   const r = await waitFor(state, id, (x) => x.state === 'running', 2000);
   if (!r) throw new AgentboxError('CONTROL_UNAVAILABLE', `${id}: the launcher did not confirm the release`);
   io.out(`released ${id}: processes thawed; egress stays cut (relaunch with a new grant to restore it)`);

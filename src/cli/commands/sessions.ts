@@ -3,7 +3,7 @@
  */
 import type { Command } from 'commander';
 import { AgentboxError } from '../../errors.js';
-import { alive, listSessions, readSession } from '../../launch/sessions.js';
+import { listSessions, readSession, signalSession } from '../../launch/sessions.js';
 import { stateDir } from '../../launch/state.js';
 import type { Io } from '../io.js';
 
@@ -33,8 +33,7 @@ export async function killCommand(id: string | undefined, opts: { agent?: string
       continue;
     }
     // The launcher ends the session cleanly (revert, audit); if it is gone, end the box directly.
-    if (alive(s.launcherPid)) process.kill(s.launcherPid, 'SIGTERM');
-    else if (alive(s.pid)) process.kill(-s.pid, 'SIGKILL');
+    signalSession(s, 'end');
     io.info(`ending ${s.id}`);
   }
   if (io.json) io.data(targets.map((s) => s.id));

@@ -5,7 +5,7 @@
  * derived from the validated agent name, addresses are re-checked here, and rule
  * comments carry only the manifest location (`capabilities[3]`), never its text.
  */
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../../hash.js';
 import { UnrepresentableError } from './errors.js';
 
 /** iptables chain name (at most 28 characters). */
@@ -13,7 +13,7 @@ export function iptablesChain(agent: string): string {
   if (!/^[a-z][a-z0-9-]*$/.test(agent)) throw new UnrepresentableError('an iptables chain name', agent, 'not an agent name');
   const full = `AGENTBOX-${agent.toUpperCase()}`;
   if (full.length <= 28) return full;
-  const hash = createHash('sha256').update(agent).digest('hex').slice(0, 6).toUpperCase();
+  const hash = sha256Hex(agent).slice(0, 6).toUpperCase();
   return `AGENTBOX-${agent.toUpperCase().slice(0, 12)}-${hash}`;
 }
 

@@ -3,7 +3,7 @@
  * id, a TCC drift check script, a pf anchor, and the Jamf bundle. Pure: values reach the
  * plist through xmlText and bash through shQuote.
  */
-import { createHash } from 'node:crypto';
+import { stableUuid } from '../../hash.js';
 import { isWithin } from '../../manifest/normalise.js';
 import type { Model } from '../../model/types.js';
 import { effectiveFs } from '../../plan/plan.js';
@@ -28,10 +28,7 @@ export function tccServices(model: Model): string[] {
 
 const bundleId = (model: Model) => model.agent.macos.bundleId ?? `com.agentbox.${model.name}`;
 
-function uuid(model: Model, purpose: string): string {
-  const h = createHash('sha256').update(`${model.name}\0${model.origin.sha256}\0${purpose}`).digest('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`.toUpperCase();
-}
+const uuid = (model: Model, purpose: string) => stableUuid(model.name, model.origin.sha256, purpose);
 
 /** One service of the PPPC payload, from templates/macos/pppc-service.xml. */
 function serviceEntry(t: Templates, service: string, id: string, authorization: 'Allow' | 'Deny'): string[] {
@@ -79,7 +76,7 @@ export function pfAnchor(model: Model, t: Templates): string {
       rules.push(`# ${g.source.pointer}: wildcard hosts cannot be expressed in pf; blocked`);
       continue;
     }
-    rules.push(`pass out quick proto tcp from any to ${g.hostKind === 'ipv6' ? g.host : g.host} port ${g.port} user ${model.agent.user} keep state`);
+    rules.push(`pass out quick proto tcp from any to ${g.host} port ${g.port} user ${model.agent.user} keep state`);
   }
   return render('pf.anchor', template(t, 'macos/pf.anchor'), { header: header(model, '#'), account: model.agent.user, name: model.name, rules });
 }

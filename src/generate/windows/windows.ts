@@ -4,7 +4,7 @@
  * agent account, a rollback, and the Intune bundle. Pure: every manifest value reaches
  * PowerShell through psString and XML through xmlText; all logic is in the templates.
  */
-import { createHash } from 'node:crypto';
+import { stableUuid } from '../../hash.js';
 import { isWithin } from '../../manifest/normalise.js';
 import type { Model } from '../../model/types.js';
 import { effectiveFs } from '../../plan/plan.js';
@@ -13,10 +13,9 @@ import { xmlComment, xmlText } from '../escape/xml.js';
 import { header } from '../header.js';
 import { render, template, type Templates } from '../template.js';
 
-/** A GUID derived from the manifest, so regeneration keeps the same policy id. */
+/** The policy GUID: derived from the manifest, so regeneration keeps the same policy id. */
 export function stableGuid(model: Model, purpose: string): string {
-  const h = createHash('sha256').update(`${model.name}\0${model.origin.sha256}\0${purpose}`).digest('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`.toUpperCase();
+  return stableUuid(model.name, model.origin.sha256, purpose);
 }
 
 export const windowsGroup = (model: Model) => `agentbox-${model.name}`;

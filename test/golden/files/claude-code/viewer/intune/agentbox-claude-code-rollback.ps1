@@ -8,7 +8,7 @@ Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
 $Group = 'agentbox-claude-code'
-$PolicyId = '6088D193-B538-4E1D-A66F-2E2A32232385'
+$PolicyId = '6088D193-B538-4E1D-866F-2E2A32232385'
 $Account = 'agentbox'
 $Relative = @()
 

@@ -9,7 +9,7 @@ param([switch]$Enforce)
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
-$PolicyId = '6088D193-B538-4E1D-A66F-2E2A32232385'
+$PolicyId = '6088D193-B538-4E1D-866F-2E2A32232385'
 $Xml = Join-Path $PSScriptRoot 'agentbox-claude-code-wdac.xml'
 
 try {

@@ -9,7 +9,7 @@ param([switch]$Enforce)
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
-$PolicyId = '5245D15C-CB61-4738-AD5B-DE228261D0DE'
+$PolicyId = '5245D15C-CB61-4738-8D5B-DE228261D0DE'
 $Xml = Join-Path $PSScriptRoot 'agentbox-codex-wdac.xml'
 
 try {

@@ -8,7 +8,7 @@ Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
 $Group = 'agentbox-codex'
-$PolicyId = '5245D15C-CB61-4738-AD5B-DE228261D0DE'
+$PolicyId = '5245D15C-CB61-4738-8D5B-DE228261D0DE'
 $Account = 'agentbox'
 $Relative = @()
 

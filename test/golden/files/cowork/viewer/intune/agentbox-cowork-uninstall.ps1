@@ -8,7 +8,7 @@ Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
 $Group = 'agentbox-cowork'
-$PolicyId = '86FD4AFD-E498-4F89-A842-C0E40F63FEE3'
+$PolicyId = '86FD4AFD-E498-4F89-8842-C0E40F63FEE3'
 $Account = 'agentbox'
 $Relative = @('Documents')
 

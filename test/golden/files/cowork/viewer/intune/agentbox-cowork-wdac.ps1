@@ -9,7 +9,7 @@ param([switch]$Enforce)
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
-$PolicyId = '86FD4AFD-E498-4F89-A842-C0E40F63FEE3'
+$PolicyId = '86FD4AFD-E498-4F89-8842-C0E40F63FEE3'
 $Xml = Join-Path $PSScriptRoot 'agentbox-cowork-wdac.xml'
 
 try {

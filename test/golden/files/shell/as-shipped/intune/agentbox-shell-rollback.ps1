@@ -8,7 +8,7 @@ Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
 $Group = 'agentbox-shell'
-$PolicyId = 'CEF1B4FD-BC80-4CDA-A7BF-BE8A8F9385A5'
+$PolicyId = 'CEF1B4FD-BC80-4CDA-87BF-BE8A8F9385A5'
 $Account = 'agentbox'
 $Relative = @('Documents')
 

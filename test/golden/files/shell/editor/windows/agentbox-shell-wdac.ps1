@@ -9,7 +9,7 @@ param([switch]$Enforce)
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
-$PolicyId = 'CEF1B4FD-BC80-4CDA-A7BF-BE8A8F9385A5'
+$PolicyId = 'CEF1B4FD-BC80-4CDA-87BF-BE8A8F9385A5'
 $Xml = Join-Path $PSScriptRoot 'agentbox-shell-wdac.xml'
 
 try {
