@@ -6,6 +6,8 @@ export const EnvVar = {
   stateDir: 'AGENTBOX_STATE_DIR',
   /** Overrides the profiles/ directory (presets and agent profiles). */
   profilesDir: 'AGENTBOX_PROFILES_DIR',
+  /** The organisation policy directory `launch` checks against when --policy is not given. */
+  policyDir: 'AGENTBOX_POLICY',
   /** Disables colour (https://no-color.org). */
   noColor: 'NO_COLOR',
   /** Prints stack traces on internal errors, like --debug. */

@@ -11,8 +11,8 @@
  * entry records its size and hash, so nothing is dropped silently.
  * Payloads (file contents, bodies) are never passed here; callers hash them.
  */
-import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, fstatSync, ftruncateSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { createHash, createHmac, createPrivateKey, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { closeSync, existsSync, linkSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, fstatSync, ftruncateSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { sha256Hex } from '../hash.js';
 
@@ -49,15 +49,28 @@ export function deviceKey(state: string): { privateKey: KeyObject; publicKey: Ke
     writeFileSync(tmp, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
     writeFileSync(pub, publicKey.export({ type: 'spki', format: 'pem' }), { mode: 0o644 });
     try {
-      // Two processes racing on first use: the first key wins, the other is discarded.
-      renameSync(tmp, priv);
+      // Two processes racing on first use: the first key wins (link fails if the file
+      // exists, where rename would replace it), the other is discarded.
+      linkSync(tmp, priv);
     } catch {
-      unlinkSync(tmp);
+      // the other process's key is in place
     }
+    unlinkSync(tmp);
   }
   const privateKey = createPrivateKey(readFileSync(priv));
   const publicKey = createPublicKey(privateKey);
   return { privateKey, publicKey, publicPem: publicKey.export({ type: 'spki', format: 'pem' }).toString() };
+}
+
+/**
+ * The key DLP digests are keyed with: derived from the device key, so a short secret
+ * (an SSN, a card number) cannot be recovered from the audit log by trying every value,
+ * while a responder on this device can confirm a suspected value.
+ */
+export function dlpDigest(state: string): (match: string) => string {
+  const der = deviceKey(state).privateKey.export({ type: 'pkcs8', format: 'der' });
+  const key = createHash('sha256').update('agentbox-dlp-digest-v1\0').update(der).digest();
+  return (match) => `hmac-sha256:${createHmac('sha256', key).update(match, 'utf8').digest('hex')}`;
 }
 
 /** The bytes a signature covers: the record without `sig`, fields in their fixed order. */

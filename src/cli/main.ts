@@ -26,6 +26,10 @@ const COMMANDS: Record<string, () => Promise<Register[]>> = {
   release: async () => [(await import('./commands/incident.js')).registerIncident],
   token: async () => [(await import('./commands/incident.js')).registerIncident],
   audit: async () => [(await import('./commands/audit.js')).registerAudit],
+  policy: async () => [(await import('./commands/policy.js')).registerPolicy],
+  approvals: async () => [(await import('./commands/consent.js')).registerConsent],
+  approve: async () => [(await import('./commands/consent.js')).registerConsent],
+  deny: async () => [(await import('./commands/consent.js')).registerConsent],
   'userns-profile': async () => [(await import('./commands/userns.js')).registerUserns],
 };
 

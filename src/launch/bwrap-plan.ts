@@ -19,7 +19,7 @@
  */
 import { posix } from 'node:path';
 import { isWithin } from '../manifest/normalise.js';
-import type { Model } from '../model/types.js';
+import { usesProxy, type Model } from '../model/types.js';
 import { effectiveFs } from '../plan/plan.js';
 import { agentEnvironment } from '../generate/linux/systemd.js';
 import { shQuote } from '../generate/escape/shell.js';
@@ -83,7 +83,7 @@ export const RESERVED = ['/proc', '/dev', '/tmp', '/var/tmp', '/run/agentbox', '
 
 export function buildLaunchPlan(model: Model, command: string[], f: LaunchFacts): LaunchPlan {
   const { fs } = effectiveFs(model);
-  const hasNet = model.grants.net.length > 0;
+  const hasNet = usesProxy(model);
   const proxyUrl = hasNet ? `http://127.0.0.1:${BOX_PROXY_PORT}` : undefined;
   const env = agentEnvironment(model, proxyUrl);
   if (f.term) env.push(['TERM', f.term]);

@@ -11,11 +11,18 @@ import type { Model } from '../model/types.js';
 import { effectiveFs } from '../plan/plan.js';
 import { isWithin } from '../manifest/normalise.js';
 import { AuditSink, deviceKey } from '../audit/sink.js';
-import { mintToken, modelScopes, readRevoked } from '../audit/token.js';
+import { mintToken, modelScopes, readRevoked, revoke } from '../audit/token.js';
+import { collectEvidence } from './evidence.js';
 import { whichSync } from '../host/which.js';
 import { buildLaunchPlan, RESERVED, type LaunchFacts, type LaunchPlan, type PathKind } from './bwrap-plan.js';
 import { createCgroups, unenforceable, type SessionCgroups } from './cgroups.js';
-import { EgressProxy, type EgressEvent } from './proxy.js';
+import { EgressProxy, type EgressEvent, type ProxyOptions, type Violation } from './proxy.js';
+import { ConsentBroker } from './consent.js';
+import { compileDetectors, UploadMeter } from '../policy/dlp.js';
+import { agentEntity, agentFacts, connectRequest, type Labels } from '../policy/entities.js';
+import { MANIFEST_PERMIT_ID, verdictText, type PolicyEngine } from '../policy/engine.js';
+import { dlpDigest } from '../audit/sink.js';
+import { usesProxy } from '../model/types.js';
 import { seccompBytes } from './seccomp.js';
 import { newSessionId, writeSession, type Session } from './sessions.js';
 
@@ -31,6 +38,10 @@ export interface LaunchOptions {
   resolve?: (host: string) => Promise<string[]>;
   /** A verified token the session runs under (its scopes were already intersected). */
   tokenExp?: number | null;
+  /** Organisation policy the egress proxy consults per connection (the launch check already passed). */
+  policy?: { engine: PolicyEngine; labels: Labels; dir: string };
+  /** Ask for consent on the launching terminal too (it is a TTY). */
+  tty?: boolean;
 }
 
 export interface Change {
@@ -74,8 +85,8 @@ function preflight(model: Model, root: boolean, opts: LaunchOptions): { bwrap: s
   const setpriv = (whichSync('setpriv')) ?? '';
   const unshare = (whichSync('unshare')) ?? '';
   if (root && (!setpriv || !unshare)) gaps.push('setpriv/unshare are not installed (apt-get install util-linux)');
-  const socat = model.grants.net.length > 0 ? whichSync('socat') : undefined;
-  if (model.grants.net.length > 0 && !socat) gaps.push('socat is not installed, so the box cannot reach its egress proxy (apt-get install socat)');
+  const socat = usesProxy(model) ? whichSync('socat') : undefined;
+  if (usesProxy(model) && !socat) gaps.push('socat is not installed, so the box cannot reach its egress proxy (apt-get install socat)');
   if (process.arch !== 'x64') gaps.push(`the seccomp filter is built for x86_64; this host is ${process.arch}`);
   if (!opts.landlockHelper) gaps.push('the Landlock layer is unavailable (the landlock-exec helper is not built, or the kernel has no Landlock)');
   const writes = effectiveFs(model).fs.filter((g) => g.access === 'write');
@@ -203,19 +214,62 @@ export async function launchProcess(model: Model, opts: LaunchOptions): Promise<
 
   const egress = { allowed: 0, denied: {} as Record<string, number> };
   let proxy: EgressProxy | undefined;
+  let broker: ConsentBroker | undefined;
+  // Set once the session record exists: a DLP or upload violation may quarantine it.
+  let quarantine: (why: string) => void = () => undefined;
   if (plan.proxySocket) {
     mkdirSync(posix.dirname(plan.proxySocket), { recursive: true, mode: 0o755 });
     chmodSync(posix.dirname(plan.proxySocket), 0o755);
+    const extra: Partial<ProxyOptions> = {};
+    if (opts.policy) {
+      const { engine, labels } = opts.policy;
+      const agent = agentEntity(agentFacts(model));
+      extra.policy = (host, port, consented) => {
+        const v = engine.authorize(connectRequest(agent, host, port, labels, 'run', consented));
+        return v.decision === 'allow' ? { allow: true, ids: [MANIFEST_PERMIT_ID], reason: 'no policy forbids it' } : { allow: false, ids: [...v.forbiddenBy.map((p) => p.id), ...v.errors.map((e) => e.id)], reason: verdictText(v) };
+      };
+    }
+    if (model.egress.consent) {
+      const b = new ConsentBroker({ state: opts.state, session: id, agent: model.name, timeoutSeconds: model.egress.consent.timeoutSeconds, tty: Boolean(opts.tty), log: opts.log });
+      broker = b;
+      extra.consent = {
+        hosts: model.egress.consent.hosts,
+        ask: async (host, port, purpose) => {
+          let requestId = '';
+          const a = await b.ask({ host, port, purpose }, (r) => {
+            requestId = r.id;
+            event('consent.request', `${host}:${port}`, 'info', r.question, { id: r.id, purpose, timeoutSeconds: model.egress.consent!.timeoutSeconds, expiresAt: r.expiresAt });
+          });
+          const decision = a.answer === 'once' || a.answer === 'session' ? 'allow' : 'deny';
+          const said = a.answer === 'timeout' ? `no answer within ${model.egress.consent!.timeoutSeconds}s: denied` : `${a.by} answered ${a.answer === 'deny' ? 'deny' : `allow ${a.answer === 'once' ? 'once' : 'for this session'}`}`;
+          event('consent.answer', `${host}:${port}`, decision, said, { id: requestId, answer: a.answer, by: a.by, via: a.via });
+          opts.log(`agentbox: ${host}:${port}: ${said}`);
+          return { ...a, id: requestId };
+        },
+      };
+    }
+    if (model.egress.dlp) {
+      extra.dlp = compileDetectors(model.egress.dlp);
+      extra.digest = dlpDigest(opts.state);
+    }
+    if (model.egress.maxUploadBytes !== undefined) extra.upload = new UploadMeter(model.egress.maxUploadBytes, model.egress.uploadWindowSeconds * 1000);
+    extra.onViolation = (v: Violation) => {
+      const action = model.egress.onViolation;
+      event(`violation.${v.kind}`, `${v.host}:${v.port}`, 'deny', `${v.reason}; onViolation: ${action}`, v.details);
+      opts.log(`agentbox: ${v.reason}`);
+      if (action === 'quarantine') quarantine(`${v.kind} violation towards ${v.host}:${v.port}`);
+    };
     proxy = new EgressProxy({
       rules: { grants: model.grants.net, denies: model.denies.net },
       agent: model.name,
       ...(opts.resolve ? { resolve: opts.resolve } : {}),
+      ...extra,
       onEvent: (e: EgressEvent) => {
         if (e.reason === 'closed') {
           event(e.action, `${e.host}:${e.port}`, 'allow', 'closed', { bytesIn: e.bytesIn, bytesOut: e.bytesOut, address: e.address });
           return;
         }
-        event(e.action, `${e.host}:${e.port}`, e.decision, e.reason, { rule: e.rule ?? null, address: e.address ?? null });
+        event(e.action, `${e.host}:${e.port}`, e.decision, e.reason, { rule: e.rule ?? null, address: e.address ?? null, ...(e.details ?? {}) });
         if (e.decision === 'allow') egress.allowed++;
         else {
           const k = `${e.host}:${e.port}`;
@@ -307,12 +361,14 @@ export async function launchProcess(model: Model, opts: LaunchOptions): Promise<
   const onSignal = (sig: NodeJS.Signals) => end(sig === 'SIGTERM' ? 'killed' : `signal ${sig}`);
   for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, onSignal);
 
-  // Quarantine (SIGUSR1 from `agentbox quarantine`): cut egress, then freeze, then say so.
-  const onQuarantine = () => {
+  // Quarantine (SIGUSR1 from `agentbox quarantine`, or a violation under onViolation:
+  // quarantine): cut egress, then freeze, then say so.
+  const onQuarantine = (why = 'agentbox quarantine') => {
     if (session.state === 'quarantined' || endReason !== 'exited') return;
     const t0 = performance.now();
     session.egressCut = true;
     void proxy?.close();
+    broker?.close();
     const cutMs = performance.now() - t0;
     const frozen = cgroups?.freeze() ?? false;
     if (!frozen) killGroup('SIGSTOP');
@@ -320,8 +376,18 @@ export async function launchProcess(model: Model, opts: LaunchOptions): Promise<
     session.quarantinedAt = new Date().toISOString();
     writeSession(opts.state, session);
     event('quarantine.egress-cut', id, 'deny', 'the proxy stopped forwarding and closed every tunnel', { ms: Number(cutMs.toFixed(2)) });
-    event('quarantine.frozen', id, 'deny', frozen ? 'cgroup freezer: every process of the session is frozen' : 'SIGSTOP sent to the session (no cgroup freezer)', { ms: Number((performance.now() - t0).toFixed(2)) });
+    event('quarantine.frozen', id, 'deny', frozen ? 'cgroup freezer: every process of the session is frozen' : 'SIGSTOP sent to the session (no cgroup freezer)', { ms: Number((performance.now() - t0).toFixed(2)), trigger: why });
+    opts.log(`agentbox: session ${id} quarantined (${why}): egress cut, processes frozen; agentbox kill ${id} ends it, agentbox release ${id} thaws it`);
   };
+  // A violation quarantines as `agentbox quarantine` does: frozen, evidence, token revoked.
+  quarantine = (why: string) => {
+    onQuarantine(why);
+    if (session.state !== 'quarantined') return;
+    const evidence = collectEvidence(opts.state, session, why);
+    event('quarantine.evidence', evidence.dir, 'info', 'forensic snapshot taken while frozen', { files: evidence.files });
+    if (session.jti && revoke(opts.state, session.jti, why)) event('token.revoked', session.jti, 'deny', why);
+  };
+  const onSigQuarantine = () => onQuarantine();
   // Release (SIGUSR2 from `agentbox release`): thaw; egress stays cut.
   const onRelease = () => {
     if (session.state !== 'quarantined') return;
@@ -331,7 +397,7 @@ export async function launchProcess(model: Model, opts: LaunchOptions): Promise<
     writeSession(opts.state, session);
     event('quarantine.released', id, 'info', 'processes thawed; egress stays cut');
   };
-  process.on('SIGUSR1', onQuarantine);
+  process.on('SIGUSR1', onSigQuarantine);
   process.on('SIGUSR2', onRelease);
   // A revoked or expired token ends its session.
   const tokenWatch = setInterval(() => {
@@ -359,11 +425,12 @@ export async function launchProcess(model: Model, opts: LaunchOptions): Promise<
   });
   if (ttlTimer) clearTimeout(ttlTimer);
   for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(s, onSignal);
-  process.off('SIGUSR1', onQuarantine);
+  process.off('SIGUSR1', onSigQuarantine);
   process.off('SIGUSR2', onRelease);
   clearInterval(tokenWatch);
   cgroups?.thaw();
   killGroup('SIGKILL');
+  broker?.close();
   await proxy?.close();
 
   const hits = cgroups?.hits() ?? { pids: 0, memory: 0 };

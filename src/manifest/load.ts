@@ -9,9 +9,13 @@ import { sha256Hex } from '../hash.js';
 import { lexicalPath, normalisePath, isWithin, type PathResolver } from './normalise.js';
 import { checkSchema, parseYaml, type ParsedDocument } from './parse.js';
 import type { RawManifest } from './schema.js';
-import { parseDeny, parseGrant, parseMemory, parseTtl } from './scope.js';
+import { parseDeny, parseGrant, parseMemory, parseSize, parseTtl } from './scope.js';
 import {
+  DEFAULT_CONSENT_TIMEOUT_SECONDS,
   DEFAULT_PROXY_PORT,
+  DEFAULT_UPLOAD_WINDOW_SECONDS,
+  type ConsentHost,
+  type EgressRulesModel,
   DEFAULT_UID,
   DEFAULT_USER,
   type ExecDeny,
@@ -200,6 +204,82 @@ const grantKind = (g: FsGrant | NetGrant | ExecGrant, type: 'fs' | 'net' | 'exec
 
 const whatOf = { 'fs-read': 'read files', 'fs-write': 'write files', net: 'connect to the network', exec: 'run programs' } as const;
 
+type ErrFn = (segments: (string | number)[], pointer: string, message: string) => void;
+
+/** `egress`: consent hosts, DLP detectors, the upload threshold; each value checked where it is written. */
+function egressRules(raw: RawManifest, file: string, presets: Preset[], err: ErrFn): EgressRulesModel {
+  const e = raw.egress ?? {};
+  let consent: EgressRulesModel['consent'];
+  if (e.consent !== undefined) {
+    const hosts: ConsentHost[] = [];
+    const entries = e.consent === 'ask' ? ['*'] : e.consent.ask;
+    entries.forEach((entry, i) => {
+      const pointer = e.consent === 'ask' ? 'egress.consent' : `egress.consent.ask[${i}]`;
+      const segments = e.consent === 'ask' ? ['egress', 'consent'] : ['egress', 'consent', 'ask', i];
+      const source: RuleSource = { origin: 'manifest', file, pointer, text: e.consent === 'ask' ? 'consent: ask' : entry };
+      if (entry === '*') {
+        hosts.push({ host: '*', hostKind: 'any', port: 'any', source });
+        return;
+      }
+      const g = parseGrant(`net:connect:${entry}`);
+      if (!g.ok || g.value.type !== 'net') err(segments, pointer, `${g.ok ? '' : g.message.replace('net:connect:', '')}; write HOST:PORT such as assets.example.com:443 or *.example.com:443, or * for any host`);
+      else hosts.push({ host: g.value.host, hostKind: g.value.hostKind, port: g.value.port, source });
+    });
+    let timeoutSeconds = DEFAULT_CONSENT_TIMEOUT_SECONDS;
+    if (e.consent !== 'ask' && e.consent.timeout !== undefined) {
+      const t = parseTtl(e.consent.timeout);
+      if (!t.ok) err(['egress', 'consent', 'timeout'], 'egress.consent.timeout', t.message.replace('ttl', 'timeout'));
+      else if (t.value > 3600) err(['egress', 'consent', 'timeout'], 'egress.consent.timeout', `${e.consent.timeout} is over the 1h maximum; a held connection should not wait longer`);
+      else timeoutSeconds = t.value;
+    }
+    if (presets.length > 0 && !presets.some((p) => p.ceiling.net)) {
+      const names = presets.map((p) => p.name).join(', ');
+      err(['egress', 'consent'], 'egress.consent', `asking for consent widens network access, which preset${presets.length > 1 ? 's' : ''} ${names} do${presets.length > 1 ? '' : 'es'} not allow; remove egress.consent or extend organizer`);
+    }
+    consent = { hosts, timeoutSeconds };
+  }
+
+  let dlp: EgressRulesModel['dlp'];
+  if (e.dlp !== undefined) {
+    const custom = (e.dlp.custom ?? []).map((c, i) => {
+      const pointer = `egress.dlp.custom[${i}]`;
+      if ((c.regex === undefined) === (c.marker === undefined)) err(['egress', 'dlp', 'custom', i], pointer, 'give exactly one of regex (a regular expression) or marker (literal text such as CONFIDENTIAL)');
+      if (c.regex !== undefined) {
+        try {
+          const re = new RegExp(c.regex, c.ignoreCase ? 'ui' : 'u');
+          if (re.test('')) err(['egress', 'dlp', 'custom', i, 'regex'], `${pointer}.regex`, `/${c.regex}/ matches empty text, so it would block every request; make it match the data itself`);
+        } catch (x) {
+          err(['egress', 'dlp', 'custom', i, 'regex'], `${pointer}.regex`, `not a valid regular expression (${(x as Error).message}); JavaScript syntax with the u flag`);
+        }
+      }
+      if (c.marker !== undefined && /[\p{Cc}]/u.test(c.marker)) err(['egress', 'dlp', 'custom', i, 'marker'], `${pointer}.marker`, 'a marker is printable text such as CONFIDENTIAL');
+      if ((e.dlp!.custom ?? []).findIndex((d) => d.name === c.name) !== i) err(['egress', 'dlp', 'custom', i, 'name'], `${pointer}.name`, `detector name "${c.name}" is used twice; audit events name detectors, so names must be unique`);
+      return { name: c.name, ...(c.regex !== undefined ? { regex: c.regex } : { marker: c.marker ?? '' }), ignoreCase: c.ignoreCase ?? false };
+    });
+    const detectors = e.dlp.detectors ?? [];
+    if (detectors.length === 0 && custom.length === 0) err(['egress', 'dlp'], 'egress.dlp', 'names no detector; list detectors (private-key, aws-access-key, us-ssn, payment-card) or custom ones');
+    dlp = { detectors, custom };
+  }
+
+  let maxUploadBytes: number | undefined;
+  if (e.maxUploadBytes !== undefined) {
+    const s = typeof e.maxUploadBytes === 'number' ? { ok: true as const, value: e.maxUploadBytes } : parseSize(e.maxUploadBytes);
+    if (s.ok) maxUploadBytes = s.value;
+    else err(['egress', 'maxUploadBytes'], 'egress.maxUploadBytes', s.message);
+  }
+  let uploadWindowSeconds = DEFAULT_UPLOAD_WINDOW_SECONDS;
+  if (e.uploadWindow !== undefined) {
+    const t = parseTtl(e.uploadWindow);
+    if (t.ok) uploadWindowSeconds = t.value;
+    else err(['egress', 'uploadWindow'], 'egress.uploadWindow', t.message.replace('ttl', 'uploadWindow'));
+  }
+  if (e.uploadWindow !== undefined && maxUploadBytes === undefined) err(['egress', 'uploadWindow'], 'egress.uploadWindow', 'has no effect without egress.maxUploadBytes');
+  if (e.onViolation !== undefined && dlp === undefined && maxUploadBytes === undefined) {
+    err(['egress', 'onViolation'], 'egress.onViolation', 'has nothing to act on: add egress.dlp detectors or egress.maxUploadBytes');
+  }
+  return { proxyPort: e.proxyPort ?? DEFAULT_PROXY_PORT, consent, dlp, maxUploadBytes, uploadWindowSeconds, onViolation: e.onViolation ?? 'block' };
+}
+
 /** Loads a manifest (kind Agent or Preset) into the validated model. */
 export function loadManifest(src: SourceFile, ctx: LoadContext): LoadResult {
   const out: Collector = { errors: [], warnings: [] };
@@ -312,11 +392,14 @@ export function loadManifest(src: SourceFile, ctx: LoadContext): LoadResult {
     err(['runtime', 'isolation'], 'runtime.isolation', `isolation applies to the container runtime only; this manifest uses ${runtimeKind}`);
   }
 
+  const egress = egressRules(raw, src.file, presets, err);
+
   if (out.errors.length > 0) return { model: undefined, warnings: out.warnings, errors: out.errors };
 
   const model: Model = {
     name: raw.metadata.name,
     description: raw.metadata.description ?? '',
+    classification: raw.metadata.classification,
     extends: presets,
     agent: {
       command,
@@ -332,7 +415,7 @@ export function loadManifest(src: SourceFile, ctx: LoadContext): LoadResult {
     ttlSeconds,
     runtime: { kind: runtimeKind, snapshot: raw.runtime?.snapshot ?? 'revert', isolation: raw.runtime?.isolation },
     limits: { memoryBytes, pids: raw.limits?.pids, cpus: raw.limits?.cpus },
-    egress: { proxyPort: raw.egress?.proxyPort ?? DEFAULT_PROXY_PORT },
+    egress,
     home: ctx.home,
     origin: { file: src.file, sha256: sha256Hex(src.text) },
   };

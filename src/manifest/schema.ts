@@ -50,6 +50,10 @@ export const manifestSchema = {
       properties: {
         name: { type: 'string', pattern: NAME_PATTERN, description: 'lowercase letters, digits and dashes, starting with a letter, at most 48 characters' },
         description: { type: 'string', maxLength: 500 },
+        classification: {
+          enum: ['low', 'moderate', 'high'],
+          description: 'Data classification of what the agent handles; organisation policies read it (e.g. full-disk access only when low). Unset means unclassified.',
+        },
       },
     },
     summary: {
@@ -135,16 +139,70 @@ export const manifestSchema = {
       additionalProperties: false,
       properties: {
         proxyPort: { type: 'integer', minimum: 1, maximum: 65535, description: 'Loopback port of the egress proxy a system service uses (default 3128).' },
+        consent: {
+          description:
+            'Just-in-time consent: hosts outside the grants for which a person is asked at the moment the agent reaches them. `ask` asks for every host not granted; or list HOST:PORT entries (wildcards as in grants, `*` for any host). Explicit denies are never asked.',
+          oneOf: [
+            { const: 'ask' },
+            {
+              type: 'object',
+              additionalProperties: false,
+              properties: {
+                ask: { type: 'array', minItems: 1, maxItems: 256, items: { type: 'string', minLength: 1, maxLength: 300 } },
+                timeout: { type: 'string', pattern: TTL_PATTERN, maxLength: 20, description: 'How long a request waits for an answer before it is denied (default 60s, at most 1h).' },
+              },
+              required: ['ask'],
+            },
+          ],
+        },
+        dlp: {
+          type: 'object',
+          additionalProperties: false,
+          description: 'Data-loss prevention at the egress proxy: plain-HTTP URLs, headers and bodies are scanned and a match is blocked.',
+          properties: {
+            detectors: {
+              type: 'array',
+              maxItems: 16,
+              uniqueItems: true,
+              items: { enum: ['private-key', 'aws-access-key', 'us-ssn', 'payment-card'] },
+              description: 'Built-in detectors: private-key (PEM/OpenSSH private keys), aws-access-key (AKIA/ASIA key ids), us-ssn (NNN-NN-NNNN), payment-card (13-19 digits passing the Luhn check).',
+            },
+            custom: {
+              type: 'array',
+              maxItems: 64,
+              description: 'Organisation detectors: each has a name and either a regex (JavaScript syntax) or a literal marker such as CONFIDENTIAL.',
+              items: {
+                type: 'object',
+                additionalProperties: false,
+                required: ['name'],
+                properties: {
+                  name: { type: 'string', pattern: NAME_PATTERN },
+                  regex: { type: 'string', minLength: 1, maxLength: 512 },
+                  marker: { type: 'string', minLength: 1, maxLength: 256 },
+                  ignoreCase: { type: 'boolean' },
+                },
+              },
+            },
+          },
+        },
+        maxUploadBytes: {
+          description: 'Most bytes the agent may send to one destination per uploadWindow (CONNECT tunnels and plain HTTP alike), e.g. 10MiB.',
+          anyOf: [{ type: 'integer', minimum: 1 }, { type: 'string', pattern: MEMORY_PATTERN, maxLength: 32 }],
+        },
+        uploadWindow: { type: 'string', pattern: TTL_PATTERN, maxLength: 20, description: 'The window maxUploadBytes counts over (default 60s).' },
+        onViolation: { enum: ['block', 'quarantine'], description: 'What a DLP match or an upload over maxUploadBytes does beyond blocking it: block (default) or quarantine the session.' },
       },
     },
   },
 } as const;
 
+export type DlpDetectorName = 'private-key' | 'aws-access-key' | 'us-ssn' | 'payment-card';
+
 /** A manifest as the schema admits it (before the scope grammar and path rules). */
 export interface RawManifest {
   apiVersion: 'agentbox/v1';
   kind: 'Agent' | 'Preset';
-  metadata: { name: string; description?: string };
+  metadata: { name: string; description?: string; classification?: 'low' | 'moderate' | 'high' };
   summary?: string;
   extends?: string[];
   ceiling?: { fs: 'none' | 'read' | 'write'; net: boolean; exec: boolean };
@@ -162,5 +220,12 @@ export interface RawManifest {
   ttl?: string;
   runtime?: { kind?: 'process' | 'container' | 'microvm'; snapshot?: 'revert' | 'persist'; isolation?: 'runc' | 'gvisor' };
   limits?: { memory?: string; pids?: number; cpus?: number };
-  egress?: { proxyPort?: number };
+  egress?: {
+    proxyPort?: number;
+    consent?: 'ask' | { ask: string[]; timeout?: string };
+    dlp?: { detectors?: DlpDetectorName[]; custom?: { name: string; regex?: string; marker?: string; ignoreCase?: boolean }[] };
+    maxUploadBytes?: number | string;
+    uploadWindow?: string;
+    onViolation?: 'block' | 'quarantine';
+  };
 }

@@ -235,12 +235,20 @@ const UNITS: Record<string, number> = {
   G: 1024 ** 3, GiB: 1024 ** 3, GB: 1000 ** 3, T: 1024 ** 4, TiB: 1024 ** 4, TB: 1000 ** 4,
 };
 
-/** `2GiB` to bytes (at least 16 MiB: less cannot start a runtime). */
-export function parseMemory(text: string): ScopeResult<number> {
+/** `10MiB`, `1GB`, `4096` to bytes. */
+export function parseSize(text: string): ScopeResult<number> {
   const m = /^([0-9]+(?:\.[0-9]+)?)([A-Za-z]*)$/.exec(text);
   const unit = m ? UNITS[m[2]!] : undefined;
-  if (!m || unit === undefined) return { ok: false, message: `"${text}" is not a size; write 512MiB or 2GiB` };
+  if (!m || unit === undefined) return { ok: false, message: `"${text}" is not a size; write 512KiB, 10MiB or 2GiB` };
   const bytes = Math.floor(Number(m[1]) * unit);
-  if (bytes < 16 * 1024 ** 2) return { ok: false, message: `memory ${text} is under the 16MiB minimum` };
+  if (!Number.isSafeInteger(bytes) || bytes < 1) return { ok: false, message: `"${text}" must be at least 1 byte and at most 8 PiB` };
   return { ok: true, value: bytes };
+}
+
+/** `2GiB` to bytes (at least 16 MiB: less cannot start a runtime). */
+export function parseMemory(text: string): ScopeResult<number> {
+  const size = parseSize(text);
+  if (!size.ok) return size;
+  if (size.value < 16 * 1024 ** 2) return { ok: false, message: `memory ${text} is under the 16MiB minimum` };
+  return size;
 }

@@ -13,6 +13,7 @@
  */
 
 import type { FsAccess, HostKind } from '../manifest/scope.js';
+import type { DlpDetectorName } from '../manifest/schema.js';
 
 /** Where a rule came from, so every decision can name it. */
 export interface RuleSource {
@@ -72,6 +73,43 @@ export interface ExecDeny {
 
 export type RuntimeKind = 'process' | 'container' | 'microvm';
 
+/** A host for which a person is asked before the agent may connect (`egress.consent`). */
+export interface ConsentHost {
+  /** `*` for any host not granted. */
+  host: string;
+  hostKind: HostKind | 'any';
+  /** `any` with host `*`. */
+  port: number | 'any';
+  source: RuleSource;
+}
+
+export interface ConsentRules {
+  hosts: ConsentHost[];
+  /** How long a request waits for an answer before it is denied. */
+  timeoutSeconds: number;
+}
+
+export interface DlpCustomDetector {
+  name: string;
+  /** A JavaScript regular expression source (compiled with the u flag), or... */
+  regex?: string;
+  /** ...a literal marker such as CONFIDENTIAL. */
+  marker?: string;
+  ignoreCase: boolean;
+}
+
+export interface EgressRulesModel {
+  proxyPort: number;
+  /** undefined: nothing outside the grants is ever asked about. */
+  consent: ConsentRules | undefined;
+  /** undefined: no content scanning. */
+  dlp: { detectors: DlpDetectorName[]; custom: DlpCustomDetector[] } | undefined;
+  /** undefined: no upload threshold. */
+  maxUploadBytes: number | undefined;
+  uploadWindowSeconds: number;
+  onViolation: 'block' | 'quarantine';
+}
+
 export interface Preset {
   name: string;
   description: string;
@@ -84,6 +122,8 @@ export interface Preset {
 export interface Model {
   name: string;
   description: string;
+  /** `metadata.classification`; undefined is unclassified. */
+  classification: 'low' | 'moderate' | 'high' | undefined;
   /** Presets in the order they were merged. */
   extends: Preset[];
   agent: {
@@ -104,7 +144,7 @@ export interface Model {
   ttlSeconds: number | undefined;
   runtime: { kind: RuntimeKind; snapshot: 'revert' | 'persist'; isolation: 'runc' | 'gvisor' | undefined };
   limits: { memoryBytes: number | undefined; pids: number | undefined; cpus: number | undefined };
-  egress: { proxyPort: number };
+  egress: EgressRulesModel;
   /** The home directory `~` was expanded against. */
   home: string;
   /** Where the manifest came from and the sha256 of its bytes (stamped into artifact headers). */
@@ -114,3 +154,10 @@ export interface Model {
 export const DEFAULT_USER = 'agentbox';
 export const DEFAULT_UID = 64000;
 export const DEFAULT_PROXY_PORT = 3128;
+export const DEFAULT_CONSENT_TIMEOUT_SECONDS = 60;
+export const DEFAULT_UPLOAD_WINDOW_SECONDS = 60;
+
+/** True when the session needs its egress proxy: a network grant, or hosts to ask about. */
+export function usesProxy(model: Pick<Model, 'grants' | 'egress'>): boolean {
+  return model.grants.net.length > 0 || model.egress.consent !== undefined;
+}

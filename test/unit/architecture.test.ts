@@ -1,5 +1,5 @@
 /**
- * The pure core (manifest, model, plan, generate) must not reach the host: no file
+ * The pure core (manifest, model, plan, generate, policy) must not reach the host: no file
  * system, no processes, no engines, no process.* state. This keeps generation
  * deterministic and testable; a violation fails here with the file and the import.
  */
@@ -8,7 +8,7 @@ import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ROOT } from '../helpers/load.js';
 
-const PURE = ['src/manifest', 'src/model', 'src/plan', 'src/generate'];
+const PURE = ['src/manifest', 'src/model', 'src/plan', 'src/generate', 'src/policy'];
 const FORBIDDEN_IMPORTS = /from ['"](node:)?(fs|fs\/promises|child_process|os|net|http|https|dgram)['"]|from ['"](execa|dockerode|systeminformation)['"]|from ['"][./]+\/(host|apply|launch|cli)\//;
 const FORBIDDEN_GLOBALS = /\bprocess\.(env|cwd|argv|exit|platform|getuid)\b/;
 

@@ -15,9 +15,12 @@ import { packageRoot } from '../../host/files.js';
 import { whichSync } from '../../host/which.js';
 import { shellLine } from '../../generate/escape/shell.js';
 import { showPath } from '../../model/describe.js';
-import { deviceKey } from '../../audit/sink.js';
 import { checkToken, intersect, readRevoked } from '../../audit/token.js';
 import { readTokenArg } from './incident.js';
+import { AuditSink, deviceKey } from '../../audit/sink.js';
+import { EnvVar } from '../../env.js';
+import type { PolicyEngine } from '../../policy/engine.js';
+import type { Labels } from '../../policy/entities.js';
 import { loadModel, manifestOptionsHelp, type ManifestOptions } from '../context.js';
 import type { Io } from '../io.js';
 
@@ -27,6 +30,7 @@ export interface LaunchCliOptions extends ManifestOptions {
   verbose?: boolean;
   diff?: boolean;
   token?: string;
+  policy?: string;
 }
 
 /** The landlock-exec helper, when it is built and the kernel has Landlock. */
@@ -52,6 +56,21 @@ export async function launchCommand(arg: string, cmd: string[], opts: LaunchCliO
     model = narrowed.model;
     tokenExp = check.claims.exp;
   }
+  // Organisation policy: every effective grant is checked before anything starts; the
+  // proxy then consults the same policies per connection.
+  const policyDir = opts.policy ?? process.env[EnvVar.policyDir];
+  let policy: { engine: PolicyEngine; labels: Labels; dir: string } | undefined;
+  if (policyDir) {
+    // Loaded only here: Cedar and the policy readers stay out of a plain launch's start-up.
+    const { checkAgainst, forbiddenLines } = await import('./policy.js');
+    const { check, engine, policy: dir } = checkAgainst(model, policyDir);
+    if (check.forbidden.length > 0) {
+      const lines = forbiddenLines(check);
+      new AuditSink(stateDir()).append({ session: '-', agent: model.name, action: 'policy.launch-refused', resource: model.origin.file, decision: 'deny', reason: `${check.forbidden.length} grant${check.forbidden.length === 1 ? '' : 's'} forbidden by organisation policy`, details: { policyDir: dir.dir, forbidden: check.forbidden.map((r) => ({ request: r.request.text, pointer: r.request.source?.pointer ?? null, policies: r.verdict.forbiddenBy.map((p) => p.id), errors: r.verdict.errors })) } });
+      throw new AgentboxError('DENIED', `${model.name} was not launched: organisation policy (${dir.dir}) forbids ${check.forbidden.length} of its grants`, { details: [...lines, `check it with: agentbox policy check ${arg} --policy ${dir.dir}`] });
+    }
+    policy = { engine, labels: dir.labels, dir: dir.dir };
+  }
   const runtime = opts.runtime ?? model.runtime.kind;
   if (runtime !== 'process') {
     throw new AgentboxError('CONTROL_UNAVAILABLE', `the ${runtime} runtime is not available in this version of agentbox`, { details: ['available runtimes: process (--runtime process)'] });
@@ -71,6 +90,8 @@ export async function launchCommand(arg: string, cmd: string[], opts: LaunchCliO
     landlockHelper: await landlockHelper(),
     log: (l) => io.info(l),
     ...(tokenExp !== undefined ? { tokenExp } : {}),
+    ...(policy ? { policy } : {}),
+    tty: Boolean(process.stdin.isTTY && process.stderr.isTTY),
   });
   if ('argv' in result) {
     const plan = result as LaunchPlan;
@@ -113,13 +134,19 @@ export function registerLaunch(program: Command, run: (fn: (io: Io) => Promise<n
     .option('--verbose', 'show each denied connection as it happens')
     .option('--diff', 'list every change the agent made when the session ends')
     .option('--token <file>', 'run with exactly this capability token\'s scopes (refused with exit 3 if expired, revoked or forged)')
+    .option('--policy <dir>', `organisation Cedar policies: every grant is checked first (exit 3 if one is forbidden) and each connection at run time (default: $AGENTBOX_POLICY)`)
     .option('--home <dir>', manifestOptionsHelp.home)
     .addHelpText('after', `
-The exit code is the agent's; 4 when this host cannot build the box (nothing runs).
+The exit code is the agent's; 3 when organisation policy forbids a grant; 4 when this
+host cannot build the box (nothing runs).
+
+Hosts marked egress.consent: ask are held while a person answers: on this terminal,
+or from another with agentbox approvals / approve ID --once|--session / deny ID.
 
 Examples:
   agentbox launch shell
   agentbox launch cowork --profile viewer --dry-run
-  agentbox launch ./agent.yaml --verbose -- python3 agent.py --task receipts`)
+  agentbox launch ./agent.yaml --verbose -- python3 agent.py --task receipts
+  agentbox launch cowork --policy /etc/agentbox/policy`)
     .action((arg: string, cmd: string[], opts: LaunchCliOptions) => run((io) => launchCommand(arg, cmd, opts, io)));
 }

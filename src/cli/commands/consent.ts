@@ -1,0 +1,82 @@
+/**
+ * Just-in-time consent from another terminal:
+ *   agentbox approvals                      what agents are waiting for
+ *   agentbox approve ID --once|--session    let the held connection through
+ *   agentbox deny ID                        refuse it
+ * The waiting session audits each answer with who gave it.
+ */
+import type { Command } from 'commander';
+import { AgentboxError } from '../../errors.js';
+import { answerApproval, answererIdentity, APPROVAL_ID, pendingApprovals, type ConsentDecision } from '../../launch/consent.js';
+import { stateDir } from '../../launch/state.js';
+import type { Io } from '../io.js';
+
+export async function approvalsCommand(io: Io): Promise<number> {
+  const pending = pendingApprovals(stateDir());
+  if (io.json) {
+    io.data(pending.map((r) => ({ ...r, secondsLeft: Math.max(0, Math.round((Date.parse(r.expiresAt) - Date.now()) / 1000)) })));
+    return 0;
+  }
+  if (pending.length === 0) {
+    io.info('no agent is waiting for an answer');
+    return 0;
+  }
+  for (const r of pending) {
+    const left = Math.max(0, Math.round((Date.parse(r.expiresAt) - Date.now()) / 1000));
+    io.out(`${io.style.bold(r.id)}  ${r.question}`);
+    io.out(`          session ${r.session}; denied in ${left}s without an answer`);
+    io.out(`          agentbox approve ${r.id} --once | agentbox approve ${r.id} --session | agentbox deny ${r.id}`);
+  }
+  return 0;
+}
+
+function answer(id: string, decision: ConsentDecision, io: Io): number {
+  const state = stateDir();
+  if (!APPROVAL_ID.test(id)) throw new AgentboxError('USAGE', `"${id}" is not a request id; ids are 8 hex digits as agentbox approvals lists them`);
+  let req;
+  try {
+    req = answerApproval(state, id, decision, answererIdentity());
+  } catch (e) {
+    const pending = pendingApprovals(state).map((r) => `${r.id}  ${r.agent} → ${r.host}:${r.port}`);
+    throw new AgentboxError('USAGE', (e as Error).message, { details: pending.length ? ['waiting now:', ...pending] : ['no agent is waiting for an answer'] });
+  }
+  const what = decision === 'deny' ? 'denied' : decision === 'once' ? 'allowed once' : 'allowed for the rest of the session';
+  if (io.json) io.data({ id, answer: decision, agent: req.agent, session: req.session, host: req.host, port: req.port });
+  else io.out(`${req.agent} → ${req.host}:${req.port}: ${what}`);
+  return 0;
+}
+
+export function registerConsent(program: Command, run: (fn: (io: Io) => Promise<number>) => Promise<void>): void {
+  program
+    .command('approvals')
+    .description('list connections held until a person answers (egress.consent: ask)')
+    .addHelpText('after', `
+Examples:
+  agentbox approvals
+  agentbox approvals --json | jq -r '.[].id'`)
+    .action(() => run((io) => approvalsCommand(io)));
+  program
+    .command('approve')
+    .description('allow a held connection: --once (this connection) or --session (this host:port until the session ends)')
+    .argument('<id>', 'request id from agentbox approvals')
+    .option('--once', 'allow this one connection')
+    .option('--session', 'allow this host:port for the rest of the session')
+    .addHelpText('after', `
+Examples:
+  agentbox approve 3f9a01c2 --once
+  agentbox approve 3f9a01c2 --session`)
+    .action((id: string, opts: { once?: boolean; session?: boolean }) =>
+      run(async (io) => {
+        if (Boolean(opts.once) === Boolean(opts.session)) throw new AgentboxError('USAGE', 'say how long: --once (this connection) or --session (until the session ends)');
+        return answer(id, opts.once ? 'once' : 'session', io);
+      }),
+    );
+  program
+    .command('deny')
+    .description('refuse a held connection (remembered for the rest of the session)')
+    .argument('<id>', 'request id from agentbox approvals')
+    .addHelpText('after', `
+Examples:
+  agentbox deny 3f9a01c2`)
+    .action((id: string) => run(async (io) => answer(id, 'deny', io)));
+}
