@@ -135,3 +135,60 @@ describe('found trying the spine as a new user', () => {
     expect(load(base('capabilities: ["fs:read:~"]\n')).errors).toEqual([]);
   });
 });
+
+describe('egress governance keys', () => {
+  it('consent, DLP and the upload threshold load into the model', () => {
+    const m = model(base(`extends: [organizer]
+egress:
+  consent: { ask: ["assets.example.com:443", "*.example.org:443", "*"], timeout: 90s }
+  dlp: { detectors: [private-key, payment-card], custom: [{ name: marker, marker: CONFIDENTIAL }, { name: proj, regex: "PRJ-[0-9]+", ignoreCase: true }] }
+  maxUploadBytes: 10MiB
+  uploadWindow: 5m
+  onViolation: quarantine
+`));
+    expect(m.egress.consent).toEqual({
+      timeoutSeconds: 90,
+      hosts: [
+        expect.objectContaining({ host: 'assets.example.com', hostKind: 'name', port: 443 }),
+        expect.objectContaining({ host: '*.example.org', hostKind: 'wildcard', port: 443 }),
+        expect.objectContaining({ host: '*', hostKind: 'any', port: 'any' }),
+      ],
+    });
+    expect(m.egress.dlp).toEqual({ detectors: ['private-key', 'payment-card'], custom: [{ name: 'marker', marker: 'CONFIDENTIAL', ignoreCase: false }, { name: 'proj', regex: 'PRJ-[0-9]+', ignoreCase: true }] });
+    expect(m.egress).toMatchObject({ maxUploadBytes: 10 * 1024 * 1024, uploadWindowSeconds: 300, onViolation: 'quarantine' });
+    expect(model(base('egress: { consent: ask }\n')).egress.consent).toMatchObject({ timeoutSeconds: 60, hosts: [{ host: '*' }] });
+  });
+
+  it('each mistake is located and says what is valid', () => {
+    const r = load(base(`extends: [viewer]
+egress:
+  consent: { ask: ["bad host:443", "h.example.com"], timeout: 2h }
+  dlp: { custom: [{ name: a, regex: "(" }, { name: b, regex: "x*" }, { name: c }, { name: c, marker: M }] }
+  uploadWindow: 10s
+  onViolation: quarantine
+`));
+    const by = Object.fromEntries(r.errors.map((e) => [e.pointer, e.message]));
+    expect(Object.keys(by).sort()).toEqual([
+      'egress.consent',
+      'egress.consent.ask[0]',
+      'egress.consent.ask[1]',
+      'egress.consent.timeout',
+      'egress.dlp.custom[0].regex',
+      'egress.dlp.custom[1].regex',
+      'egress.dlp.custom[2]',
+      'egress.dlp.custom[3].name',
+      'egress.uploadWindow',
+    ]);
+    expect(by['egress.consent']).toMatch(/preset viewer does not allow/);
+    expect(by['egress.consent.ask[1]']).toMatch(/HOST:PORT/);
+    expect(by['egress.consent.timeout']).toMatch(/1h maximum/);
+    expect(by['egress.dlp.custom[0].regex']).toMatch(/not a valid regular expression/);
+    expect(by['egress.dlp.custom[1].regex']).toMatch(/matches empty text/);
+    expect(by['egress.dlp.custom[2]']).toMatch(/exactly one of regex/);
+    expect(by['egress.dlp.custom[3].name']).toMatch(/used twice/);
+    expect(by['egress.uploadWindow']).toMatch(/no effect without egress.maxUploadBytes/);
+    expect(load(base('egress: { onViolation: block }\n')).errors[0]!.message).toMatch(/nothing to act on/);
+    expect(load(base('egress: { dlp: {} }\n')).errors[0]!.message).toMatch(/names no detector/);
+    expect(load(base('egress: { dlp: { detectors: [ssn] } }\n')).errors[0]!.pointer).toBe('egress.dlp.detectors[0]');
+  });
+});
