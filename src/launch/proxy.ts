@@ -29,6 +29,7 @@ import { hostMatches } from '../model/decide.js';
 import type { ConsentHost } from '../model/types.js';
 import { scanRequest, type Detector, type UploadMeter } from '../policy/dlp.js';
 import type { ConsentAnswer } from './consent.js';
+import { PolicyCache } from './policy-cache.js';
 import { decideEgressFor, isInternalAddress, pickAddress, type EgressRules } from './egress-policy.js';
 
 export interface EgressEvent {
@@ -123,7 +124,7 @@ export class EgressProxy {
   private readonly upstreamRequests = new Set<ClientRequest>();
   private readonly opts: ProxyOptions & { resolve: Resolve; connectTimeoutMs: number };
   private closed = false;
-  private readonly policyCache = new Map<string, PolicyAnswer>();
+  private readonly policy: PolicyCache | undefined;
   /** Consent given or refused for the session, per host:port. */
   private readonly consentFor = new Map<string, 'session' | 'deny'>();
   /** Requests being asked now, per host:port: a second connection waits for the same answer. */
@@ -131,6 +132,7 @@ export class EgressProxy {
 
   constructor(opts: ProxyOptions) {
     this.opts = { connectTimeoutMs: 10_000, resolve: systemResolve, ...opts };
+    this.policy = opts.policy ? new PolicyCache(opts.policy) : undefined;
     this.server = createServer((req, res) => void this.onRequest(req, res));
     this.server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => void this.onConnect(req, socket, head));
     this.server.on('connection', (s: Socket) => {
@@ -163,22 +165,6 @@ export class EgressProxy {
     this.opts.onEvent({ bytesIn: 0, bytesOut: 0, ...e });
   }
 
-  /** The organisation policy's answer, cached per (host, port) for the session's life. */
-  private policyFor(host: string, port: number, consented: boolean): { answer: PolicyAnswer; cached: boolean } | undefined {
-    if (!this.opts.policy) return undefined;
-    const key = `${host}:${port}`;
-    const hit = this.policyCache.get(key);
-    if (hit) return { answer: hit, cached: true };
-    let answer: PolicyAnswer;
-    try {
-      answer = this.opts.policy(host, port, consented);
-    } catch (e) {
-      answer = { allow: false, ids: [], reason: `the policy engine failed (${(e as Error).message}); denied` };
-    }
-    this.policyCache.set(key, answer);
-    return { answer, cached: false };
-  }
-
   private consentHost(host: string, port: number): ConsentHost | undefined {
     return this.opts.consent?.hosts.find((c) => (c.hostKind === 'any' || hostMatches(c.host, host)) && (c.port === 'any' || c.port === port));
   }
@@ -199,7 +185,7 @@ export class EgressProxy {
       return { ok: false, reason: `${host} is an internal address; consent for it needs an entry naming it in egress.consent.ask`, rule, details };
     }
 
-    const p = this.policyFor(host, port, Boolean(ask));
+    const p = this.policy?.decide(host, port, Boolean(ask));
     if (p) {
       details.policy = { decision: p.answer.allow ? 'allow' : 'deny', ids: p.answer.ids, cached: p.cached };
       if (!p.answer.allow) return { ok: false, reason: `organisation policy forbids it: ${p.answer.reason}`, rule: p.answer.ids.join(', ') || undefined, details };

@@ -12,13 +12,26 @@
  *   the plain-language text shown when the policy forbids something.
  */
 import { createRequire } from 'node:module';
+import { setFlagsFromString } from 'node:v8';
 import type { PolicyRequest } from './entities.js';
 
 type Cedar = typeof import('@cedar-policy/cedar-wasm/nodejs');
 let cedarModule: Cedar | undefined;
-/** Loads the Cedar engine on first use (about 40 ms), so commands without policies never pay for it. */
+/**
+ * Loads the Cedar engine on first use (about 40 ms), so commands without policies never pay for it.
+ *
+ * Node 20's V8 crashes the process ("Fatal error: unreachable code" in
+ * Deoptimizer::DoComputeBuiltinContinuation) when TurboFan has inlined the JS-to-Wasm
+ * call into a caller that is lazily deoptimised while Cedar calls back into JS: under
+ * a few thousand decisions it killed the launcher in most runs (bench/policy). Turning
+ * that one inlining off before Cedar's code is compiled removes it (0 crashes in
+ * repeated runs) and costs nothing measurable.
+ */
 function cedar(): Cedar {
-  cedarModule ??= createRequire(import.meta.url)('@cedar-policy/cedar-wasm/nodejs') as Cedar;
+  if (!cedarModule) {
+    setFlagsFromString('--no-turbo-inline-js-wasm-calls');
+    cedarModule = createRequire(import.meta.url)('@cedar-policy/cedar-wasm/nodejs') as Cedar;
+  }
   return cedarModule;
 }
 

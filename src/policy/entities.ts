@@ -178,6 +178,8 @@ export function hostCovered(pattern: string, grant: string): boolean {
 
 export function hostEntity(host: string, port: number, labels: Labels): Entity {
   const ip = /^[0-9.]+$/.test(host) || host.includes(':');
+  const found = new Set<string>();
+  for (const h of labels.hosts) if (hostCovered(h.match, host)) for (const l of h.labels) found.add(l);
   return {
     uid: uid('Host', `${host.includes(':') ? `[${host}]` : host}:${port}`),
     attrs: {
@@ -185,7 +187,7 @@ export function hostEntity(host: string, port: number, labels: Labels): Entity {
       port,
       wildcard: host.startsWith('*.'),
       ip,
-      labels: [...new Set(labels.hosts.filter((h) => hostCovered(h.match, host)).flatMap((h) => h.labels))].sort(),
+      labels: [...found].sort(),
     },
     parents: [],
   };
