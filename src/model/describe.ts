@@ -53,6 +53,11 @@ export function describeModel(model: Model): Description {
     const host = g.hostKind === 'wildcard' ? `any host under ${g.host.slice(2)}` : g.hostKind === 'ipv6' ? `[${g.host}]` : g.host;
     may.push(`connect to ${host} on port ${g.port}${viaProxy(g) ? " (through agentbox's egress proxy)" : ''}`);
   }
+  const consent = model.egress.consent;
+  for (const c of consent?.hosts ?? []) {
+    const host = c.hostKind === 'any' ? 'any other host' : c.hostKind === 'wildcard' ? `any host under ${c.host.slice(2)}` : c.hostKind === 'ipv6' ? `[${c.host}]` : c.host;
+    may.push(`connect to ${host}${c.port === 'any' ? '' : ` on port ${c.port}`} only after a person allows it (asked when it tries; no answer within ${duration(consent!.timeoutSeconds)} is a no)`);
+  }
   may.push(`run ${p(model.agent.command[0] ?? '(no command)')}`);
   for (const g of model.grants.exec) may.push(`run programs in ${p(g.path)}`);
 
@@ -66,7 +71,20 @@ export function describeModel(model: Model): Description {
   }
   const readOnly = model.denies.fs.filter((d) => d.access === 'write').map((d) => p(d.path));
   if (readOnly.length > 0) mayNot.push(`change anything in ${readOnly.join(', ')}`);
-  mayNot.push(model.grants.net.length > 0 ? 'connect to any other host, send UDP or look up names itself' : 'use the network at all');
+  mayNot.push(
+    consent ? 'connect anywhere else, send UDP or look up names itself' : model.grants.net.length > 0 ? 'connect to any other host, send UDP or look up names itself' : 'use the network at all',
+  );
+  const dlp = model.egress.dlp;
+  const quarantines = model.egress.onViolation === 'quarantine' ? '; trying it stops and freezes the session' : '';
+  if (dlp) {
+    const names: Record<string, string> = { 'private-key': 'private keys', 'aws-access-key': 'AWS access keys', 'us-ssn': 'US social security numbers', 'payment-card': 'payment card numbers' };
+    const what = [...dlp.detectors.map((d) => names[d] ?? d), ...dlp.custom.map((c) => (c.marker !== undefined ? `text marked ${c.marker}` : `data matching ${c.name}`))];
+    const list = what.length > 1 ? `${what.slice(0, -1).join(', ')} or ${what.at(-1)}` : what[0];
+    mayNot.push(`send ${list} in plain web requests${quarantines}`);
+  }
+  if (model.egress.maxUploadBytes !== undefined) {
+    mayNot.push(`send more than ${bytes(model.egress.maxUploadBytes)} to any one host within ${duration(model.egress.uploadWindowSeconds)}${quarantines}`);
+  }
   for (const d of model.denies.net) mayNot.push(`connect to ${d.hostKind === 'ipv6' ? `[${d.host}]` : d.host}${d.port === 'any' ? '' : ` on port ${d.port}`}`);
   mayNot.push('run programs it was not granted');
   for (const d of model.denies.exec) mayNot.push(`run ${p(d.path)}`);

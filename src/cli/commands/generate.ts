@@ -39,6 +39,10 @@ export async function generateCommand(arg: string, opts: GenerateOptions, io: Io
   }
   if (missing.length > 0) io.warn(`not generated: ${missing.join(', ')} (not available in this version); generating ${AVAILABLE_TARGETS.join(', ')}`);
   const { model } = loadModel(arg, opts, io);
+  const sessionOnly = [model.egress.consent && 'egress.consent', model.egress.dlp && 'egress.dlp', model.egress.maxUploadBytes !== undefined && 'egress.maxUploadBytes'].filter(Boolean);
+  if (sessionOnly.length > 0) {
+    io.warn(`${sessionOnly.join(', ')}: enforced by the egress proxy of agentbox launch sessions; the generated OS controls do not carry them (hosts outside the grants stay blocked)`);
+  }
   const bundles = (opts.bundle ?? '').split(',').map((b) => b.trim()).filter(Boolean);
   for (const b of bundles) if (b !== 'intune' && b !== 'jamf') throw new AgentboxError('USAGE', `--bundle ${b}: use intune or jamf`);
   const needs: Record<string, Target> = { intune: 'windows', jamf: 'macos' };
