@@ -4,7 +4,7 @@
  * deterministic generation.
  */
 import { execa } from 'execa';
-import { mkdtempSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -34,8 +34,8 @@ describe('installed agentbox', () => {
   });
 
   it('every command has --help with examples', async () => {
-    for (const cmd of ['validate', 'describe', 'explain', 'generate', 'apply', 'launch', 'ps', 'kill', 'doctor', 'schema', 'userns-profile']) {
-      const r = await run([cmd, '--help']);
+    for (const cmd of ['validate', 'describe', 'explain', 'generate', 'apply', 'launch', 'ps', 'kill', 'doctor', 'schema', 'userns-profile', 'policy', 'policy check', 'policy test', 'approvals', 'approve', 'deny']) {
+      const r = await run([...cmd.split(' '), '--help']);
       expect(r.code, cmd).toBe(0);
       expect(r.stdout, cmd).toMatch(/Examples:\n  agentbox /);
     }
@@ -58,6 +58,36 @@ describe('installed agentbox', () => {
     const json = await run(['validate', '--json', 'cowork', 'bad.yaml']);
     expect(json.code).toBe(2);
     expect(JSON.parse(json.stdout).map((r: { valid: boolean }) => r.valid)).toEqual([true, false]);
+  });
+
+  it('policy: the shipped seed cases pass (0), a failing case exits 1, a forbidden grant exits 3', async () => {
+    const pkg = join(prefix, 'inst', 'node_modules', 'agentbox');
+    const t = await run(['policy', 'test', join(pkg, 'profiles', 'policies')]);
+    expect(t.code, t.stderr).toBe(0);
+    expect(t.stdout).toMatch(/\n22 passed, 0 failed$/);
+    const org = mkdtempSync(join(prefix, 'org-'));
+    writeFileSync(join(org, 'a.cedar'), '@id("no-launch")\nforbid (principal, action == Agentbox::Action::"launch", resource);\n');
+    mkdirSync(join(org, 'tests'));
+    writeFileSync(join(org, 'tests', 'wrong.yaml'), 'cases:\n  - name: launch is allowed (it is not)\n    request: launch\n    expect: allow\n');
+    const f = await run(['policy', 'test', org, '--json']);
+    expect(f.code).toBe(1);
+    expect(JSON.parse(f.stdout)).toMatchObject({ passed: 0, failed: 1, results: [{ pass: false, message: 'expected allow, got deny (forbidden by no-launch)' }] });
+    const c = await run(['policy', 'check', 'cowork', '--policy', org, '--json']);
+    expect(c.code).toBe(3);
+    expect(JSON.parse(c.stdout).results.find((r: { request: string }) => r.request === 'launch')).toMatchObject({ decision: 'deny', pointer: 'ttl', forbiddenBy: [{ id: 'no-launch' }] });
+    const missing = await run(['policy', 'check', 'cowork', '--policy', join(prefix, 'nope')]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/policy directory .*nope does not exist/);
+  });
+
+  it('approvals: nothing waiting is fine; answering an unknown request is a usage error', async () => {
+    const env = { AGENTBOX_STATE_DIR: mkdtempSync(join(prefix, 'state-')) };
+    const a = await run(['approvals', '--json'], env);
+    expect(a.code).toBe(0);
+    expect(JSON.parse(a.stdout)).toEqual([]);
+    expect((await run(['approve', '0badc0de', '--once'], env)).stderr).toMatch(/no pending request 0badc0de/);
+    expect((await run(['approve', '0badc0de'], env)).stderr).toMatch(/--once .* or --session/);
+    expect((await run(['deny', '../../etc'], env)).code).toBe(2);
   });
 
   it('a missing manifest says what would be valid', async () => {

@@ -166,6 +166,17 @@ function probeKvm(): Probe {
   };
 }
 
+/** The Cedar policy engine (WebAssembly) loads and evaluates here. */
+export async function probeCedar(): Promise<Probe> {
+  const base = { name: 'cedar', purpose: 'organisation policy (policy check, launch --policy)', hint: 'reinstall agentbox (npm ci): @cedar-policy/cedar-wasm is missing or broken' };
+  try {
+    const { cedarVersion } = await import('../policy/engine.js');
+    return { ...base, available: true, detail: `Cedar ${cedarVersion()} (WebAssembly)`, hint: undefined };
+  } catch (e) {
+    return { ...base, available: false, detail: (e as Error).message.split('\n')[0]! };
+  }
+}
+
 /** Every probe `agentbox doctor` reports. */
 export async function allProbes(): Promise<Probe[]> {
   const lsm = await probeApparmorLsm();
@@ -188,5 +199,6 @@ export async function allProbes(): Promise<Probe[]> {
     probeTool('runsc', 'gVisor isolation for containers', 'runsc', 'apt-get install runsc', ['--version']),
     probeTool('qemu', 'micro-VM runtime', 'qemu-system-x86_64', 'apt-get install qemu-system-x86'),
     Promise.resolve(probeKvm()),
+    probeCedar(),
   ]);
 }

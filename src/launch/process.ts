@@ -324,6 +324,10 @@ export async function launchProcess(model: Model, opts: LaunchOptions): Promise<
     ttlSeconds: model.ttlSeconds ?? null,
     limits: model.limits,
     landlock: Boolean(opts.landlockHelper),
+    ...(opts.policy ? { policy: { dir: opts.policy.dir, policies: [...opts.policy.engine.policies.keys()], checked: 'every grant allowed' } } : {}),
+    ...(model.egress.consent ? { consent: model.egress.consent.hosts.map((h) => h.source.text) } : {}),
+    ...(model.egress.dlp ? { dlp: [...model.egress.dlp.detectors, ...model.egress.dlp.custom.map((c) => c.name)] } : {}),
+    ...(model.egress.maxUploadBytes !== undefined ? { maxUploadBytes: model.egress.maxUploadBytes, uploadWindowSeconds: model.egress.uploadWindowSeconds, onViolation: model.egress.onViolation } : {}),
   });
 
   let endReason = 'exited';
