@@ -10,18 +10,15 @@ import { AgentboxError } from '../errors.js';
 import type { Model } from '../model/types.js';
 import { effectiveFs } from '../plan/plan.js';
 import { isWithin } from '../manifest/normalise.js';
-import { AuditSink, deviceKey } from '../audit/sink.js';
+import { AuditSink, deviceKey, dlpDigest } from '../audit/sink.js';
 import { mintToken, modelScopes, readRevoked, revoke } from '../audit/token.js';
-import { collectEvidence } from './evidence.js';
 import { whichSync } from '../host/which.js';
 import { buildLaunchPlan, RESERVED, type LaunchFacts, type LaunchPlan, type PathKind } from './bwrap-plan.js';
 import { createCgroups, unenforceable, type SessionCgroups } from './cgroups.js';
 import { EgressProxy, type EgressEvent, type ProxyOptions, type Violation } from './proxy.js';
-import { ConsentBroker } from './consent.js';
-import { compileDetectors, UploadMeter } from '../policy/dlp.js';
-import { agentEntity, agentFacts, connectRequest, type Labels } from '../policy/entities.js';
-import { MANIFEST_PERMIT_ID, verdictText, type PolicyEngine } from '../policy/engine.js';
-import { dlpDigest } from '../audit/sink.js';
+import type { ConsentBroker } from './consent.js';
+import type { Labels } from '../policy/entities.js';
+import type { PolicyEngine } from '../policy/engine.js';
 import { usesProxy } from '../model/types.js';
 import { seccompBytes } from './seccomp.js';
 import { newSessionId, writeSession, type Session } from './sessions.js';
@@ -216,12 +213,16 @@ export async function launchProcess(model: Model, opts: LaunchOptions): Promise<
   let proxy: EgressProxy | undefined;
   let broker: ConsentBroker | undefined;
   // Set once the session record exists: a DLP or upload violation may quarantine it.
-  let quarantine: (why: string) => void = () => undefined;
+  let quarantine: (why: string) => Promise<void> = async () => undefined;
   if (plan.proxySocket) {
     mkdirSync(posix.dirname(plan.proxySocket), { recursive: true, mode: 0o755 });
     chmodSync(posix.dirname(plan.proxySocket), 0o755);
     const extra: Partial<ProxyOptions> = {};
+    // The governance layers are loaded only when the manifest or --policy uses them:
+    // a plain launch's start-up time is the product's.
     if (opts.policy) {
+      const { agentEntity, agentFacts, connectRequest } = await import('../policy/entities.js');
+      const { MANIFEST_PERMIT_ID, verdictText } = await import('../policy/engine.js');
       const { engine, labels } = opts.policy;
       const agent = agentEntity(agentFacts(model));
       extra.policy = (host, port, consented) => {
@@ -230,6 +231,7 @@ export async function launchProcess(model: Model, opts: LaunchOptions): Promise<
       };
     }
     if (model.egress.consent) {
+      const { ConsentBroker } = await import('./consent.js');
       const b = new ConsentBroker({ state: opts.state, session: id, agent: model.name, timeoutSeconds: model.egress.consent.timeoutSeconds, tty: Boolean(opts.tty), log: opts.log });
       broker = b;
       extra.consent = {
@@ -248,16 +250,19 @@ export async function launchProcess(model: Model, opts: LaunchOptions): Promise<
         },
       };
     }
-    if (model.egress.dlp) {
-      extra.dlp = compileDetectors(model.egress.dlp);
-      extra.digest = dlpDigest(opts.state);
+    if (model.egress.dlp || model.egress.maxUploadBytes !== undefined) {
+      const { compileDetectors, UploadMeter } = await import('../policy/dlp.js');
+      if (model.egress.dlp) {
+        extra.dlp = compileDetectors(model.egress.dlp);
+        extra.digest = dlpDigest(opts.state);
+      }
+      if (model.egress.maxUploadBytes !== undefined) extra.upload = new UploadMeter(model.egress.maxUploadBytes, model.egress.uploadWindowSeconds * 1000);
     }
-    if (model.egress.maxUploadBytes !== undefined) extra.upload = new UploadMeter(model.egress.maxUploadBytes, model.egress.uploadWindowSeconds * 1000);
     extra.onViolation = (v: Violation) => {
       const action = model.egress.onViolation;
       event(`violation.${v.kind}`, `${v.host}:${v.port}`, 'deny', `${v.reason}; onViolation: ${action}`, v.details);
       opts.log(`agentbox: ${v.reason}`);
-      if (action === 'quarantine') quarantine(`${v.kind} violation towards ${v.host}:${v.port}`);
+      if (action === 'quarantine') void quarantine(`${v.kind} violation towards ${v.host}:${v.port}`);
     };
     proxy = new EgressProxy({
       rules: { grants: model.grants.net, denies: model.denies.net },
@@ -384,9 +389,10 @@ export async function launchProcess(model: Model, opts: LaunchOptions): Promise<
     opts.log(`agentbox: session ${id} quarantined (${why}): egress cut, processes frozen; agentbox kill ${id} ends it, agentbox release ${id} thaws it`);
   };
   // A violation quarantines as `agentbox quarantine` does: frozen, evidence, token revoked.
-  quarantine = (why: string) => {
+  quarantine = async (why: string) => {
     onQuarantine(why);
     if (session.state !== 'quarantined') return;
+    const { collectEvidence } = await import('./evidence.js');
     const evidence = collectEvidence(opts.state, session, why);
     event('quarantine.evidence', evidence.dir, 'info', 'forensic snapshot taken while frozen', { files: evidence.files });
     if (session.jti && revoke(opts.state, session.jti, why)) event('token.revoked', session.jti, 'deny', why);

@@ -24,7 +24,6 @@
 import { lookup } from 'node:dns/promises';
 import { createServer, request as httpRequest, type ClientRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect, isIP, type Socket } from 'node:net';
-import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib';
 import { hostMatches } from '../model/decide.js';
 import type { ConsentHost } from '../model/types.js';
 import { scanRequest, type Detector, type UploadMeter } from '../policy/dlp.js';
@@ -328,9 +327,10 @@ export class EgressProxy {
   }
 
   /** The body as a detector should see it: decoded per Content-Encoding (bounded), or why not. */
-  private decoded(body: Buffer, encoding: string | undefined): { ok: true; text: string } | { ok: false; reason: string } {
+  private async decoded(body: Buffer, encoding: string | undefined): Promise<{ ok: true; text: string } | { ok: false; reason: string }> {
     const limit = this.opts.maxScanBytes ?? DEFAULT_MAX_SCAN;
     const enc = (encoding ?? 'identity').trim().toLowerCase();
+    const { brotliDecompressSync, gunzipSync, inflateSync } = await import('node:zlib');
     try {
       const opts = { maxOutputLength: limit };
       const out = enc === 'identity' || enc === '' ? body : enc === 'gzip' || enc === 'x-gzip' ? gunzipSync(body, opts) : enc === 'deflate' ? inflateSync(body, opts) : enc === 'br' ? brotliDecompressSync(body, opts) : undefined;
@@ -375,7 +375,7 @@ export class EgressProxy {
       if (!read.ok) return refuse(403, host, port, read.reason, 'egress.dlp');
       body = read.body;
       if (this.opts.dlp && this.opts.dlp.length > 0) {
-        const text = this.decoded(body, req.headers['content-encoding'] as string | undefined);
+        const text = await this.decoded(body, req.headers['content-encoding'] as string | undefined);
         if (!text.ok) return refuse(403, host, port, text.reason, 'egress.dlp');
         const headers = Object.entries(req.headers).flatMap(([k, v]) => (k === 'host' || v === undefined ? [] : (Array.isArray(v) ? v : [v]).map((x) => [k, x] as [string, string])));
         const hit = scanRequest(this.opts.dlp, { url: req.url ?? '', headers, body: text.text });
