@@ -24,7 +24,7 @@
 import { lookup } from 'node:dns/promises';
 import { createServer, request as httpRequest, type ClientRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect, isIP, type Socket } from 'node:net';
-import { hostMatches } from '../model/decide.js';
+import { canonicalHost, hostMatches } from '../model/decide.js';
 import type { ConsentHost } from '../model/types.js';
 import { scanRequest, type Detector, type UploadMeter } from '../policy/dlp.js';
 import type { ConsentAnswer } from './consent.js';
@@ -93,6 +93,8 @@ type Admission =
   | { ok: false; reason: string; rule: string | undefined; details: Record<string, unknown> };
 
 const DEFAULT_MAX_SCAN = 16 * 1024 * 1024;
+/** Questions one session may have waiting at once: an agent cannot flood a person with them. */
+export const MAX_PENDING_CONSENT = 4;
 
 const systemResolve: Resolve = async (host) => (await lookup(host, { all: true, verbatim: true })).map((r) => r.address);
 
@@ -110,7 +112,10 @@ function denyBody(agent: string, host: string, port: number, reason: string): st
 
 /** Splits `host:port` / `[v6]:port` as in a CONNECT target or Host header. */
 export function splitAuthority(authority: string, defaultPort: number): { host: string; port: number } | undefined {
-  const m = /^(\[[0-9a-fA-F:.]+\]|[^:[\]\s]+)(?::([0-9]{1,5}))?$/.exec(authority.trim());
+  // Host names as DNS writes them (letters, digits, - _ .), IPv4, or a bracketed IPv6:
+  // nothing else reaches a decision, a log line or a consent question (a control
+  // character in a CONNECT target could rewrite the question on a terminal).
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+)(?::([0-9]{1,5}))?$/.exec(authority.trim());
   if (!m) return undefined;
   const port = m[2] === undefined ? defaultPort : Number(m[2]);
   if (!Number.isInteger(port) || port < 1 || port > 65535) return undefined;
@@ -169,7 +174,8 @@ export class EgressProxy {
   }
 
   /** Allowlist, policy, consent and DNS check; returns the address to dial or the refusal. */
-  private async admit(host: string, port: number, purpose: string): Promise<Admission> {
+  private async admit(rawHost: string, port: number, purpose: string): Promise<Admission> {
+    const host = canonicalHost(rawHost);
     const details: Record<string, unknown> = {};
     if (this.closed) return { ok: false, reason: 'egress is cut for this session', rule: undefined, details };
     const d = decideEgressFor(this.opts.rules, host, port);
@@ -203,6 +209,9 @@ export class EgressProxy {
         for (;;) {
           let pending = this.asking.get(key);
           const mine = pending === undefined;
+          if (!pending && this.asking.size >= MAX_PENDING_CONSENT) {
+            return { ok: false, reason: `${MAX_PENDING_CONSENT} consent questions are already waiting for an answer; this one was not asked`, rule, details };
+          }
           if (!pending) {
             pending = this.opts.consent!.ask(host, port, purpose);
             this.asking.set(key, pending);
@@ -368,24 +377,23 @@ export class EgressProxy {
     const verdict = await this.admit(host, port, `${verb} (${method} ${shownPath})`);
     if (!verdict.ok) return refuse(403, host, port, verdict.reason, verdict.rule, verdict.details);
 
-    // Inspect before anything leaves: the whole body is read first when DLP or the threshold applies.
+    // Inspect before anything leaves: with DLP the whole body is read (and counted) first;
+    // with only the threshold it is counted as it streams, and cut at the limit.
     let body: Buffer | undefined;
-    if (this.opts.dlp || this.opts.upload) {
+    if (this.opts.dlp && this.opts.dlp.length > 0) {
       const read = await this.readBody(req);
       if (!read.ok) return refuse(403, host, port, read.reason, 'egress.dlp');
       body = read.body;
-      if (this.opts.dlp && this.opts.dlp.length > 0) {
-        const text = await this.decoded(body, req.headers['content-encoding'] as string | undefined);
-        if (!text.ok) return refuse(403, host, port, text.reason, 'egress.dlp');
-        const headers = Object.entries(req.headers).flatMap(([k, v]) => (k === 'host' || v === undefined ? [] : (Array.isArray(v) ? v : [v]).map((x) => [k, x] as [string, string])));
-        const hit = scanRequest(this.opts.dlp, { url: req.url ?? '', headers, body: text.text });
-        if (hit) {
-          const reason = `data-loss prevention: the request's ${hit.where} matches detector ${hit.detector}; it was not sent`;
-          const d = { detector: hit.detector, where: hit.where, digest: this.opts.digest ? this.opts.digest(hit.match) : undefined, method, path: url.pathname };
-          refuse(403, host, port, reason, `egress.dlp ${hit.detector}`, { ...verdict.details, dlp: d });
-          this.violation({ kind: 'dlp', host, port, reason, details: d });
-          return;
-        }
+      const text = await this.decoded(body, req.headers['content-encoding'] as string | undefined);
+      if (!text.ok) return refuse(403, host, port, text.reason, 'egress.dlp');
+      const headers = Object.entries(req.headers).flatMap(([k, v]) => (k === 'host' || v === undefined ? [] : (Array.isArray(v) ? v : [v]).map((x) => [k, x] as [string, string])));
+      const hit = scanRequest(this.opts.dlp, { url: req.url ?? '', headers, body: text.text });
+      if (hit) {
+        const reason = `data-loss prevention: the request's ${hit.where} matches detector ${hit.detector}; it was not sent`;
+        const d = { detector: hit.detector, where: hit.where, digest: this.opts.digest ? this.opts.digest(hit.match) : undefined, method, path: url.pathname };
+        refuse(403, host, port, reason, `egress.dlp ${hit.detector}`, { ...verdict.details, dlp: d });
+        this.violation({ kind: 'dlp', host, port, reason, details: d });
+        return;
       }
       if (this.opts.upload && !this.opts.upload.take(`${host}:${port}`, body.length, Date.now())) {
         const reason = `upload to ${host}:${port} would pass ${this.opts.upload.limit} bytes within ${this.opts.upload.windowMs / 1000}s (egress.maxUploadBytes); it was not sent`;
@@ -423,8 +431,26 @@ export class EgressProxy {
       bytesOut = body.length;
       up.end(body);
     } else {
-      req.on('data', (c: Buffer) => (bytesOut += c.length));
-      req.pipe(up);
+      const meter = this.opts.upload;
+      let cut = false;
+      req.on('data', (c: Buffer) => {
+        if (cut) return;
+        if (meter && !meter.take(`${host}:${port}`, c.length, Date.now())) {
+          cut = true;
+          const reason = `upload to ${host}:${port} would pass ${meter.limit} bytes within ${meter.windowMs / 1000}s (egress.maxUploadBytes); the request was cut`;
+          const d = { limit: meter.limit, windowSeconds: meter.windowMs / 1000, sentInWindow: meter.used(`${host}:${port}`, Date.now()), sentInRequest: bytesOut };
+          up.destroy();
+          refuse(403, host, port, reason, 'egress.maxUploadBytes', d);
+          this.violation({ kind: 'upload-limit', host, port, reason, details: d });
+          return;
+        }
+        bytesOut += c.length;
+        if (!up.write(c)) req.pause();
+      });
+      up.on('drain', () => req.resume());
+      req.on('end', () => {
+        if (!cut) up.end();
+      });
     }
   }
 }

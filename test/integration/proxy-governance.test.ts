@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { answerApproval, ConsentBroker, pendingApprovals } from '../../src/launch/consent.js';
-import { EgressProxy, type EgressEvent, type ProxyOptions, type Violation } from '../../src/launch/proxy.js';
+import { EgressProxy, splitAuthority, type EgressEvent, type ProxyOptions, type Violation } from '../../src/launch/proxy.js';
 import { compileDetectors, UploadMeter } from '../../src/policy/dlp.js';
 import { PolicyEngine } from '../../src/policy/engine.js';
 import { agentEntity, connectRequest, NO_LABELS } from '../../src/policy/entities.js';
@@ -227,6 +227,39 @@ egress: { consent: { ask: [${JSON.stringify(ask)}] } }`);
     const md = await viaProxy(p, 'http://169.254.169.254/latest/meta-data/');
     expect(md.status).toBe(403);
     expect(asked()).toBe(0);
+    await p.proxy.close();
+  });
+
+  it('at most 4 questions wait at once; more are refused without asking', async () => {
+    const { p, broker, asked } = await withConsent('*', 30);
+    const held = [1, 2, 3, 4, 5, 6].map((i) => viaProxy(p, `http://h${i}.example.com:${sinkPort}/`).catch(() => ({ status: 0, text: 'cut' })));
+    for (let i = 0; i < 100 && pendingApprovals(state).length < 4; i++) await new Promise((x) => setTimeout(x, 10));
+    await new Promise((x) => setTimeout(x, 100));
+    expect(pendingApprovals(state)).toHaveLength(4);
+    expect(asked()).toBe(4);
+    broker.close();
+    const results = await Promise.all(held);
+    expect(results.filter((r) => /consent questions are already waiting/.test(r.text))).toHaveLength(2);
+    await p.proxy.close();
+  });
+
+  it('a CONNECT target carrying terminal control characters never reaches a question or a log line', async () => {
+    const { p, asked } = await withConsent('*', 5);
+    const reply = await new Promise<string>((resolve) => {
+      const s = connect(p.port, '127.0.0.1');
+      let buf = '';
+      s.on('data', (d) => (buf += d.toString()));
+      s.on('close', () => resolve(buf));
+      s.on('error', () => resolve(buf));
+      s.write('CONNECT api.example.com\u001b[2K\rtrusted.example.com:443 HTTP/1.1\r\nHost: x\r\n\r\n');
+      setTimeout(() => s.destroy(), 1000);
+    });
+    expect(reply).not.toMatch(/200/);
+    expect(asked()).toBe(0);
+    expect(p.events).toEqual([]);
+    // The same check at the proxy's own parser, whatever Node's HTTP parser lets through.
+    for (const bad of ['a\u001bb.example.com:443', 'a b:443', 'x\u0007:80', 'h\u202e.com:443', 'h%0d.com:443']) expect(splitAuthority(bad, 443), JSON.stringify(bad)).toBeUndefined();
+    expect(splitAuthority('Api.Example.com:8443', 443)).toEqual({ host: 'api.example.com', port: 8443 });
     await p.proxy.close();
   });
 
