@@ -222,7 +222,7 @@ export function launchRequest(agent: Entity, phase: Phase): PolicyRequest {
 export function manifestRequests(model: Model, labels: Labels, find: SegmentFinder | undefined, phase: Phase = 'check'): PolicyRequest[] {
   const agent = agentEntity(agentFacts(model));
   const launch = launchRequest(agent, phase);
-  launch.source = { origin: 'manifest', file: model.origin.file, pointer: 'ttl', text: model.ttlSeconds === undefined ? '(no ttl)' : `ttl: ${model.ttlSeconds}s` };
+  launch.source = { origin: 'manifest', file: model.origin.file, pointer: 'ttl', text: model.ttlSeconds === undefined ? 'not set' : `${model.ttlSeconds}s` };
   const out: PolicyRequest[] = [launch];
   for (const g of effectiveFs(model).fs) {
     out.push(fsRequest(agent, 'read', g.path, model.home, labels, find, phase, g.source));

@@ -18,7 +18,7 @@ export async function approvalsCommand(io: Io): Promise<number> {
     return 0;
   }
   if (pending.length === 0) {
-    io.info('no agent is waiting for an answer');
+    io.info(`no agent is waiting for an answer in ${stateDir()} (a session started by another account keeps its requests in that account's state dir: sudo agentbox approvals for root's)`);
     return 0;
   }
   for (const r of pending) {
@@ -38,7 +38,7 @@ function answer(id: string, decision: ConsentDecision, io: Io): number {
     req = answerApproval(state, id, decision, answererIdentity());
   } catch (e) {
     const pending = pendingApprovals(state).map((r) => `${r.id}  ${r.agent} → ${r.host}:${r.port}`);
-    throw new AgentboxError('USAGE', (e as Error).message, { details: pending.length ? ['waiting now:', ...pending] : ['no agent is waiting for an answer'] });
+    throw new AgentboxError('USAGE', (e as Error).message, { details: pending.length ? ['waiting now:', ...pending] : [`no agent is waiting for an answer in ${state} (answer as the account that launched the session)`] });
   }
   const what = decision === 'deny' ? 'denied' : decision === 'once' ? 'allowed once' : 'allowed for the rest of the session';
   if (io.json) io.data({ id, answer: decision, agent: req.agent, session: req.session, host: req.host, port: req.port });

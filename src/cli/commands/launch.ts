@@ -67,7 +67,7 @@ export async function launchCommand(arg: string, cmd: string[], opts: LaunchCliO
     if (check.forbidden.length > 0) {
       const lines = forbiddenLines(check);
       new AuditSink(stateDir()).append({ session: '-', agent: model.name, action: 'policy.launch-refused', resource: model.origin.file, decision: 'deny', reason: `${check.forbidden.length} grant${check.forbidden.length === 1 ? '' : 's'} forbidden by organisation policy`, details: { policyDir: dir.dir, forbidden: check.forbidden.map((r) => ({ request: r.request.text, pointer: r.request.source?.pointer ?? null, policies: r.verdict.forbiddenBy.map((p) => p.id), errors: r.verdict.errors })) } });
-      throw new AgentboxError('DENIED', `${model.name} was not launched: organisation policy (${dir.dir}) forbids ${check.forbidden.length} of its grants`, { details: [...lines, `check it with: agentbox policy check ${arg} --policy ${dir.dir}`] });
+      throw new AgentboxError('DENIED', `${model.name} was not launched: organisation policy (${dir.dir}) forbids ${check.forbidden.length} of its grants and settings; nothing was started`, { details: [...lines, `check it with: agentbox policy check ${arg} --policy ${dir.dir}`] });
     }
     policy = { engine, labels: dir.labels, dir: dir.dir };
   }
