@@ -1,7 +1,24 @@
-/** Builds dist/ (tsc, the precompiled validator, the bundle, landlock-exec) once, so the CLI tests run what ships. */
+/**
+ * Once before any test: builds dist/ (tsc, the precompiled validator, the bundle,
+ * landlock-exec) so the CLI tests run what ships; starts the Docker Engine the
+ * container-runtime tests use and builds agentbox's base image into it offline (the
+ * rootfs is cached in AGENTBOX_IMAGE_CACHE); stops that dockerd afterwards.
+ */
 import { execa } from 'execa';
 import { join } from 'node:path';
+import { startDockerd } from './helpers/docker.js';
 
-export default async function setup(): Promise<void> {
-  await execa('npm', ['run', '--silent', 'build'], { cwd: join(import.meta.dirname, '..'), stdio: 'inherit' });
+const ROOT = join(import.meta.dirname, '..');
+let stop: (() => Promise<void>) | undefined;
+
+export default async function setup(): Promise<() => Promise<void>> {
+  await execa('npm', ['run', '--silent', 'build'], { cwd: ROOT, stdio: 'inherit' });
+  const docker = await startDockerd();
+  stop = docker.stop;
+  process.env.DOCKER_HOST = docker.host;
+  process.env.AGENTBOX_IMAGE_CACHE ??= process.env.AGENTBOX_TEST_CACHE ?? '/var/cache/agentbox-test';
+  await execa(process.execPath, [join(ROOT, 'bin', 'agentbox.js'), 'image', 'build'], { stdio: 'inherit', env: { NO_COLOR: '1' } });
+  return async () => {
+    await stop?.();
+  };
 }

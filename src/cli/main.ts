@@ -27,6 +27,7 @@ const COMMANDS: Record<string, () => Promise<Register[]>> = {
   token: async () => [(await import('./commands/incident.js')).registerIncident],
   audit: async () => [(await import('./commands/audit.js')).registerAudit],
   policy: async () => [(await import('./commands/policy.js')).registerPolicy],
+  image: async () => [(await import('./commands/image.js')).registerImage],
   approvals: async () => [(await import('./commands/consent.js')).registerConsent],
   approve: async () => [(await import('./commands/consent.js')).registerConsent],
   deny: async () => [(await import('./commands/consent.js')).registerConsent],

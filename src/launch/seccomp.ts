@@ -117,3 +117,25 @@ export function evaluate(prog: Insn[], arch: number, nr: number, args: number[] 
   }
   throw new Error('fell off the end of the filter');
 }
+
+/**
+ * The same filter as an OCI/Docker seccomp profile (for the container runtime): the
+ * denied system calls and the socket(2) argument checks, EPERM, everything else
+ * allowed, x86_64 only (libseccomp kills a call from any other architecture).
+ */
+export function dockerSeccompProfile(): Record<string, unknown> {
+  const deny = (extra: Record<string, unknown>) => ({ action: 'SCMP_ACT_ERRNO', errnoRet: 1, ...extra });
+  const socketRules = [
+    deny({ names: ['socket'], args: [{ index: 0, value: AF_PACKET, op: 'SCMP_CMP_EQ' }] }),
+    ...[AF_INET, AF_INET6].flatMap((family) =>
+      [SOCK_DGRAM, SOCK_RAW].map((type) =>
+        deny({ names: ['socket'], args: [{ index: 0, value: family, op: 'SCMP_CMP_EQ' }, { index: 1, value: SOCK_TYPE_MASK, valueTwo: type, op: 'SCMP_CMP_MASKED_EQ' }] }),
+      ),
+    ),
+  ];
+  return {
+    defaultAction: 'SCMP_ACT_ALLOW',
+    architectures: ['SCMP_ARCH_X86_64'],
+    syscalls: [deny({ names: Object.keys(DENIED_SYSCALLS_X86_64).sort() }), ...socketRules],
+  };
+}

@@ -32,13 +32,13 @@ export interface Box {
   cgroupDirs: string[];
   /** Starts the agent; `exited` resolves with its exit code (127/125 for not found / failed to start). */
   start(): Promise<{ pid: number; exited: Promise<number> }>;
-  signal(sig: NodeJS.Signals): void;
+  signal(sig: NodeJS.Signals): void | Promise<void>;
   /** Freezes every process of the agent; returns how, in words. */
-  freeze(): string;
-  thaw(): void;
+  freeze(): string | Promise<string>;
+  thaw(): void | Promise<void>;
   limitHits(): { pids: number; memory: number };
   /** Removes what the runtime made for the session (cgroups, container, mounts). */
-  cleanup(): void;
+  cleanup(): void | Promise<void>;
 }
 
 export interface LaunchOptions {
@@ -264,7 +264,7 @@ export async function runSession(model: Model, opts: LaunchOptions, box: Box): P
     agent = await box.start();
   } catch (e) {
     await proxy?.close();
-    box.cleanup();
+    await box.cleanup();
     rmSync(sessionDir, { recursive: true, force: true });
     throw e;
   }
@@ -289,11 +289,13 @@ export async function runSession(model: Model, opts: LaunchOptions, box: Box): P
   const end = (reason: string) => {
     if (endReason !== 'exited') return;
     endReason = reason;
-    // A frozen process cannot act on a signal: thaw first (egress stays cut).
-    box.thaw();
-    killGroup('SIGCONT');
-    killGroup('SIGTERM');
-    setTimeout(() => killGroup('SIGKILL'), 2000).unref();
+    void (async () => {
+      // A frozen process cannot act on a signal: thaw first (egress stays cut).
+      await box.thaw();
+      await killGroup('SIGCONT');
+      await killGroup('SIGTERM');
+      setTimeout(() => void killGroup('SIGKILL'), 2000).unref();
+    })();
   };
   const ttlTimer =
     model.ttlSeconds !== undefined
@@ -308,14 +310,17 @@ export async function runSession(model: Model, opts: LaunchOptions, box: Box): P
 
   // Quarantine (SIGUSR1 from `agentbox quarantine`, or a violation under onViolation:
   // quarantine): cut egress, then freeze, then say so.
-  const onQuarantine = (why = 'agentbox quarantine') => {
-    if (session.state === 'quarantined' || endReason !== 'exited') return;
+  let quarantining = false;
+  const onQuarantine = async (why = 'agentbox quarantine') => {
+    if (quarantining || session.state === 'quarantined' || endReason !== 'exited') return;
+    quarantining = true;
     const t0 = performance.now();
     session.egressCut = true;
     void proxy?.close();
     broker?.close();
     const cutMs = performance.now() - t0;
-    const frozenBy = box.freeze();
+    const frozenBy = await box.freeze();
+    quarantining = false;
     session.state = 'quarantined';
     session.quarantinedAt = new Date().toISOString();
     writeSession(opts.state, session);
@@ -325,24 +330,25 @@ export async function runSession(model: Model, opts: LaunchOptions, box: Box): P
   };
   // A violation quarantines as `agentbox quarantine` does: frozen, evidence, token revoked.
   quarantine = async (why: string) => {
-    onQuarantine(why);
+    await onQuarantine(why);
     if (session.state !== 'quarantined') return;
     const { collectEvidence } = await import('./evidence.js');
     const evidence = collectEvidence(opts.state, session, why);
     event('quarantine.evidence', evidence.dir, 'info', 'forensic snapshot taken while frozen', { files: evidence.files });
     if (session.jti && revoke(opts.state, session.jti, why)) event('token.revoked', session.jti, 'deny', why);
   };
-  const onSigQuarantine = () => onQuarantine();
+  const onSigQuarantine = () => void onQuarantine();
   // Release (SIGUSR2 from `agentbox release`): thaw; egress stays cut.
-  const onRelease = () => {
+  const onRelease = async () => {
     if (session.state !== 'quarantined') return;
-    box.thaw();
+    await box.thaw();
     session.state = 'running';
     writeSession(opts.state, session);
     event('quarantine.released', id, 'info', 'processes thawed; egress stays cut');
   };
   process.on('SIGUSR1', onSigQuarantine);
-  process.on('SIGUSR2', onRelease);
+  const onSigRelease = () => void onRelease();
+  process.on('SIGUSR2', onSigRelease);
   // A revoked or expired token ends its session.
   const tokenWatch = setInterval(() => {
     // A quarantined (or released) session's token is revoked on purpose: it stays frozen or cut off
@@ -364,17 +370,17 @@ export async function runSession(model: Model, opts: LaunchOptions, box: Box): P
   if (ttlTimer) clearTimeout(ttlTimer);
   for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(s, onSignal);
   process.off('SIGUSR1', onSigQuarantine);
-  process.off('SIGUSR2', onRelease);
+  process.off('SIGUSR2', onSigRelease);
   clearInterval(tokenWatch);
-  box.thaw();
-  killGroup('SIGKILL');
+  await box.thaw();
+  await killGroup('SIGKILL');
   broker?.close();
   await proxy?.close();
 
   const hits = box.limitHits();
   if (hits.pids > 0) event('limit.pids', id, 'deny', `${hits.pids} process creations refused at pids=${model.limits.pids}`);
   if (hits.memory > 0) event('limit.memory', id, 'deny', `memory limit reached ${hits.memory} times`);
-  box.cleanup();
+  await box.cleanup();
   event('exit', id, 'info', endReason, { exitCode });
 
   const changes = overlayChanges(box.overlays);

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { AgentboxError } from '../../errors.js';
 import { launchProcess, type LaunchResult } from '../../launch/process.js';
 import type { LaunchPlan } from '../../launch/bwrap-plan.js';
+import { dockerRunArgs, type ContainerPlan } from '../../launch/container-plan.js';
 import { stateDir } from '../../launch/state.js';
 import { packageRoot } from '../../host/files.js';
 import { whichSync } from '../../host/which.js';
@@ -31,6 +32,7 @@ export interface LaunchCliOptions extends ManifestOptions {
   diff?: boolean;
   token?: string;
   policy?: string;
+  isolation?: string;
 }
 
 /** The landlock-exec helper, when it is built and the kernel has Landlock. */
@@ -72,16 +74,21 @@ export async function launchCommand(arg: string, cmd: string[], opts: LaunchCliO
     policy = { engine, labels: dir.labels, dir: dir.dir };
   }
   const runtime = opts.runtime ?? model.runtime.kind;
-  if (runtime !== 'process') {
-    throw new AgentboxError('CONTROL_UNAVAILABLE', `the ${runtime} runtime is not available in this version of agentbox`, { details: ['available runtimes: process (--runtime process)'] });
+  if (!['process', 'container', 'microvm'].includes(runtime)) throw new AgentboxError('USAGE', `--runtime ${runtime}: valid runtimes are process, container, microvm`);
+  if (opts.isolation && !['runc', 'gvisor'].includes(opts.isolation)) throw new AgentboxError('USAGE', `--isolation ${opts.isolation}: valid isolations are runc, gvisor (container runtime)`);
+  if (opts.isolation && runtime !== 'container') throw new AgentboxError('USAGE', '--isolation applies to the container runtime only (--runtime container)');
+  if (runtime === 'microvm') {
+    throw new AgentboxError('CONTROL_UNAVAILABLE', 'the microvm runtime is not available in this version of agentbox', { details: ['available runtimes: process, container (--runtime container [--isolation gvisor])'] });
   }
   const command = cmd.length > 0 ? cmd : model.agent.command;
-  if (cmd.length > 0 && !cmd[0]!.startsWith('/')) {
+  if (runtime === 'process' && cmd.length > 0 && !cmd[0]!.startsWith('/')) {
     const found = cmd[0]!.includes('/') ? undefined : whichSync(cmd[0]!);
     if (!found) throw new AgentboxError('USAGE', `${cmd[0]}: command not found`, { exitCode: 127 });
     command[0] = found;
   }
-  const result = await launchProcess(model, {
+  const launch = runtime === 'container' ? (await import('../../launch/container.js')).launchContainer : launchProcess;
+  const result = await launch(model, {
+    ...(opts.isolation ? { isolation: opts.isolation as 'runc' | 'gvisor' } : {}),
     command,
     state: stateDir(),
     dryRun: Boolean(opts.dryRun),
@@ -93,6 +100,16 @@ export async function launchCommand(arg: string, cmd: string[], opts: LaunchCliO
     ...(policy ? { policy } : {}),
     tty: Boolean(process.stdin.isTTY && process.stderr.isTTY),
   });
+  if ('create' in result) {
+    const plan = result as ContainerPlan;
+    if (io.json) io.data(plan);
+    else {
+      io.out(`# ${model.name}: the container agentbox would create (nothing was started); seccomp profile inline in --json`);
+      io.out(shellLine(dockerRunArgs(plan, 'SECCOMP.json'), ' \\\n  '));
+      io.out(`# writable grants as overlays: ${plan.overlays.map((o) => o.path).join(', ') || 'none'}; snapshot: ${model.runtime.snapshot}`);
+    }
+    return 0;
+  }
   if ('argv' in result) {
     const plan = result as LaunchPlan;
     if (io.json) io.data(plan);
@@ -129,7 +146,8 @@ export function registerLaunch(program: Command, run: (fn: (io: Io) => Promise<n
     .argument('<agent|file>', 'shipped agent profile name or manifest file')
     .argument('[cmd...]', 'after --: a command that replaces agent.command')
     .option('--profile <presets>', manifestOptionsHelp.profile)
-    .option('--runtime <kind>', 'process (container and microvm land with their issue)')
+    .option('--runtime <kind>', 'process (bubblewrap), container (Docker Engine; agentbox image build first); default: runtime.kind')
+    .option('--isolation <kind>', 'container runtime: runc or gvisor (runsc); default: runtime.isolation')
     .option('--dry-run', 'print the box that would be built and run nothing')
     .option('--verbose', 'show each denied connection as it happens')
     .option('--diff', 'list every change the agent made when the session ends')

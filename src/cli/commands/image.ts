@@ -1,0 +1,51 @@
+/**
+ * `agentbox image build`: the container runtime's base image, built offline from a
+ * debootstrap rootfs and imported into the Docker Engine.
+ */
+import type { Command } from 'commander';
+import { AgentboxError } from '../../errors.js';
+import { dockerClient } from '../../launch/container.js';
+import { BASE_IMAGE, buildRootfs, importRootfs } from '../../launch/image.js';
+import type { Io } from '../io.js';
+
+export async function imageBuildCommand(opts: { tag: string; fresh?: boolean }, io: Io): Promise<number> {
+  if (!/^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9._-]{1,128})?$/.test(opts.tag)) throw new AgentboxError('USAGE', `--tag ${opts.tag}: an image name such as agentbox/base:1 (lowercase name, optional :tag)`);
+  const o = {
+    tag: opts.tag,
+    cache: process.env.AGENTBOX_IMAGE_CACHE ?? '/var/cache/agentbox',
+    mirror: process.env.AGENTBOX_DEBIAN_MIRROR ?? 'http://deb.debian.org/debian',
+    fresh: Boolean(opts.fresh),
+    progress: (l: string) => io.info(io.style.dim(l)),
+  };
+  const docker = await dockerClient();
+  try {
+    await docker.ping();
+  } catch (e) {
+    throw new AgentboxError('CONTROL_UNAVAILABLE', `the Docker Engine does not answer (${(e as Error).message.split('\n')[0]})`, { details: ['start dockerd, or set DOCKER_HOST'] });
+  }
+  const t0 = Date.now();
+  const dir = await buildRootfs(o);
+  const id = await importRootfs(docker, dir, o);
+  if (io.json) io.data({ tag: opts.tag, id, rootfs: dir, seconds: (Date.now() - t0) / 1000 });
+  else io.out(`${opts.tag} ${id.slice(0, 19)} built in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  return 0;
+}
+
+export function registerImage(program: Command, run: (fn: (io: Io) => Promise<number>) => Promise<void>): void {
+  const image = program.command('image').description('container images for the container runtime');
+  image
+    .command('build')
+    .description(`build the base image (${BASE_IMAGE}) offline: a debootstrap rootfs (cached) imported into the Docker Engine`)
+    .option('--tag <name>', 'image name', BASE_IMAGE)
+    .option('--fresh', 'rebuild the cached rootfs too')
+    .addHelpText('after', `
+The rootfs is Debian bookworm minbase plus python3 and socat, cached in
+$AGENTBOX_IMAGE_CACHE (default /var/cache/agentbox); the mirror is
+$AGENTBOX_DEBIAN_MIRROR (default http://deb.debian.org/debian). DOCKER_HOST selects the Engine.
+
+Examples:
+  agentbox image build
+  DOCKER_HOST=unix:///run/my-docker.sock agentbox image build --tag agentbox/base:1
+  agentbox image build --fresh --json`)
+    .action((opts: { tag: string; fresh?: boolean }) => run((io) => imageBuildCommand(opts, io)));
+}

@@ -1,0 +1,191 @@
+/**
+ * The container runtime: the agent in a Docker Engine container (dockerode), runc or
+ * gVisor's runsc, built from container-plan.ts; the session (proxy, governance, ttl,
+ * quarantine as `docker pause`, revert, audit) is session.ts. Writable grants are
+ * overlays mounted on the host for the session and bound into the container; the
+ * container and its writable layer are removed when the session ends.
+ */
+import { execFileSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { posix } from 'node:path';
+import type Docker from 'dockerode';
+import { AgentboxError } from '../errors.js';
+import { isWithin } from '../manifest/normalise.js';
+import type { Model } from '../model/types.js';
+import { effectiveFs } from '../plan/plan.js';
+import type { PathKind } from './bwrap-plan.js';
+import { buildContainerPlan, CONTAINER_RESERVED, denyDir, type ContainerPlan } from './container-plan.js';
+import { BASE_IMAGE } from './image.js';
+import { runSession, type Box, type LaunchOptions, type LaunchResult } from './session.js';
+import { newSessionId } from './sessions.js';
+import { packageRoot } from '../host/files.js';
+
+const STATX_COMPAT = posix.join(packageRoot(), 'dist', 'native', 'statx-compat.so');
+
+function kindOf(p: string): PathKind {
+  try {
+    return statSync(p).isDirectory() ? 'dir' : 'file';
+  } catch {
+    return 'missing';
+  }
+}
+
+/** A client for the Engine at DOCKER_HOST (default /var/run/docker.sock). */
+export async function dockerClient(): Promise<Docker> {
+  const { default: Dockerode } = await import('dockerode');
+  return new Dockerode();
+}
+
+/** What stops the container runtime here, or nothing: exit 4 names every gap. */
+export async function containerPreflight(docker: Docker, model: Model, image: string, isolation: 'runc' | 'gvisor'): Promise<string[]> {
+  const gaps: string[] = [];
+  if (process.getuid?.() !== 0) gaps.push('the container runtime needs root (the Docker Engine and the session overlays)');
+  let info: { Runtimes?: Record<string, unknown> } | undefined;
+  try {
+    info = (await docker.info()) as { Runtimes?: Record<string, unknown> };
+  } catch (e) {
+    gaps.push(`the Docker Engine does not answer at ${process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock'} (${(e as Error).message.split('\n')[0]}): start dockerd, or set DOCKER_HOST`);
+    return gaps;
+  }
+  try {
+    await docker.getImage(image).inspect();
+  } catch {
+    gaps.push(`image ${image} is not in the Engine: ${image === BASE_IMAGE ? 'agentbox image build' : `load it, or agentbox image build --tag ${image}`}`);
+  }
+  if (isolation === 'gvisor' && !info?.Runtimes?.runsc) {
+    gaps.push('runtime.isolation is gvisor but the Engine has no runsc runtime: apt-get install runsc, and add it to daemon.json "runtimes" with runtimeArgs ["--network=none", "--oci-seccomp"]');
+  }
+  for (const g of effectiveFs(model).fs) {
+    const r = CONTAINER_RESERVED.find((x) => isWithin(x, g.path) || (!['/tmp', '/var/tmp'].includes(x) && isWithin(g.path, x)));
+    if (r) gaps.push(`grant ${g.source.text} overlaps ${r}, which the container's image or runtime provides`);
+  }
+  return gaps;
+}
+
+/** pids.events / memory.failcnt of the container's cgroup v1 (cgroupfs driver), when readable. */
+function containerLimitHits(fullId: string): { pids: number; memory: number } {
+  const read = (p: string, re: RegExp) => {
+    try {
+      const m = re.exec(readFileSync(p, 'utf8'));
+      return m ? Number(m[1]) : 0;
+    } catch {
+      return 0;
+    }
+  };
+  return {
+    pids: read(`/sys/fs/cgroup/pids/docker/${fullId}/pids.events`, /max (\d+)/),
+    memory: read(`/sys/fs/cgroup/memory/docker/${fullId}/memory.failcnt`, /(\d+)/),
+  };
+}
+
+export async function launchContainer(model: Model, opts: LaunchOptions & { isolation?: 'runc' | 'gvisor' }): Promise<LaunchResult | ContainerPlan> {
+  const isolation = opts.isolation ?? model.runtime.isolation ?? 'runc';
+  const image = model.agent.image ?? BASE_IMAGE;
+  const docker = await dockerClient();
+  const id = newSessionId(model.name);
+  const sessionDir = posix.join(opts.state, 'sessions', id);
+  const plan = buildContainerPlan(model, opts.command, {
+    sessionDir,
+    image,
+    runtime: isolation === 'gvisor' ? 'runsc' : 'runc',
+    uid: model.agent.uid,
+    gid: model.agent.uid,
+    kind: kindOf,
+    cwd: process.cwd(),
+    term: process.env.TERM,
+    statxCompat: existsSync(STATX_COMPAT) ? STATX_COMPAT : undefined,
+  });
+  if (opts.dryRun) return plan;
+  const gaps = await containerPreflight(docker, model, image, isolation);
+  if (gaps.length > 0) throw new AgentboxError('CONTROL_UNAVAILABLE', `cannot build the ${isolation === 'gvisor' ? 'gVisor ' : ''}container for ${model.name} on this host; nothing was started`, { details: gaps });
+
+  const mounted: string[] = [];
+  let container: Docker.Container | undefined;
+  let fullId = '';
+  const box: Box = {
+    runtime: 'container',
+    id,
+    sessionDir,
+    overlays: plan.overlays,
+    proxySocket: plan.proxySocket,
+    uid: model.agent.uid,
+    gid: model.agent.uid,
+    cgroupDirs: [],
+    start: async () => {
+      // The session's overlays, on the host, for the container to bind (the session
+      // runner made the directories; upper carries the grant's owner and mode).
+      for (const o of plan.overlays) {
+        execFileSync('mount', ['--bind', o.path, o.lower]);
+        mounted.push(o.lower);
+        execFileSync('mount', ['-t', 'overlay', 'agentbox', '-o', `lowerdir=${o.lower},upperdir=${o.upper},workdir=${o.work}`, o.merged]);
+        mounted.push(o.merged);
+        chmodSync(o.merged, statSync(o.path).mode & 0o7777);
+      }
+      if (plan.proxySocket && !existsSync(posix.dirname(plan.proxySocket))) mkdirSync(posix.dirname(plan.proxySocket), { recursive: true });
+      mkdirSync(denyDir(sessionDir), { mode: 0o000 });
+      chmodSync(denyDir(sessionDir), 0o000);
+      const c = await docker.createContainer({ ...plan.create, name: id } as unknown as Docker.ContainerCreateOptions);
+      container = c;
+      fullId = c.id;
+      const stream = await c.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true });
+      docker.modem.demuxStream(stream, process.stdout, process.stderr);
+      if (process.stdin.isTTY || !process.stdin.readableEnded) process.stdin.pipe(stream as unknown as NodeJS.WritableStream);
+      const ended = new Promise<void>((r) => stream.on('end', () => r()));
+      // 'next-exit': the default (not-running) answers at once for a container not started yet.
+      const waited = c.wait({ condition: 'next-exit' });
+      try {
+        await c.start();
+      } catch (e) {
+        const msg = (e as Error).message;
+        opts.log(`agentbox: cannot start the container: ${msg.split('\n')[0]}`);
+        return { pid: 0, exited: Promise.resolve(/not found|no such file/i.test(msg) ? 127 : /permission denied|not executable/i.test(msg) ? 126 : 125) };
+      }
+      const info = await c.inspect();
+      const exited = (async () => {
+        const r = (await waited) as { StatusCode: number };
+        await Promise.race([ended, new Promise((x) => setTimeout(x, 500))]);
+        process.stdin.unpipe(stream as unknown as NodeJS.WritableStream);
+        return r.StatusCode;
+      })();
+      return { pid: info.State.Pid, exited };
+    },
+    signal: async (sig) => {
+      if (!container || sig === 'SIGCONT') return;
+      try {
+        await container.kill({ signal: sig });
+      } catch {
+        // already stopped
+      }
+    },
+    freeze: async () => {
+      await container?.pause();
+      return `docker pause${plan.create.HostConfig.Runtime === 'runsc' ? ' (gVisor sandbox)' : ''}: every process of the container is frozen`;
+    },
+    thaw: async () => {
+      try {
+        const st = await container?.inspect();
+        if (st?.State.Paused) await container?.unpause();
+      } catch {
+        // gone
+      }
+    },
+    limitHits: () => (fullId ? containerLimitHits(fullId) : { pids: 0, memory: 0 }),
+    cleanup: async () => {
+      // The container and its writable layer go; then the overlays come off the host.
+      try {
+        await container?.remove({ force: true, v: true });
+      } catch {
+        // already gone
+      }
+      for (const m of mounted.reverse()) {
+        try {
+          execFileSync('umount', [m], { stdio: 'ignore' });
+        } catch {
+          execFileSync('umount', ['-l', m], { stdio: 'ignore' });
+        }
+      }
+      rmSync(posix.join(sessionDir, 'run'), { recursive: true, force: true });
+    },
+  };
+  return runSession(model, opts, box);
+}
