@@ -181,7 +181,9 @@ export function buildContainerPlan(model: Model, command: string[], f: Container
         Mounts: mounts,
         Tmpfs: { '/tmp': 'rw,nosuid,nodev,mode=1777', '/var/tmp': 'rw,nosuid,nodev,mode=1777' },
         AutoRemove: false,
-        Init: false,
+        // docker-init (tini) as PID 1: the agent gets SIGTERM at ttl/kill like any process
+        // (PID 1 of a namespace ignores it by default) and zombies are reaped.
+        Init: true,
       },
     },
   };
@@ -190,7 +192,7 @@ export function buildContainerPlan(model: Model, command: string[], f: Container
 /** The plan as `docker run` arguments (the seccomp profile written to `seccompFile`): for --dry-run and the raw-docker benchmark. */
 export function dockerRunArgs(p: ContainerPlan, seccompFile: string): string[] {
   const h = p.create.HostConfig;
-  const a = ['docker', 'run', '--rm', '-i', '--read-only', '--cap-drop', 'ALL', '--network', 'none', '--ipc', 'private', '--user', p.create.User, '--hostname', p.create.Hostname, '--workdir', p.create.WorkingDir];
+  const a = ['docker', 'run', '--rm', '-i', '--init', '--read-only', '--cap-drop', 'ALL', '--network', 'none', '--ipc', 'private', '--user', p.create.User, '--hostname', p.create.Hostname, '--workdir', p.create.WorkingDir];
   if (h.Runtime) a.push('--runtime', h.Runtime);
   for (const s of h.SecurityOpt) a.push('--security-opt', s.startsWith('seccomp=') ? `seccomp=${seccompFile}` : s);
   if (h.PidsLimit !== undefined) a.push('--pids-limit', String(h.PidsLimit));

@@ -100,6 +100,14 @@ export async function launchContainer(model: Model, opts: LaunchOptions & { isol
   if (gaps.length > 0) throw new AgentboxError('CONTROL_UNAVAILABLE', `cannot build the ${isolation === 'gvisor' ? 'gVisor ' : ''}container for ${model.name} on this host; nothing was started`, { details: gaps });
 
   const mounted: string[] = [];
+  // The container's cgroup goes when it exits: its limit counters are sampled while it runs.
+  let hits = { pids: 0, memory: 0 };
+  let sampler: NodeJS.Timeout | undefined;
+  const sample = () => {
+    if (!fullId) return;
+    const h = containerLimitHits(fullId);
+    hits = { pids: Math.max(hits.pids, h.pids), memory: Math.max(hits.memory, h.memory) };
+  };
   let container: Docker.Container | undefined;
   let fullId = '';
   const box: Box = {
@@ -141,8 +149,12 @@ export async function launchContainer(model: Model, opts: LaunchOptions & { isol
         return { pid: 0, exited: Promise.resolve(/not found|no such file/i.test(msg) ? 127 : /permission denied|not executable/i.test(msg) ? 126 : 125) };
       }
       const info = await c.inspect();
+      // Where the container's processes are (evidence lists them from here).
+      box.cgroupDirs.push(`/sys/fs/cgroup/pids/docker/${fullId}`);
+      sampler = setInterval(sample, 100);
       const exited = (async () => {
         const r = (await waited) as { StatusCode: number };
+        clearInterval(sampler);
         await Promise.race([ended, new Promise((x) => setTimeout(x, 500))]);
         process.stdin.unpipe(stream as unknown as NodeJS.WritableStream);
         return r.StatusCode;
@@ -169,8 +181,12 @@ export async function launchContainer(model: Model, opts: LaunchOptions & { isol
         // gone
       }
     },
-    limitHits: () => (fullId ? containerLimitHits(fullId) : { pids: 0, memory: 0 }),
+    limitHits: () => {
+      sample();
+      return hits;
+    },
     cleanup: async () => {
+      clearInterval(sampler);
       // The container and its writable layer go; then the overlays come off the host.
       try {
         await container?.remove({ force: true, v: true });

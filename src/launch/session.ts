@@ -269,6 +269,7 @@ export async function runSession(model: Model, opts: LaunchOptions, box: Box): P
     throw e;
   }
   session.pid = agent.pid;
+  session.cgroups = [...box.cgroupDirs];
   writeSession(opts.state, session);
   event('token.minted', minted.claims.jti, 'info', 'session token', { scopes: minted.claims.scopes, exp: minted.claims.exp });
   event('launch', opts.command.join(' '), 'allow', 'session started', {
