@@ -129,24 +129,36 @@ async function probeTool(name: string, purpose: string, cmd: string, hint: strin
   return { name, purpose, available: v.ok, detail: v.text, hint: v.ok ? undefined : hint };
 }
 
-async function probeDockerd(): Promise<Probe> {
-  const base = { name: 'dockerd', purpose: 'container runtime engine', hint: 'apt-get install docker.io, then start dockerd' };
-  const socket = '/var/run/docker.sock';
-  if (!existsSync(socket)) return { ...base, available: false, detail: `${socket} absent (dockerd not running)` };
-  const ok = await new Promise<string | undefined>((resolve) => {
-    const req = request({ socketPath: socket, path: '/_ping', timeout: 3000 }, (res) => {
-      let body = '';
-      res.on('data', (c) => (body += c));
-      res.on('end', () => resolve(res.statusCode === 200 ? body : undefined));
-    });
-    req.on('error', () => resolve(undefined));
-    req.on('timeout', () => {
-      req.destroy();
-      resolve(undefined);
-    });
-    req.end();
-  });
-  return ok ? { ...base, available: true, detail: 'answers /_ping' } : { ...base, available: false, detail: `${socket} does not answer` };
+/** The Docker Engine at DOCKER_HOST (default /var/run/docker.sock): does it answer, with which runtimes, and is agentbox's base image in it. */
+async function probeDocker(): Promise<Probe[]> {
+  const where = process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock';
+  const engine = { name: 'dockerd', purpose: 'container runtime engine', hint: 'apt-get install docker.io, then start dockerd (or set DOCKER_HOST)' };
+  const runsc = { name: 'runsc-runtime', purpose: 'gVisor isolation for containers', hint: 'add runsc to daemon.json "runtimes" with runtimeArgs ["--network=none", "--oci-seccomp", "--host-uds=open"], restart dockerd' };
+  const image = { name: 'base-image', purpose: 'the container runtime\'s image', hint: 'agentbox image build' };
+  try {
+    const { default: Dockerode } = await import('dockerode');
+    const d = new Dockerode();
+    const info = (await Promise.race([d.info(), new Promise((_, rej) => setTimeout(() => rej(new Error('no answer in 3 s')), 3000))])) as { ServerVersion?: string; Runtimes?: Record<string, unknown> };
+    let img: string | undefined;
+    try {
+      const i = await d.getImage('agentbox/base:1').inspect();
+      img = `agentbox/base:1 ${i.Id.slice(7, 19)}`;
+    } catch {
+      img = undefined;
+    }
+    return [
+      { ...engine, available: true, detail: `Docker Engine ${info.ServerVersion ?? '?'} at ${where}`, hint: undefined },
+      info.Runtimes?.runsc ? { ...runsc, available: true, detail: 'runsc is registered with the Engine', hint: undefined } : { ...runsc, available: false, detail: `the Engine has runtimes ${Object.keys(info.Runtimes ?? {}).join(', ')}, not runsc` },
+      img ? { ...image, available: true, detail: img, hint: undefined } : { ...image, available: false, detail: 'agentbox/base:1 is not in the Engine' },
+    ];
+  } catch (e) {
+    const why = `no Docker Engine answers at ${where} (${(e as Error).message.split('\n')[0]})`;
+    return [
+      { ...engine, available: false, detail: why },
+      { ...runsc, available: false, detail: 'needs the Engine' },
+      { ...image, available: false, detail: 'needs the Engine' },
+    ];
+  }
 }
 
 function probeKvm(): Probe {
@@ -182,7 +194,8 @@ export async function allProbes(): Promise<Probe[]> {
   const lsm = await probeApparmorLsm();
   const sd = await probeSystemd();
   const aaParser = await version('apparmor_parser');
-  return Promise.all([
+  const docker = probeDocker();
+  const list = await Promise.all([
     probeBubblewrap(),
     probeUserns(),
     probeLandlock(),
@@ -195,10 +208,10 @@ export async function allProbes(): Promise<Probe[]> {
     Promise.resolve<Probe>({ name: 'systemd', purpose: 'run agents as hardened services', available: sd.running, detail: sd.detail, hint: sd.running ? undefined : 'units can still be generated, verified and installed into an image with apply --root' }),
     probeTool('systemd-analyze', 'verify units and score their exposure', 'systemd-analyze', 'apt-get install systemd'),
     probeTool('systemd-nspawn', 'boot a real systemd in a container', 'systemd-nspawn', 'apt-get install systemd-container'),
-    probeDockerd(),
     probeTool('runsc', 'gVisor isolation for containers', 'runsc', 'apt-get install runsc', ['--version']),
     probeTool('qemu', 'micro-VM runtime', 'qemu-system-x86_64', 'apt-get install qemu-system-x86'),
     Promise.resolve(probeKvm()),
     probeCedar(),
   ]);
+  return [...list, ...(await docker)];
 }

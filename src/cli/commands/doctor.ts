@@ -45,7 +45,16 @@ export function runtimeReadiness(probes: Probe[]): { name: string; ready: boolea
         ? ok('userns') ? 'needs bubblewrap' : 'user namespaces are restricted: install the profile from `agentbox userns-profile`'
         : `bubblewrap, ${ok('landlock') ? 'Landlock' : 'no Landlock (launch fails closed)'}, seccomp${ok('cgroups') ? ', cgroup limits (as root)' : ', no cgroup limits (manifests with limits fail closed)'}`,
     },
-    { name: 'container runtime', ready: false, why: ok('dockerd') ? 'dockerd answers; the launcher lands with the container-runtime issue' : 'needs a running dockerd' },
+    {
+      name: 'container runtime (runc)',
+      ready: ok('dockerd') && ok('base-image') && process.getuid?.() === 0,
+      why: !ok('dockerd') ? 'needs a Docker Engine (apt-get install docker.io; start dockerd or set DOCKER_HOST)' : !ok('base-image') ? 'the Engine answers; build the image: agentbox image build' : process.getuid?.() !== 0 ? 'needs root (the Engine and the session overlays)' : 'Docker Engine, agentbox/base:1, read-only root, no capabilities, seccomp, no network but the proxy',
+    },
+    {
+      name: 'container runtime (gVisor)',
+      ready: ok('dockerd') && ok('base-image') && ok('runsc-runtime') && process.getuid?.() === 0,
+      why: !ok('runsc') ? 'needs gVisor: apt-get install runsc, and register it with the Engine' : !ok('dockerd') || !ok('base-image') ? 'needs the Engine and the base image, as for runc' : !ok('runsc-runtime') ? 'runsc is installed but not registered with the Engine (daemon.json "runtimes")' : 'runsc registered; the agent runs on gVisor\'s kernel',
+    },
     { name: 'micro-VM runtime', ready: false, why: ok('qemu') ? 'qemu is installed; the launcher lands with the micro-VM issue' : 'needs qemu-system-x86' },
     { name: 'system service (apply)', ready: ok('systemd') && ok('iptables'), why: ok('systemd') ? 'systemd is PID 1' : 'systemd is not PID 1 here: use apply --root DIR to install into an image' },
   ];

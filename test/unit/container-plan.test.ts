@@ -1,0 +1,111 @@
+/**
+ * The container runtime's box as data: every hardening option present, grants bound at
+ * their paths (read-only unless fs:write, writes through the session overlay), denies
+ * covering them, no host socket, the proxy socket the only way out, and the runsc
+ * differences (pids as RLIMIT_NPROC, the statx shim). The seccomp profile is the
+ * process runtime's filter, rule for rule.
+ */
+import { describe, expect, it } from 'vitest';
+import { buildContainerPlan, dockerRunArgs, STATX_COMPAT_TARGET, type ContainerFacts } from '../../src/launch/container-plan.js';
+import { DENIED_SYSCALLS_X86_64, dockerSeccompProfile } from '../../src/launch/seccomp.js';
+import { model } from '../helpers/load.js';
+
+const m = model(`apiVersion: agentbox/v1
+kind: Agent
+metadata: { name: c }
+extends: [organizer]
+agent: { command: [/usr/bin/python3, /home/user/agent.py], env: { MODE: fast } }
+capabilities:
+  - fs:read:~/Documents
+  - fs:write:~/Documents/out
+  - net:connect:api.example.com:443
+limits: { pids: 64, memory: 512MiB, cpus: 1.5 }
+`);
+const facts = (over: Partial<ContainerFacts> = {}): ContainerFacts => ({
+  sessionDir: '/var/lib/agentbox/sessions/c-1',
+  image: 'agentbox/base:1',
+  runtime: 'runc',
+  uid: 64000,
+  gid: 64000,
+  kind: (p) => (p.endsWith('.ssh') || p.endsWith('Documents') || p.endsWith('out') ? 'dir' : p.endsWith('.netrc') ? 'file' : 'missing'),
+  cwd: '/',
+  term: undefined,
+  ...over,
+});
+
+describe('container plan', () => {
+  const p = buildContainerPlan(m, m.agent.command, facts());
+  const h = p.create.HostConfig;
+
+  it('is hardened: read-only root, no capabilities, no-new-privileges, seccomp, non-root, no network, limits', () => {
+    expect(h).toMatchObject({ ReadonlyRootfs: true, CapDrop: ['ALL'], NetworkMode: 'none', IpcMode: 'private', PidsLimit: 64, Memory: 512 * 1024 ** 2, MemorySwap: 512 * 1024 ** 2, NanoCpus: 1.5e9, Init: true });
+    expect(h.SecurityOpt[0]).toBe('no-new-privileges:true');
+    expect(JSON.parse(h.SecurityOpt[1]!.slice('seccomp='.length))).toEqual(dockerSeccompProfile());
+    expect(p.create.User).toBe('64000:64000');
+    expect(h.Runtime).toBeUndefined();
+    expect(h.Tmpfs).toEqual({ '/tmp': 'rw,nosuid,nodev,mode=1777', '/var/tmp': 'rw,nosuid,nodev,mode=1777' });
+  });
+
+  it('binds grants at their paths, writes through the overlay, denies over them, and the proxy socket; nothing else of the host', () => {
+    expect(h.Mounts.map((x) => [x.Source, x.Target, x.ReadOnly])).toEqual([
+      ['/home/user/Documents', '/home/user/Documents', true],
+      ['/var/lib/agentbox/sessions/c-1/overlay/0/merged', '/home/user/Documents/out', false],
+      ['/var/lib/agentbox/sessions/c-1/run', '/run/agentbox', true],
+    ]);
+    expect(p.overlays).toEqual([{ path: '/home/user/Documents/out', upper: '/var/lib/agentbox/sessions/c-1/overlay/0/upper', work: '/var/lib/agentbox/sessions/c-1/overlay/0/work', merged: '/var/lib/agentbox/sessions/c-1/overlay/0/merged', lower: '/var/lib/agentbox/sessions/c-1/overlay/0/lower' }]);
+    expect(JSON.stringify(p.create)).not.toMatch(/docker\.sock/);
+    expect(p.proxySocket).toBe('/var/lib/agentbox/sessions/c-1/run/proxy.sock');
+  });
+
+  it('covers a denied directory inside a grant with an empty mode-000 directory and a denied file with /dev/null', () => {
+    const home = model(`apiVersion: agentbox/v1
+kind: Agent
+metadata: { name: c }
+extends: [viewer]
+agent: { command: [/bin/true] }
+capabilities: [fs:read:~/]
+`);
+    const q = buildContainerPlan(home, ['/bin/true'], facts({ kind: (x) => (x === '/home/user' || x.endsWith('.ssh') ? 'dir' : x.endsWith('.netrc') ? 'file' : 'missing') }));
+    expect(q.create.HostConfig.Mounts).toContainEqual(expect.objectContaining({ Source: '/var/lib/agentbox/sessions/c-1/denied-dir', Target: '/home/user/.ssh', ReadOnly: true }));
+    expect(q.create.HostConfig.Mounts).toContainEqual(expect.objectContaining({ Source: '/dev/null', Target: '/home/user/.netrc', ReadOnly: true }));
+    // No network grant: no proxy socket, no proxy variables.
+    expect(q.proxySocket).toBeUndefined();
+    expect(q.create.Env.some((e) => e.startsWith('HTTP_PROXY='))).toBe(false);
+  });
+
+  it('the environment is the manifest only, with the proxy; the command waits for the forwarder', () => {
+    expect(p.create.Env).toEqual(expect.arrayContaining(['MODE=fast', 'HTTPS_PROXY=http://127.0.0.1:3128', 'HOME=/home/user']));
+    expect(p.create.Cmd.slice(0, 2)).toEqual(['/bin/sh', '-c']);
+    expect(p.create.Cmd.slice(3)).toEqual(['agentbox-init', '/usr/bin/python3', '/home/user/agent.py']);
+  });
+
+  it('under runsc: pids as RLIMIT_NPROC with a loose host backstop, and the statx shim preloaded', () => {
+    const g = buildContainerPlan(m, m.agent.command, facts({ runtime: 'runsc', statxCompat: '/opt/agentbox/dist/native/statx-compat.so' }));
+    expect(g.create.HostConfig).toMatchObject({ Runtime: 'runsc', PidsLimit: 1024, Ulimits: [{ Name: 'nproc', Soft: 64, Hard: 64 }] });
+    expect(g.create.HostConfig.Mounts).toContainEqual(expect.objectContaining({ Source: '/opt/agentbox/dist/native/statx-compat.so', Target: STATX_COMPAT_TARGET, ReadOnly: true }));
+    expect(g.create.Env).toContain(`LD_PRELOAD=${STATX_COMPAT_TARGET}`);
+  });
+
+  it('the docker run form carries the same options', () => {
+    const a = dockerRunArgs(p, '/tmp/s.json');
+    for (const x of ['--read-only', '--init', 'ALL', 'none', '--pids-limit', 'seccomp=/tmp/s.json', 'no-new-privileges:true', '64000:64000']) expect(a).toContain(x);
+  });
+});
+
+describe('seccomp as OCI JSON', () => {
+  it('denies every system call the BPF filter denies, and UDP/raw/packet sockets', () => {
+    const p = dockerSeccompProfile() as { defaultAction: string; architectures: string[]; syscalls: { names: string[]; action: string; errnoRet: number; args?: { index: number; value: number; valueTwo?: number; op: string }[] }[] };
+    expect(p.defaultAction).toBe('SCMP_ACT_ALLOW');
+    expect(p.architectures).toEqual(['SCMP_ARCH_X86_64']);
+    expect(p.syscalls[0]!.names).toEqual(Object.keys(DENIED_SYSCALLS_X86_64).sort());
+    expect(p.syscalls.every((s) => s.action === 'SCMP_ACT_ERRNO' && s.errnoRet === 1)).toBe(true);
+    const sock = p.syscalls.filter((s) => s.names[0] === 'socket').map((s) => s.args!.map((a) => `${a.index}:${a.op}:${a.value}:${a.valueTwo ?? ''}`).join(' '));
+    expect(sock).toEqual([
+      '0:SCMP_CMP_EQ:17:',
+      '0:SCMP_CMP_EQ:2: 1:SCMP_CMP_MASKED_EQ:15:2',
+      '0:SCMP_CMP_EQ:2: 1:SCMP_CMP_MASKED_EQ:15:3',
+      '0:SCMP_CMP_EQ:10: 1:SCMP_CMP_MASKED_EQ:15:2',
+      '0:SCMP_CMP_EQ:10: 1:SCMP_CMP_MASKED_EQ:15:3',
+    ]);
+  });
+});
