@@ -155,7 +155,10 @@ export async function launchContainer(model: Model, opts: LaunchOptions & { isol
       const exited = (async () => {
         const r = (await waited) as { StatusCode: number };
         clearInterval(sampler);
-        await Promise.race([ended, new Promise((x) => setTimeout(x, 500))]);
+        // Output still in flight when the container exits: wait for the stream's end, at most 500 ms.
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([ended, new Promise((x) => (timer = setTimeout(x, 500)))]);
+        clearTimeout(timer);
         process.stdin.unpipe(stream as unknown as NodeJS.WritableStream);
         return r.StatusCode;
       })();
