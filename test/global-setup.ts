@@ -2,7 +2,8 @@
  * Once before any test: builds dist/ (tsc, the precompiled validator, the bundle,
  * landlock-exec) so the CLI tests run what ships; starts the Docker Engine the
  * container-runtime tests use and builds agentbox's base image into it offline (the
- * rootfs is cached in AGENTBOX_IMAGE_CACHE); stops that dockerd afterwards.
+ * rootfs is cached in AGENTBOX_IMAGE_CACHE), and the micro-VM kernel and initramfs;
+ * stops that dockerd afterwards.
  */
 import { execa } from 'execa';
 import { join } from 'node:path';
@@ -18,6 +19,7 @@ export default async function setup(): Promise<() => Promise<void>> {
   process.env.DOCKER_HOST = docker.host;
   process.env.AGENTBOX_IMAGE_CACHE ??= process.env.AGENTBOX_TEST_CACHE ?? '/var/cache/agentbox-test';
   await execa(process.execPath, [join(ROOT, 'bin', 'agentbox.js'), 'image', 'build'], { stdio: 'inherit', env: { NO_COLOR: '1' } });
+  await execa(process.execPath, [join(ROOT, 'bin', 'agentbox.js'), 'image', 'build', '--microvm'], { stdio: 'inherit', env: { NO_COLOR: '1' } });
   return async () => {
     await stop?.();
   };

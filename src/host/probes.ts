@@ -178,6 +178,17 @@ function probeKvm(): Probe {
   };
 }
 
+/** The micro-VM kernel and initramfs built by `agentbox image build --microvm`, and the accelerator its boot probe chose. */
+async function probeMicrovmImage(): Promise<Probe> {
+  const { readMicrovmImage } = await import('../launch/microvm-image.js');
+  const cache = process.env.AGENTBOX_IMAGE_CACHE ?? '/var/cache/agentbox';
+  const img = readMicrovmImage(cache);
+  const base = { name: 'microvm-image', purpose: 'the micro-VM runtime\'s kernel and initramfs', hint: 'agentbox image build --microvm' };
+  return img && existsSync(img.kernel) && existsSync(img.initramfs)
+    ? { ...base, available: true, detail: `kernel ${img.version}, ${img.accel === 'kvm' ? 'KVM (boot probe passed)' : 'TCG (the KVM boot probe failed or there is no /dev/kvm)'}`, hint: undefined }
+    : { ...base, available: false, detail: `not built in ${cache}` };
+}
+
 /** The Cedar policy engine (WebAssembly) loads and evaluates here. */
 export async function probeCedar(): Promise<Probe> {
   const base = { name: 'cedar', purpose: 'organisation policy (policy check, launch --policy)', hint: 'reinstall agentbox (npm ci): @cedar-policy/cedar-wasm is missing or broken' };
@@ -211,6 +222,7 @@ export async function allProbes(): Promise<Probe[]> {
     probeTool('runsc', 'gVisor isolation for containers', 'runsc', 'apt-get install runsc', ['--version']),
     probeTool('qemu', 'micro-VM runtime', 'qemu-system-x86_64', 'apt-get install qemu-system-x86'),
     Promise.resolve(probeKvm()),
+    probeMicrovmImage(),
     probeCedar(),
   ]);
   return [...list, ...(await docker)];

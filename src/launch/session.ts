@@ -19,7 +19,7 @@ import { writeSession, type Session } from './sessions.js';
 
 /** What a runtime provides to the session. */
 export interface Box {
-  runtime: 'process' | 'container';
+  runtime: 'process' | 'container' | 'microvm';
   id: string;
   sessionDir: string;
   /** Writable grants as overlays (upper layers under the session dir). */

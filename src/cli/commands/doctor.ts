@@ -55,7 +55,11 @@ export function runtimeReadiness(probes: Probe[]): { name: string; ready: boolea
       ready: ok('dockerd') && ok('base-image') && ok('runsc-runtime') && process.getuid?.() === 0,
       why: !ok('runsc') ? 'needs gVisor: apt-get install runsc, and register it with the Engine' : !ok('dockerd') || !ok('base-image') ? 'needs the Engine and the base image, as for runc' : !ok('runsc-runtime') ? 'runsc is installed but not registered with the Engine (daemon.json "runtimes")' : 'runsc registered; the agent runs on gVisor\'s kernel',
     },
-    { name: 'micro-VM runtime', ready: false, why: ok('qemu') ? 'qemu is installed; the launcher lands with the micro-VM issue' : 'needs qemu-system-x86' },
+    {
+      name: 'micro-VM runtime',
+      ready: ok('qemu') && ok('microvm-image') && process.getuid?.() === 0,
+      why: !ok('qemu') ? 'needs QEMU: apt-get install qemu-system-x86' : !ok('microvm-image') ? 'QEMU is installed; build the kernel and initramfs: agentbox image build --microvm' : process.getuid?.() !== 0 ? 'needs root (9p passthrough, session overlays)' : `QEMU -M microvm, ${probes.find((p) => p.name === 'microvm-image')?.detail}`,
+    },
     { name: 'system service (apply)', ready: ok('systemd') && ok('iptables'), why: ok('systemd') ? 'systemd is PID 1' : 'systemd is not PID 1 here: use apply --root DIR to install into an image' },
   ];
 }

@@ -8,7 +8,15 @@ import { dockerClient } from '../../launch/container.js';
 import { BASE_IMAGE, buildRootfs, importRootfs } from '../../launch/image.js';
 import type { Io } from '../io.js';
 
-export async function imageBuildCommand(opts: { tag: string; fresh?: boolean }, io: Io): Promise<number> {
+export async function imageBuildCommand(opts: { tag: string; fresh?: boolean; microvm?: boolean }, io: Io): Promise<number> {
+  if (opts.microvm) {
+    const { buildMicrovmImage } = await import('../../launch/microvm-image.js');
+    const t0 = Date.now();
+    const img = await buildMicrovmImage({ cache: process.env.AGENTBOX_IMAGE_CACHE ?? '/var/cache/agentbox', fresh: Boolean(opts.fresh), progress: (l) => io.info(io.style.dim(l)) });
+    if (io.json) io.data({ ...img, seconds: (Date.now() - t0) / 1000 });
+    else io.out(`micro-VM kernel ${img.version} and initramfs ready (${img.accel}) in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${img.kernel}, ${img.initramfs}`);
+    return 0;
+  }
   if (!/^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9._-]{1,128})?$/.test(opts.tag)) throw new AgentboxError('USAGE', `--tag ${opts.tag}: an image name such as agentbox/base:1 (lowercase name, optional :tag)`);
   const o = {
     tag: opts.tag,
@@ -38,6 +46,7 @@ export function registerImage(program: Command, run: (fn: (io: Io) => Promise<nu
     .description(`build the base image (${BASE_IMAGE}) offline: a debootstrap rootfs (cached) imported into the Docker Engine`)
     .option('--tag <name>', 'image name', BASE_IMAGE)
     .option('--fresh', 'rebuild the cached rootfs too')
+    .option('--microvm', 'build the micro-VM kernel (Debian linux-image-amd64, downloaded, not installed) and initramfs instead')
     .addHelpText('after', `
 The rootfs is Debian bookworm minbase plus python3 and socat, cached in
 $AGENTBOX_IMAGE_CACHE (default /var/cache/agentbox); the mirror is
@@ -46,6 +55,7 @@ $AGENTBOX_DEBIAN_MIRROR (default http://deb.debian.org/debian). DOCKER_HOST sele
 Examples:
   agentbox image build
   DOCKER_HOST=unix:///run/my-docker.sock agentbox image build --tag agentbox/base:1
-  agentbox image build --fresh --json`)
-    .action((opts: { tag: string; fresh?: boolean }) => run((io) => imageBuildCommand(opts, io)));
+  agentbox image build --fresh --json
+  agentbox image build --microvm`)
+    .action((opts: { tag: string; fresh?: boolean; microvm?: boolean }) => run((io) => imageBuildCommand(opts, io)));
 }

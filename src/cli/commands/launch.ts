@@ -11,6 +11,7 @@ import { AgentboxError } from '../../errors.js';
 import { launchProcess, type LaunchResult } from '../../launch/process.js';
 import type { LaunchPlan } from '../../launch/bwrap-plan.js';
 import { dockerRunArgs, type ContainerPlan } from '../../launch/container-plan.js';
+import type { MicrovmPlan } from '../../launch/microvm-plan.js';
 import { stateDir } from '../../launch/state.js';
 import { packageRoot } from '../../host/files.js';
 import { whichSync } from '../../host/which.js';
@@ -77,16 +78,13 @@ export async function launchCommand(arg: string, cmd: string[], opts: LaunchCliO
   if (!['process', 'container', 'microvm'].includes(runtime)) throw new AgentboxError('USAGE', `--runtime ${runtime}: valid runtimes are process, container, microvm`);
   if (opts.isolation && !['runc', 'gvisor'].includes(opts.isolation)) throw new AgentboxError('USAGE', `--isolation ${opts.isolation}: valid isolations are runc, gvisor (container runtime)`);
   if (opts.isolation && runtime !== 'container') throw new AgentboxError('USAGE', '--isolation applies to the container runtime only (--runtime container)');
-  if (runtime === 'microvm') {
-    throw new AgentboxError('CONTROL_UNAVAILABLE', 'the microvm runtime is not available in this version of agentbox', { details: ['available runtimes: process, container (--runtime container [--isolation gvisor])'] });
-  }
   const command = cmd.length > 0 ? cmd : model.agent.command;
   if (runtime === 'process' && cmd.length > 0 && !cmd[0]!.startsWith('/')) {
     const found = cmd[0]!.includes('/') ? undefined : whichSync(cmd[0]!);
     if (!found) throw new AgentboxError('USAGE', `${cmd[0]}: command not found`, { exitCode: 127 });
     command[0] = found;
   }
-  const launch = runtime === 'container' ? (await import('../../launch/container.js')).launchContainer : launchProcess;
+  const launch = runtime === 'container' ? (await import('../../launch/container.js')).launchContainer : runtime === 'microvm' ? (await import('../../launch/microvm.js')).launchMicrovm : launchProcess;
   const result = await launch(model, {
     ...(opts.isolation ? { isolation: opts.isolation as 'runc' | 'gvisor' } : {}),
     command,
@@ -100,6 +98,16 @@ export async function launchCommand(arg: string, cmd: string[], opts: LaunchCliO
     ...(policy ? { policy } : {}),
     tty: Boolean(process.stdin.isTTY && process.stderr.isTTY),
   });
+  if ('qmpSocket' in result) {
+    const plan = result as MicrovmPlan;
+    if (io.json) io.data({ ...plan, config: plan.config.toString('utf8').split('\0').slice(0, -1) });
+    else {
+      io.out(`# ${model.name}: the micro-VM agentbox would boot (nothing was started)`);
+      io.out(shellLine(plan.argv, ' \\\n  '));
+      io.out(`# guest configuration (/ctl/config): ${plan.config.toString('utf8').split('\0').slice(0, -1).map((x) => JSON.stringify(x)).join(' ')}`);
+    }
+    return 0;
+  }
   if ('create' in result) {
     const plan = result as ContainerPlan;
     if (io.json) io.data(plan);
@@ -146,7 +154,7 @@ export function registerLaunch(program: Command, run: (fn: (io: Io) => Promise<n
     .argument('<agent|file>', 'shipped agent profile name or manifest file')
     .argument('[cmd...]', 'after --: a command that replaces agent.command')
     .option('--profile <presets>', manifestOptionsHelp.profile)
-    .option('--runtime <kind>', 'process (bubblewrap), container (Docker Engine; agentbox image build first); default: runtime.kind')
+    .option('--runtime <kind>', 'process (bubblewrap), container (Docker Engine; agentbox image build first), microvm (QEMU; agentbox image build --microvm first); default: runtime.kind')
     .option('--isolation <kind>', 'container runtime: runc or gvisor (runsc); default: runtime.isolation')
     .option('--dry-run', 'print the box that would be built and run nothing')
     .option('--verbose', 'show each denied connection as it happens')

@@ -1,0 +1,238 @@
+/**
+ * The micro-VM runtime: the agent in its own kernel under QEMU `-M microvm`, built from
+ * microvm-plan.ts and the image of microvm-image.ts; the session (proxy, governance,
+ * ttl, quarantine as QMP `stop`, revert, audit) is session.ts. The engine sits behind
+ * this one module, so Firecracker or cloud-hypervisor can take QEMU's place where
+ * they exist.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, closeSync, constants as fsConstants, copyFileSync, createReadStream, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { posix } from 'node:path';
+import { AgentboxError } from '../errors.js';
+import { isWithin } from '../manifest/normalise.js';
+import type { Model } from '../model/types.js';
+import { effectiveFs } from '../plan/plan.js';
+import { whichSync } from '../host/which.js';
+import type { PathKind } from './bwrap-plan.js';
+import { readMicrovmImage } from './microvm-image.js';
+import { buildMicrovmPlan, SAFE_SESSION_PATH, type MicrovmPlan } from './microvm-plan.js';
+import { seccompBytes } from './seccomp.js';
+import { runSession, type Box, type LaunchOptions, type LaunchResult } from './session.js';
+import { newSessionId } from './sessions.js';
+
+function kindOf(p: string): PathKind {
+  try {
+    return statSync(p).isDirectory() ? 'dir' : 'file';
+  } catch {
+    return 'missing';
+  }
+}
+
+export const imageCache = () => process.env.AGENTBOX_IMAGE_CACHE ?? '/var/cache/agentbox';
+
+/** One QMP command on the session's monitor socket. */
+export function qmp(socket: string, command: string, timeoutMs = 3000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = connect(socket);
+    let buf = '';
+    let stage = 0;
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`QMP ${command}: no answer in ${timeoutMs} ms`));
+    }, timeoutMs);
+    s.on('data', (d) => {
+      buf += d.toString();
+      const lines = buf.split('\n');
+      buf = lines.pop() ?? '';
+      for (const l of lines) {
+        if (!l.trim()) continue;
+        const m = JSON.parse(l) as { QMP?: unknown; return?: unknown; error?: { desc: string } };
+        if (m.error) {
+          clearTimeout(timer);
+          s.destroy();
+          reject(new Error(`QMP ${command}: ${m.error.desc}`));
+          return;
+        }
+        if (stage === 0 && m.QMP) {
+          stage = 1;
+          s.write('{"execute":"qmp_capabilities"}\n');
+        } else if (stage === 1 && m.return !== undefined) {
+          stage = 2;
+          s.write(JSON.stringify({ execute: command }) + '\n');
+        } else if (stage === 2 && m.return !== undefined) {
+          clearTimeout(timer);
+          s.end();
+          resolve();
+        }
+      }
+    });
+    s.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+}
+
+export async function launchMicrovm(model: Model, opts: LaunchOptions): Promise<LaunchResult | MicrovmPlan> {
+  const gaps: string[] = [];
+  const image = readMicrovmImage(imageCache());
+  if (!image || !existsSync(image.kernel) || !existsSync(image.initramfs)) gaps.push(`no micro-VM kernel and initramfs in ${imageCache()}: agentbox image build --microvm`);
+  const qemu = whichSync('qemu-system-x86_64');
+  if (!qemu) gaps.push('QEMU is not installed (apt-get install qemu-system-x86)');
+  const socat = whichSync('socat');
+  if (!socat) gaps.push('socat is not installed: the guest reaches its proxy through it (apt-get install socat)');
+  if (process.getuid?.() !== 0) gaps.push('the micro-VM runtime needs root (9p passthrough keeps the agent uid on writable grants; the session overlays)');
+  if (!SAFE_SESSION_PATH.test(opts.state)) gaps.push(`the state directory ${JSON.stringify(opts.state)} must contain only letters, digits and . _ - / (its paths go into QEMU options; set AGENTBOX_STATE_DIR)`);
+  for (const g of effectiveFs(model).fs) {
+    const r = ['/usr', '/proc', '/sys', '/dev', '/ctl', '/run'].find((x) => isWithin(x, g.path) || isWithin(g.path, x));
+    if (r) gaps.push(`grant ${g.source.text} overlaps ${r}, which the guest builds itself`);
+  }
+  const id = newSessionId(model.name);
+  const sessionDir = posix.join(opts.state, 'sessions', id);
+  const plan = buildMicrovmPlan(model, opts.command, {
+    sessionDir,
+    kernel: image?.kernel ?? '(not built)',
+    initramfs: image?.initramfs ?? '(not built)',
+    accel: (process.env.AGENTBOX_MICROVM_ACCEL as 'kvm' | 'tcg' | undefined) ?? image?.accel ?? 'tcg',
+    uid: model.agent.uid,
+    gid: model.agent.uid,
+    kind: kindOf,
+    cwd: process.cwd(),
+    term: process.env.TERM,
+    socat: socat ?? 'socat',
+  });
+  if (opts.dryRun) return plan;
+  if (gaps.length > 0) throw new AgentboxError('CONTROL_UNAVAILABLE', `cannot build the micro-VM for ${model.name} on this host; nothing was started`, { details: gaps });
+
+  const mounted: string[] = [];
+  let child: ChildProcess | undefined;
+  let endedBy: NodeJS.Signals | undefined;
+  const box: Box = {
+    runtime: 'microvm',
+    id,
+    sessionDir,
+    overlays: plan.overlays,
+    proxySocket: plan.proxySocket,
+    uid: model.agent.uid,
+    gid: model.agent.uid,
+    cgroupDirs: [],
+    start: async () => {
+      for (const o of plan.overlays) {
+        execFileSync('mount', ['--bind', o.path, o.lower]);
+        mounted.push(o.lower);
+        execFileSync('mount', ['-t', 'overlay', 'agentbox', '-o', `lowerdir=${o.lower},upperdir=${o.upper},workdir=${o.work}`, o.merged]);
+        mounted.push(o.merged);
+        chmodSync(o.merged, statSync(o.path).mode & 0o7777);
+      }
+      for (const b of plan.fileBinds) {
+        mkdirSync(b.dir, { recursive: true, mode: 0o755 });
+        closeSync(openSync(posix.join(b.dir, b.name), 'w', 0o600));
+        execFileSync('mount', ['--bind', b.file, posix.join(b.dir, b.name)]);
+        mounted.push(posix.join(b.dir, b.name));
+        execFileSync('mount', ['-o', 'remount,bind,ro', posix.join(b.dir, b.name)]);
+      }
+      mkdirSync(plan.ctlDir, { recursive: true, mode: 0o700 });
+      writeFileSync(posix.join(plan.ctlDir, 'config'), plan.config, { mode: 0o600 });
+      writeFileSync(posix.join(plan.ctlDir, 'seccomp.bpf'), seccompBytes(), { mode: 0o600 });
+      // The guest's stdout and stderr: FIFOs QEMU writes and the launcher relays.
+      const relays: Promise<void>[] = [];
+      for (const [name, sink] of [['out.fifo', process.stdout], ['err.fifo', process.stderr]] as const) {
+        const fifo = posix.join(sessionDir, name);
+        execFileSync('mkfifo', ['-m', '0600', fifo]);
+        const r = createReadStream(fifo);
+        r.pipe(sink, { end: false });
+        relays.push(new Promise((res) => {
+          r.on('close', () => res());
+          r.on('error', () => res());
+        }));
+      }
+      const c = spawn(qemu!, plan.argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+      let qemuErr = '';
+      c.stderr?.on('data', (d: Buffer) => (qemuErr = (qemuErr + d.toString()).slice(-2000)));
+      child = c;
+      const exited = new Promise<number>((resolve) => {
+        c.on('error', (e) => {
+          opts.log(`agentbox: cannot start QEMU: ${e.message}`);
+          resolve(125);
+        });
+        c.on('exit', async (code, signal) => {
+          if (qemuErr.trim()) opts.log(`agentbox: QEMU: ${qemuErr.trim()}`);
+          // A FIFO QEMU never opened would keep its reader (and this process) waiting: open and close its write end.
+          for (const name of ['out.fifo', 'err.fifo']) {
+            try {
+              closeSync(openSync(posix.join(sessionDir, name), fsConstants.O_WRONLY | fsConstants.O_NONBLOCK));
+            } catch {
+              // no reader waiting
+            }
+          }
+          // Output in flight: let the relays drain, at most 500 ms (QEMU may have died before opening them).
+          let t: NodeJS.Timeout | undefined;
+          await Promise.race([Promise.all(relays), new Promise((x) => (t = setTimeout(x, 500)))]);
+          clearTimeout(t);
+          const file = posix.join(plan.ctlDir, 'exit');
+          if (endedBy) resolve(128 + ({ SIGTERM: 15, SIGKILL: 9 } as Record<string, number>)[endedBy]!);
+          else if (existsSync(file)) {
+            const failure = posix.join(plan.ctlDir, 'failure');
+            if (existsSync(failure)) opts.log(`agentbox: the guest could not start the agent: ${readFileSync(failure, 'utf8').trim()}`);
+            resolve(Number(readFileSync(file, 'utf8').trim()));
+          }
+          else {
+            // Kept beside the session record: the session directory goes with the session.
+            const kept = `${sessionDir}.console.log`;
+            try {
+              copyFileSync(posix.join(sessionDir, 'console.log'), kept);
+            } catch {
+              // no console output
+            }
+            opts.log(`agentbox: the micro-VM stopped without the agent's exit code (QEMU ${signal ?? `exit ${code}`}); guest console: ${kept}`);
+            resolve(125);
+          }
+        });
+      });
+      return { pid: c.pid ?? 0, exited };
+    },
+    signal: (sig) => {
+      if (!child?.pid || sig === 'SIGCONT' || sig === 'SIGSTOP') return;
+      // The guest's agent ends with its VM: TERM, then KILL, go to QEMU itself.
+      endedBy ??= sig;
+      try {
+        process.kill(child.pid, sig);
+      } catch {
+        // gone
+      }
+    },
+    freeze: async () => {
+      await qmp(plan.qmpSocket, 'stop');
+      return 'QMP stop: the micro-VM\'s vCPUs are halted (the whole guest is frozen)';
+    },
+    thaw: async () => {
+      if (!child?.pid || child.exitCode !== null) return;
+      try {
+        await qmp(plan.qmpSocket, 'cont');
+      } catch {
+        // not running
+      }
+    },
+    limitHits: () => ({ pids: 0, memory: 0 }),
+    cleanup: () => {
+      // AGENTBOX_DEBUG keeps the guest's console (kernel, init) beside the session record.
+      if (process.env.AGENTBOX_DEBUG) {
+        try {
+          copyFileSync(posix.join(sessionDir, 'console.log'), `${sessionDir}.console.log`);
+        } catch {
+          // no console output
+        }
+      }
+      for (const m of mounted.reverse()) {
+        try {
+          execFileSync('umount', [m], { stdio: 'ignore' });
+        } catch {
+          execFileSync('umount', ['-l', m], { stdio: 'ignore' });
+        }
+      }
+      rmSync(plan.ctlDir, { recursive: true, force: true });
+    },
+  };
+  return runSession(model, opts, box);
+}
