@@ -28,6 +28,8 @@ import type { Overlay, PathKind } from './bwrap-plan.js';
 
 export const GUEST_PROXY = '10.0.2.100:3128';
 export const DEFAULT_VM_MEMORY = 512 * 1024 ** 2;
+/** How long the guest has to reach the agent (guest-exec writes /ctl/started) before the launcher gives up. */
+export const BOOT_DEADLINE_SECONDS = { tcg: 30, kvm: 15 } as const;
 
 export interface MicrovmFacts {
   sessionDir: string;
@@ -109,7 +111,7 @@ export function buildMicrovmPlan(model: Model, command: string[], f: MicrovmFact
   const cpus = Math.max(1, Math.ceil(model.limits.cpus ?? 1));
   const argv = [
     'qemu-system-x86_64',
-    '-M', 'microvm,x-option-roms=off,rtc=off,isa-serial=off',
+    '-M', 'microvm,x-option-roms=off,rtc=off',
     '-accel', f.accel,
     '-cpu', f.accel === 'kvm' ? 'host' : 'max',
     '-m', `${memMiB}M`,
@@ -117,11 +119,13 @@ export function buildMicrovmPlan(model: Model, command: string[], f: MicrovmFact
     '-nodefaults', '-no-user-config', '-nographic', '-no-reboot',
     '-kernel', f.kernel,
     '-initrd', f.initramfs,
-    '-append', 'console=hvc2 loglevel=4 panic=-1 rdinit=/init',
+    // lpj and tsc=reliable skip the delay-loop and TSC calibration, which are slow (and
+    // were seen to stall) under TCG.
+    '-append', 'console=ttyS0 quiet loglevel=1 panic=-1 rdinit=/init lpj=2000000 tsc=reliable no_timer_check',
     '-device', 'virtio-serial-device,max_ports=4',
     '-chardev', `file,id=out,path=${posix.join(f.sessionDir, 'out.fifo')}`, '-device', 'virtconsole,chardev=out,nr=0',
     '-chardev', `file,id=err,path=${posix.join(f.sessionDir, 'err.fifo')}`, '-device', 'virtconsole,chardev=err,nr=1',
-    '-chardev', `file,id=con,path=${posix.join(f.sessionDir, 'console.log')}`, '-device', 'virtconsole,chardev=con,nr=2',
+    '-serial', `file:${posix.join(f.sessionDir, 'console.log')}`,
     '-fsdev', 'local,id=usr,path=/usr,security_model=passthrough,readonly=on', '-device', 'virtio-9p-device,fsdev=usr,mount_tag=usr',
     '-fsdev', `local,id=ctl,path=${ctlDir},security_model=passthrough`, '-device', 'virtio-9p-device,fsdev=ctl,mount_tag=ctl',
   ];

@@ -16,7 +16,7 @@ import { effectiveFs } from '../plan/plan.js';
 import { whichSync } from '../host/which.js';
 import type { PathKind } from './bwrap-plan.js';
 import { readMicrovmImage } from './microvm-image.js';
-import { buildMicrovmPlan, SAFE_SESSION_PATH, type MicrovmPlan } from './microvm-plan.js';
+import { BOOT_DEADLINE_SECONDS, buildMicrovmPlan, SAFE_SESSION_PATH, type MicrovmPlan } from './microvm-plan.js';
 import { seccompBytes } from './seccomp.js';
 import { runSession, type Box, type LaunchOptions, type LaunchResult } from './session.js';
 import { newSessionId } from './sessions.js';
@@ -135,62 +135,106 @@ export async function launchMicrovm(model: Model, opts: LaunchOptions): Promise<
       mkdirSync(plan.ctlDir, { recursive: true, mode: 0o700 });
       writeFileSync(posix.join(plan.ctlDir, 'config'), plan.config, { mode: 0o600 });
       writeFileSync(posix.join(plan.ctlDir, 'seccomp.bpf'), seccompBytes(), { mode: 0o600 });
-      // The guest's stdout and stderr: FIFOs QEMU writes and the launcher relays.
-      const relays: Promise<void>[] = [];
-      for (const [name, sink] of [['out.fifo', process.stdout], ['err.fifo', process.stderr]] as const) {
-        const fifo = posix.join(sessionDir, name);
-        execFileSync('mkfifo', ['-m', '0600', fifo]);
-        const r = createReadStream(fifo);
-        r.pipe(sink, { end: false });
-        relays.push(new Promise((res) => {
-          r.on('close', () => res());
-          r.on('error', () => res());
-        }));
-      }
-      const c = spawn(qemu!, plan.argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
-      let qemuErr = '';
-      c.stderr?.on('data', (d: Buffer) => (qemuErr = (qemuErr + d.toString()).slice(-2000)));
-      child = c;
-      const exited = new Promise<number>((resolve) => {
-        c.on('error', (e) => {
-          opts.log(`agentbox: cannot start QEMU: ${e.message}`);
-          resolve(125);
-        });
-        c.on('exit', async (code, signal) => {
-          if (qemuErr.trim()) opts.log(`agentbox: QEMU: ${qemuErr.trim()}`);
-          // A FIFO QEMU never opened would keep its reader (and this process) waiting: open and close its write end.
-          for (const name of ['out.fifo', 'err.fifo']) {
-            try {
-              closeSync(openSync(posix.join(sessionDir, name), fsConstants.O_WRONLY | fsConstants.O_NONBLOCK));
-            } catch {
-              // no reader waiting
-            }
+      const deadline = BOOT_DEADLINE_SECONDS[plan.argv[plan.argv.indexOf('-accel') + 1] === 'kvm' ? 'kvm' : 'tcg'];
+      /** One boot: QEMU with fresh output relays; resolves with the exit code, or 'stalled' if the guest never reached the agent. */
+      const bootOnce = (onSpawn: (c: ChildProcess) => void) =>
+        new Promise<number | 'stalled'>((resolve) => {
+          // The guest's stdout and stderr: FIFOs QEMU writes and the launcher relays.
+          const relays: Promise<void>[] = [];
+          for (const [name, sink] of [['out.fifo', process.stdout], ['err.fifo', process.stderr]] as const) {
+            const fifo = posix.join(sessionDir, name);
+            rmSync(fifo, { force: true });
+            execFileSync('mkfifo', ['-m', '0600', fifo]);
+            const r = createReadStream(fifo);
+            r.pipe(sink, { end: false });
+            relays.push(
+              new Promise((res) => {
+                r.on('close', () => res());
+                r.on('error', () => res());
+              }),
+            );
           }
-          // Output in flight: let the relays drain, at most 500 ms (QEMU may have died before opening them).
-          let t: NodeJS.Timeout | undefined;
-          await Promise.race([Promise.all(relays), new Promise((x) => (t = setTimeout(x, 500)))]);
-          clearTimeout(t);
-          const file = posix.join(plan.ctlDir, 'exit');
-          if (endedBy) resolve(128 + ({ SIGTERM: 15, SIGKILL: 9 } as Record<string, number>)[endedBy]!);
-          else if (existsSync(file)) {
-            const failure = posix.join(plan.ctlDir, 'failure');
-            if (existsSync(failure)) opts.log(`agentbox: the guest could not start the agent: ${readFileSync(failure, 'utf8').trim()}`);
-            resolve(Number(readFileSync(file, 'utf8').trim()));
-          }
-          else {
-            // Kept beside the session record: the session directory goes with the session.
-            const kept = `${sessionDir}.console.log`;
-            try {
-              copyFileSync(posix.join(sessionDir, 'console.log'), kept);
-            } catch {
-              // no console output
+          const bootStart = Date.now();
+          let stalled = false;
+          let exitSeen = 0;
+          const c = spawn(qemu!, plan.argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+          onSpawn(c);
+          let qemuErr = '';
+          c.stderr?.on('data', (d: Buffer) => (qemuErr = (qemuErr + d.toString()).slice(-2000)));
+          // Watchdog: a guest that never reaches the agent is stopped (fail closed); a
+          // QEMU that outlives its guest's poweroff by 3 s is ended (the exit code is in).
+          const watchdog = setInterval(() => {
+            if (c.exitCode !== null || c.signalCode !== null) return;
+            if (existsSync(posix.join(plan.ctlDir, 'exit'))) {
+              exitSeen ||= Date.now();
+              if (Date.now() - exitSeen > 3000) c.kill('SIGKILL');
+            } else if (!existsSync(posix.join(plan.ctlDir, 'started')) && (Date.now() - bootStart) / 1000 > deadline) {
+              stalled = true;
+              c.kill('SIGKILL');
             }
-            opts.log(`agentbox: the micro-VM stopped without the agent's exit code (QEMU ${signal ?? `exit ${code}`}); guest console: ${kept}`);
+          }, 250);
+          c.on('error', (e) => {
+            clearInterval(watchdog);
+            opts.log(`agentbox: cannot start QEMU: ${e.message}`);
             resolve(125);
-          }
+          });
+          c.on('exit', async (code, signal) => {
+            clearInterval(watchdog);
+            if (qemuErr.trim() && !stalled) opts.log(`agentbox: QEMU: ${qemuErr.trim()}`);
+            // A FIFO QEMU never opened would keep its reader (and this process) waiting: open and close its write end.
+            for (const name of ['out.fifo', 'err.fifo']) {
+              try {
+                closeSync(openSync(posix.join(sessionDir, name), fsConstants.O_WRONLY | fsConstants.O_NONBLOCK));
+              } catch {
+                // no reader waiting
+              }
+            }
+            // Output in flight: let the relays drain, at most 500 ms.
+            let t: NodeJS.Timeout | undefined;
+            await Promise.race([Promise.all(relays), new Promise((x) => (t = setTimeout(x, 500)))]);
+            clearTimeout(t);
+            const file = posix.join(plan.ctlDir, 'exit');
+            if (existsSync(file)) {
+              const failure = posix.join(plan.ctlDir, 'failure');
+              if (existsSync(failure)) opts.log(`agentbox: the guest could not start the agent: ${readFileSync(failure, 'utf8').trim()}`);
+              resolve(Number(readFileSync(file, 'utf8').trim()));
+            } else if (endedBy) resolve(128 + ({ SIGTERM: 15, SIGKILL: 9 } as Record<string, number>)[endedBy]!);
+            else if (stalled) resolve('stalled');
+            else {
+              // Kept beside the session record: the session directory goes with the session.
+              const kept = `${sessionDir}.console.log`;
+              try {
+                copyFileSync(posix.join(sessionDir, 'console.log'), kept);
+              } catch {
+                // no console output
+              }
+              opts.log(`agentbox: the micro-VM stopped without the agent's exit code (QEMU ${signal ?? `exit ${code}`}); guest console: ${kept}`);
+              resolve(125);
+            }
+          });
         });
-      });
-      return { pid: c.pid ?? 0, exited };
+      let pid = 0;
+      let first!: () => void;
+      const spawned = new Promise<void>((r) => (first = r));
+      const exited = (async () => {
+        // A guest that stalls before the agent starts (seen rarely under TCG) is booted
+        // once more: nothing of the agent has run yet. A second stall fails closed.
+        for (let attempt = 1; ; attempt++) {
+          const r = await bootOnce((c) => {
+            child = c;
+            pid = c.pid ?? 0;
+            first();
+          });
+          if (r !== 'stalled') return r;
+          if (attempt >= 2 || endedBy) {
+            opts.log(`agentbox: the micro-VM did not reach the agent within ${deadline}s, twice; nothing ran`);
+            return 125;
+          }
+          opts.log(`agentbox: the micro-VM did not reach the agent within ${deadline}s; booting it again`);
+        }
+      })();
+      await spawned;
+      return { pid, exited };
     },
     signal: (sig) => {
       if (!child?.pid || sig === 'SIGCONT' || sig === 'SIGSTOP') return;

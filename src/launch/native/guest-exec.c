@@ -165,6 +165,8 @@ int main(int argc, char **argv) {
   char *filter = read_all("/ctl/seccomp.bpf", &flen);
   struct sock_fprog prog = {.len = (unsigned short)(flen / sizeof(struct sock_filter)), .filter = (struct sock_filter *)filter};
 
+  int sf = open("/ctl/started", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (sf >= 0) close(sf);
   pid_t child = fork();
   if (child < 0) die("fork");
   if (child == 0) {
