@@ -155,6 +155,11 @@ export async function launchMicrovm(model: Model, opts: LaunchOptions): Promise<
             );
           }
           const bootStart = Date.now();
+          // Progress for people: booting takes seconds under TCG.
+          const progress = Boolean(process.stderr.isTTY) || opts.verbose;
+          const accelName = plan.argv[plan.argv.indexOf('-accel') + 1];
+          if (progress) opts.log(`agentbox: booting the micro-VM (${accelName === 'kvm' ? 'KVM' : 'TCG emulation, a few seconds'})…`);
+          let saidStarted = false;
           let stalled = false;
           let exitSeen = 0;
           const c = spawn(qemu!, plan.argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -168,7 +173,10 @@ export async function launchMicrovm(model: Model, opts: LaunchOptions): Promise<
             if (existsSync(posix.join(plan.ctlDir, 'exit'))) {
               exitSeen ||= Date.now();
               if (Date.now() - exitSeen > 3000) c.kill('SIGKILL');
-            } else if (!existsSync(posix.join(plan.ctlDir, 'started')) && (Date.now() - bootStart) / 1000 > deadline) {
+            } else if (existsSync(posix.join(plan.ctlDir, 'started'))) {
+              if (progress && !saidStarted) opts.log(`agentbox: micro-VM up in ${((Date.now() - bootStart) / 1000).toFixed(1)} s; the agent is running`);
+              saidStarted = true;
+            } else if ((Date.now() - bootStart) / 1000 > deadline) {
               stalled = true;
               c.kill('SIGKILL');
             }
