@@ -5,7 +5,6 @@
  * overlays mounted on the host for the session and bound into the container; the
  * container and its writable layer are removed when the session ends.
  */
-import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { posix } from 'node:path';
 import type Docker from 'dockerode';
@@ -18,6 +17,7 @@ import { buildContainerPlan, CONTAINER_RESERVED, denyDir, type ContainerPlan } f
 import { BASE_IMAGE } from './image.js';
 import { runSession, type Box, type LaunchOptions, type LaunchResult } from './session.js';
 import { newSessionId } from './sessions.js';
+import { mountOverlays, unmountAll } from './host-mounts.js';
 import { packageRoot } from '../host/files.js';
 
 const STATX_COMPAT = posix.join(packageRoot(), 'dist', 'native', 'statx-compat.so');
@@ -120,15 +120,8 @@ export async function launchContainer(model: Model, opts: LaunchOptions & { isol
     gid: model.agent.uid,
     cgroupDirs: [],
     start: async () => {
-      // The session's overlays, on the host, for the container to bind (the session
-      // runner made the directories; upper carries the grant's owner and mode).
-      for (const o of plan.overlays) {
-        execFileSync('mount', ['--bind', o.path, o.lower]);
-        mounted.push(o.lower);
-        execFileSync('mount', ['-t', 'overlay', 'agentbox', '-o', `lowerdir=${o.lower},upperdir=${o.upper},workdir=${o.work}`, o.merged]);
-        mounted.push(o.merged);
-        chmodSync(o.merged, statSync(o.path).mode & 0o7777);
-      }
+      // The session's overlays, on the host, for the engine to bind or share.
+      mountOverlays(plan.overlays, mounted);
       if (plan.proxySocket && !existsSync(posix.dirname(plan.proxySocket))) mkdirSync(posix.dirname(plan.proxySocket), { recursive: true });
       mkdirSync(denyDir(sessionDir), { mode: 0o000 });
       chmodSync(denyDir(sessionDir), 0o000);
@@ -196,13 +189,7 @@ export async function launchContainer(model: Model, opts: LaunchOptions & { isol
       } catch {
         // already gone
       }
-      for (const m of mounted.reverse()) {
-        try {
-          execFileSync('umount', [m], { stdio: 'ignore' });
-        } catch {
-          execFileSync('umount', ['-l', m], { stdio: 'ignore' });
-        }
-      }
+      unmountAll(mounted);
       rmSync(posix.join(sessionDir, 'run'), { recursive: true, force: true });
     },
   };

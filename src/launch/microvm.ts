@@ -6,7 +6,7 @@
  * they exist.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, closeSync, constants as fsConstants, copyFileSync, createReadStream, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, constants as fsConstants, copyFileSync, createReadStream, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { posix } from 'node:path';
 import { AgentboxError } from '../errors.js';
@@ -20,6 +20,7 @@ import { BOOT_DEADLINE_SECONDS, buildMicrovmPlan, SAFE_SESSION_PATH, type Microv
 import { seccompBytes } from './seccomp.js';
 import { runSession, type Box, type LaunchOptions, type LaunchResult } from './session.js';
 import { newSessionId } from './sessions.js';
+import { mountOverlays, unmountAll } from './host-mounts.js';
 
 function kindOf(p: string): PathKind {
   try {
@@ -118,13 +119,8 @@ export async function launchMicrovm(model: Model, opts: LaunchOptions): Promise<
     gid: model.agent.uid,
     cgroupDirs: [],
     start: async () => {
-      for (const o of plan.overlays) {
-        execFileSync('mount', ['--bind', o.path, o.lower]);
-        mounted.push(o.lower);
-        execFileSync('mount', ['-t', 'overlay', 'agentbox', '-o', `lowerdir=${o.lower},upperdir=${o.upper},workdir=${o.work}`, o.merged]);
-        mounted.push(o.merged);
-        chmodSync(o.merged, statSync(o.path).mode & 0o7777);
-      }
+      // The session's overlays, on the host, for the engine to bind or share.
+      mountOverlays(plan.overlays, mounted);
       for (const b of plan.fileBinds) {
         mkdirSync(b.dir, { recursive: true, mode: 0o755 });
         closeSync(openSync(posix.join(b.dir, b.name), 'w', 0o600));
@@ -276,13 +272,7 @@ export async function launchMicrovm(model: Model, opts: LaunchOptions): Promise<
           // no console output
         }
       }
-      for (const m of mounted.reverse()) {
-        try {
-          execFileSync('umount', [m], { stdio: 'ignore' });
-        } catch {
-          execFileSync('umount', ['-l', m], { stdio: 'ignore' });
-        }
-      }
+      unmountAll(mounted);
       rmSync(plan.ctlDir, { recursive: true, force: true });
     },
   };
