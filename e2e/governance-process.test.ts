@@ -149,30 +149,8 @@ describe('just-in-time consent', () => {
 describe('consent on the launching terminal', () => {
   it('on a real pseudo-terminal the person answers at the prompt; the answer is audited as tty with the terminal', async () => {
     const env = { AGENTBOX_STATE_DIR: mkdtempSync(join(base, 'state-')) };
-    // A pty driver: runs the launch as a terminal session and answers "s" at the prompt.
-    const driver = join(base, 'ptydrive.py');
-    writeFileSync(driver, `import os, pty, sys, time, select
-pid, fd = pty.fork()
-if pid == 0:
-    os.execvp(sys.argv[1], sys.argv[1:])
-buf, answered, end = b"", False, time.time() + 40
-while time.time() < end:
-    r, _, _ = select.select([fd], [], [], 0.2)
-    if fd in r:
-        try:
-            d = os.read(fd, 4096)
-        except OSError:
-            break
-        if not d:
-            break
-        buf += d
-        if not answered and b"[d]eny" in buf:
-            os.write(fd, b"s\\n")
-            answered = True
-_, status = os.waitpid(pid, 0)
-sys.stdout.write(buf.decode(errors="replace"))
-sys.exit(os.waitstatus_to_exitcode(status))
-`);
+    // A pty driver (test/helpers/ptydrive.py): runs the launch as a terminal session and answers "s" at the prompt.
+    const driver = join(import.meta.dirname, '..', 'test', 'helpers', 'ptydrive.py');
     const script = `${POST.replace('PORT', String(port))}post("/tty-one", "a")\npost("/tty-two", "b")\n`;
     const m = agent('ttyasker', script, `egress:\n  consent: { ask: ["127.0.0.1:${port}"], timeout: 20s }\n`);
     const r = await execa('python3', [driver, process.execPath, BIN, 'launch', m, '--home', base], { reject: false, env: { NO_COLOR: '1', ...env } });

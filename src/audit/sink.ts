@@ -12,7 +12,7 @@
  * Payloads (file contents, bodies) are never passed here; callers hash them.
  */
 import { createHash, createHmac, createPrivateKey, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
-import { closeSync, existsSync, linkSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, fstatSync, ftruncateSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, linkSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, fstatSync, ftruncateSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { sha256Hex } from '../hash.js';
 

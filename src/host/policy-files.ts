@@ -15,7 +15,7 @@ import { parse } from 'yaml';
 import { AgentboxError } from '../errors.js';
 import type { PolicyCase } from '../policy/check.js';
 import type { Labels, SegmentFinder } from '../policy/entities.js';
-import type { PolicySource } from '../policy/engine.js';
+import type { PolicySource } from '../policy/verdict.js';
 import { packageRoot } from './files.js';
 
 export interface PolicyDir {

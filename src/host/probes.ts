@@ -4,7 +4,6 @@
  */
 import { execa } from 'execa';
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { whichSync } from './which.js';
 
 export interface Probe {
@@ -193,7 +192,7 @@ async function probeMicrovmImage(): Promise<Probe> {
 export async function probeCedar(): Promise<Probe> {
   const base = { name: 'cedar', purpose: 'organisation policy (policy check, launch --policy)', hint: 'reinstall agentbox (npm ci): @cedar-policy/cedar-wasm is missing or broken' };
   try {
-    const { cedarVersion } = await import('../policy/engine.js');
+    const { cedarVersion } = await import('./cedar-engine.js');
     return { ...base, available: true, detail: `Cedar ${cedarVersion()} (WebAssembly)`, hint: undefined };
   } catch (e) {
     return { ...base, available: false, detail: (e as Error).message.split('\n')[0]! };

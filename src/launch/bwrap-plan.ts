@@ -81,6 +81,34 @@ const ETC_DIR_MASKS = ['/etc/sudoers.d', '/etc/ssh', '/etc/ssl/private', '/etc/d
 /** Places bubblewrap builds itself; a grant there would be shadowed or would expose the host. */
 export const RESERVED = ['/proc', '/dev', '/tmp', '/var/tmp', '/run/agentbox', '/run/agentbox-helper'];
 
+/**
+ * The box's first step when it has network: socat forwards the box's loopback proxy port
+ * to the session's proxy socket (bound at BOX_RUN), and the agent starts once it
+ * listens (state 0A in /proc/net/tcp). Shared by the process and container runtimes.
+ */
+export function forwarderInit(socat: string): string {
+  const hexPort = BOX_PROXY_PORT.toString(16).toUpperCase().padStart(4, '0');
+  return [
+    `${socat} TCP-LISTEN:${BOX_PROXY_PORT},bind=127.0.0.1,reuseaddr,fork UNIX-CONNECT:${BOX_RUN}/proxy.sock 2>/dev/null &`,
+    `i=0; while [ $i -lt 2500 ] && ! grep -q ' 0100007F:${hexPort} 00000000:0000 0A' /proc/net/tcp; do i=$((i+1)); sleep 0.002; done`,
+    'exec "$@"',
+  ].join('\n');
+}
+
+/**
+ * Grants that overlap paths a runtime builds itself: a grant on or inside one would be
+ * shadowed or expose the host, one above it would replace it. Below the paths in
+ * `bindableBelow` (a private /tmp) a grant is fine: it is bound over them.
+ */
+export function reservedOverlaps(model: Model, reserved: readonly string[], bindableBelow: readonly string[], why: string): string[] {
+  const out: string[] = [];
+  for (const g of effectiveFs(model).fs) {
+    const r = reserved.find((x) => isWithin(x, g.path) || (!bindableBelow.includes(x) && isWithin(g.path, x)));
+    if (r) out.push(`grant ${g.source.text} overlaps ${r}, ${why}`);
+  }
+  return out;
+}
+
 export function buildLaunchPlan(model: Model, command: string[], f: LaunchFacts): LaunchPlan {
   const { fs } = effectiveFs(model);
   const hasNet = usesProxy(model);
@@ -155,12 +183,7 @@ export function buildLaunchPlan(model: Model, command: string[], f: LaunchFacts)
   if (hasNet) {
     // socat forwards the box's loopback proxy port to the host-side proxy socket; the
     // agent starts once it listens (state 0A in /proc/net/tcp).
-    const hexPort = BOX_PROXY_PORT.toString(16).toUpperCase().padStart(4, '0');
-    const init = [
-      `${shQuote(f.socat!)} TCP-LISTEN:${BOX_PROXY_PORT},bind=127.0.0.1,reuseaddr,fork UNIX-CONNECT:${BOX_RUN}/proxy.sock 2>/dev/null &`,
-      `i=0; while [ $i -lt 2500 ] && ! grep -q ' 0100007F:${hexPort} 00000000:0000 0A' /proc/net/tcp; do i=$((i+1)); sleep 0.002; done`,
-      'exec "$@"',
-    ].join('\n');
+    const init = forwarderInit(shQuote(f.socat!));
     inner.push('/bin/sh', '-c', init, 'agentbox-init');
   }
   inner.push(...landlock, ...command);

@@ -20,7 +20,7 @@ import { isWithin } from '../manifest/normalise.js';
 import { agentEnvironment } from '../generate/linux/systemd.js';
 import { usesProxy, type Model } from '../model/types.js';
 import { effectiveFs } from '../plan/plan.js';
-import { BOX_PROXY_PORT, BOX_RUN, type Overlay, type PathKind } from './bwrap-plan.js';
+import { BOX_PROXY_PORT, BOX_RUN, forwarderInit, type Overlay, type PathKind } from './bwrap-plan.js';
 import { dockerSeccompProfile } from './seccomp.js';
 
 export interface ContainerFacts {
@@ -131,12 +131,8 @@ export function buildContainerPlan(model: Model, command: string[], f: Container
 
   let cmd = [...command];
   if (hasNet) {
-    const hexPort = BOX_PROXY_PORT.toString(16).toUpperCase().padStart(4, '0');
-    const init = [
-      `socat TCP-LISTEN:${BOX_PROXY_PORT},bind=127.0.0.1,reuseaddr,fork UNIX-CONNECT:${BOX_RUN}/proxy.sock 2>/dev/null &`,
-      `i=0; while [ $i -lt 2500 ] && ! grep -q ' 0100007F:${hexPort} 00000000:0000 0A' /proc/net/tcp; do i=$((i+1)); sleep 0.002; done`,
-      'exec "$@"',
-    ].join('\n');
+    // socat from the image's PATH.
+    const init = forwarderInit('socat');
     cmd = ['/bin/sh', '-c', init, 'agentbox-init', ...command];
   }
   const cwdGranted = fs.some((g) => isWithin(f.cwd, g.path));

@@ -5,30 +5,20 @@
  * overlays mounted on the host for the session and bound into the container; the
  * container and its writable layer are removed when the session ends.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { posix } from 'node:path';
 import type Docker from 'dockerode';
 import { AgentboxError } from '../errors.js';
-import { isWithin } from '../manifest/normalise.js';
 import type { Model } from '../model/types.js';
-import { effectiveFs } from '../plan/plan.js';
-import type { PathKind } from './bwrap-plan.js';
+import { reservedOverlaps } from './bwrap-plan.js';
 import { buildContainerPlan, CONTAINER_RESERVED, denyDir, type ContainerPlan } from './container-plan.js';
 import { BASE_IMAGE } from './image.js';
 import { runSession, type Box, type LaunchOptions, type LaunchResult } from './session.js';
 import { newSessionId } from './sessions.js';
-import { mountOverlays, unmountAll } from './host-mounts.js';
+import { mountOverlays, pathKind, unmountAll } from './host-mounts.js';
 import { packageRoot } from '../host/files.js';
 
 const STATX_COMPAT = posix.join(packageRoot(), 'dist', 'native', 'statx-compat.so');
-
-function kindOf(p: string): PathKind {
-  try {
-    return statSync(p).isDirectory() ? 'dir' : 'file';
-  } catch {
-    return 'missing';
-  }
-}
 
 /** A client for the Engine at DOCKER_HOST (default /var/run/docker.sock). */
 export async function dockerClient(): Promise<Docker> {
@@ -55,10 +45,7 @@ export async function containerPreflight(docker: Docker, model: Model, image: st
   if (isolation === 'gvisor' && !info?.Runtimes?.runsc) {
     gaps.push('runtime.isolation is gvisor but the Engine has no runsc runtime: apt-get install runsc, and add it to daemon.json "runtimes" with runtimeArgs ["--network=none", "--oci-seccomp"]');
   }
-  for (const g of effectiveFs(model).fs) {
-    const r = CONTAINER_RESERVED.find((x) => isWithin(x, g.path) || (!['/tmp', '/var/tmp'].includes(x) && isWithin(g.path, x)));
-    if (r) gaps.push(`grant ${g.source.text} overlaps ${r}, which the container's image or runtime provides`);
-  }
+  gaps.push(...reservedOverlaps(model, CONTAINER_RESERVED, ['/tmp', '/var/tmp'], "which the container's image or runtime provides"));
   return gaps;
 }
 
@@ -90,7 +77,7 @@ export async function launchContainer(model: Model, opts: LaunchOptions & { isol
     runtime: isolation === 'gvisor' ? 'runsc' : 'runc',
     uid: model.agent.uid,
     gid: model.agent.uid,
-    kind: kindOf,
+    kind: pathKind,
     cwd: process.cwd(),
     term: process.env.TERM,
     statxCompat: existsSync(STATX_COMPAT) ? STATX_COMPAT : undefined,

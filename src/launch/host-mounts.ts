@@ -1,11 +1,20 @@
 /**
- * Host-side mounts a session makes for a runtime outside the host's mount namespace
- * (container, micro-VM): each writable grant's overlay, assembled on the host for the
+ * The host side of the runtimes: what is at a path (the plans' `kind` fact), and the
+ * mounts a session makes for a runtime outside the host's mount namespace (container, micro-VM): each writable grant's overlay, assembled on the host for the
  * engine to bind or share, and the way they all come off again, last first.
  */
 import { execFileSync } from 'node:child_process';
 import { chmodSync, statSync } from 'node:fs';
-import type { Overlay } from './bwrap-plan.js';
+import type { Overlay, PathKind } from './bwrap-plan.js';
+
+/** What is at a path on the host (following links), for the plans' `kind` fact. */
+export function pathKind(p: string): PathKind {
+  try {
+    return statSync(p).isDirectory() ? 'dir' : 'file';
+  } catch {
+    return 'missing';
+  }
+}
 
 /** Mounts each overlay (the session runner made its directories; upper carries the grant's owner and mode); records every mount in `mounted`. */
 export function mountOverlays(overlays: readonly Overlay[], mounted: string[]): void {

@@ -6,29 +6,19 @@
  * they exist.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, constants as fsConstants, copyFileSync, createReadStream, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, constants as fsConstants, copyFileSync, createReadStream, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { posix } from 'node:path';
 import { AgentboxError } from '../errors.js';
-import { isWithin } from '../manifest/normalise.js';
 import type { Model } from '../model/types.js';
-import { effectiveFs } from '../plan/plan.js';
 import { whichSync } from '../host/which.js';
-import type { PathKind } from './bwrap-plan.js';
+import { reservedOverlaps } from './bwrap-plan.js';
 import { readMicrovmImage } from './microvm-image.js';
 import { BOOT_DEADLINE_SECONDS, buildMicrovmPlan, SAFE_SESSION_PATH, type MicrovmPlan } from './microvm-plan.js';
 import { seccompBytes } from './seccomp.js';
 import { runSession, type Box, type LaunchOptions, type LaunchResult } from './session.js';
 import { newSessionId } from './sessions.js';
-import { mountOverlays, unmountAll } from './host-mounts.js';
-
-function kindOf(p: string): PathKind {
-  try {
-    return statSync(p).isDirectory() ? 'dir' : 'file';
-  } catch {
-    return 'missing';
-  }
-}
+import { mountOverlays, pathKind, unmountAll } from './host-mounts.js';
 
 export const imageCache = () => process.env.AGENTBOX_IMAGE_CACHE ?? '/var/cache/agentbox';
 
@@ -85,10 +75,7 @@ export async function launchMicrovm(model: Model, opts: LaunchOptions): Promise<
   if (!socat) gaps.push('socat is not installed: the guest reaches its proxy through it (apt-get install socat)');
   if (process.getuid?.() !== 0) gaps.push('the micro-VM runtime needs root (9p passthrough keeps the agent uid on writable grants; the session overlays)');
   if (!SAFE_SESSION_PATH.test(opts.state)) gaps.push(`the state directory ${JSON.stringify(opts.state)} must contain only letters, digits and . _ - / (its paths go into QEMU options; set AGENTBOX_STATE_DIR)`);
-  for (const g of effectiveFs(model).fs) {
-    const r = ['/usr', '/proc', '/sys', '/dev', '/ctl', '/run'].find((x) => isWithin(x, g.path) || isWithin(g.path, x));
-    if (r) gaps.push(`grant ${g.source.text} overlaps ${r}, which the guest builds itself`);
-  }
+  gaps.push(...reservedOverlaps(model, ['/usr', '/proc', '/sys', '/dev', '/ctl', '/run'], [], 'which the guest builds itself'));
   const id = newSessionId(model.name);
   const sessionDir = posix.join(opts.state, 'sessions', id);
   const plan = buildMicrovmPlan(model, opts.command, {
@@ -98,7 +85,7 @@ export async function launchMicrovm(model: Model, opts: LaunchOptions): Promise<
     accel: (process.env.AGENTBOX_MICROVM_ACCEL as 'kvm' | 'tcg' | undefined) ?? image?.accel ?? 'tcg',
     uid: model.agent.uid,
     gid: model.agent.uid,
-    kind: kindOf,
+    kind: pathKind,
     cwd: process.cwd(),
     term: process.env.TERM,
     socat: socat ?? 'socat',

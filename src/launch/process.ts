@@ -4,29 +4,21 @@
  * audit) is session.ts.
  */
 import { spawn } from 'node:child_process';
-import { lstatSync, readlinkSync, statSync } from 'node:fs';
+import { lstatSync, readlinkSync } from 'node:fs';
 import { posix } from 'node:path';
 import { AgentboxError } from '../errors.js';
 import type { Model } from '../model/types.js';
 import { effectiveFs } from '../plan/plan.js';
-import { isWithin } from '../manifest/normalise.js';
 import { whichSync } from '../host/which.js';
-import { buildLaunchPlan, RESERVED, type LaunchFacts, type LaunchPlan, type PathKind } from './bwrap-plan.js';
+import { buildLaunchPlan, RESERVED, reservedOverlaps, type LaunchFacts, type LaunchPlan } from './bwrap-plan.js';
 import { createCgroups, unenforceable, type SessionCgroups } from './cgroups.js';
 import { usesProxy } from '../model/types.js';
 import { seccompBytes } from './seccomp.js';
 import { newSessionId } from './sessions.js';
+import { pathKind } from './host-mounts.js';
 
 import { runSession, type Box, type LaunchOptions, type LaunchResult } from './session.js';
 export type { LaunchOptions, LaunchResult, Change } from './session.js';
-
-function kindOf(p: string): PathKind {
-  try {
-    return statSync(p).isDirectory() ? 'dir' : 'file';
-  } catch {
-    return 'missing';
-  }
-}
 
 function topLinks(): Record<string, string> {
   const out: Record<string, string> = {};
@@ -59,13 +51,9 @@ function preflight(model: Model, root: boolean, opts: LaunchOptions): { bwrap: s
   }
   if (writes.length > 0 && !root) gaps.push('writable grants are overlays, which this bubblewrap (0.8, no --overlay) can only build when agentbox runs as root');
   gaps.push(...unenforceable(model.limits).map((u) => `limit ${u}`));
-  for (const g of effectiveFs(model).fs) {
-    // Inside /proc, /dev or agentbox's own mounts a grant would be shadowed or expose the
-    // host; on or above /tmp it would replace the private /tmp. Below /tmp is fine: the
-    // grant is bound over the private tmpfs.
-    const r = RESERVED.find((x) => isWithin(x, g.path) || (!['/tmp', '/var/tmp'].includes(x) && isWithin(g.path, x)));
-    if (r) gaps.push(`grant ${g.source.text} overlaps ${r}, which the box builds itself`);
-  }
+  // Inside /proc, /dev or agentbox's own mounts a grant would be shadowed or expose the
+  // host; on or above /tmp it would replace the private /tmp; below /tmp it is bound over it.
+  gaps.push(...reservedOverlaps(model, RESERVED, ['/tmp', '/var/tmp'], 'which the box builds itself'));
   if (gaps.length > 0) {
     throw new AgentboxError('CONTROL_UNAVAILABLE', `cannot build the box for ${model.name} on this host; nothing was started`, { details: gaps });
   }
@@ -83,7 +71,7 @@ export async function launchProcess(model: Model, opts: LaunchOptions): Promise<
     uid: root ? model.agent.uid : process.getuid!(),
     gid: root ? model.agent.uid : process.getgid!(),
     topLinks: topLinks(),
-    kind: kindOf,
+    kind: pathKind,
     sessionDir,
     landlockHelper: opts.landlockHelper,
     cgroupProcs: cgroups?.procs ?? [],

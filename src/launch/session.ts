@@ -14,7 +14,7 @@ import type { Overlay } from './bwrap-plan.js';
 import { EgressProxy, type EgressEvent, type ProxyOptions, type Violation } from './proxy.js';
 import type { ConsentBroker } from './consent.js';
 import type { Labels } from '../policy/entities.js';
-import type { PolicyEngine } from '../policy/engine.js';
+import type { Authorizer } from '../policy/verdict.js';
 import { writeSession, type Session } from './sessions.js';
 
 /** What a runtime provides to the session. */
@@ -54,7 +54,7 @@ export interface LaunchOptions {
   /** A verified token the session runs under (its scopes were already intersected). */
   tokenExp?: number | null;
   /** Organisation policy the egress proxy consults per connection (the launch check already passed). */
-  policy?: { engine: PolicyEngine; labels: Labels; dir: string };
+  policy?: { engine: Authorizer; labels: Labels; dir: string };
   /** Ask for consent on the launching terminal too (it is a TTY). */
   tty?: boolean;
 }
@@ -165,7 +165,7 @@ export async function runSession(model: Model, opts: LaunchOptions, box: Box): P
     // a plain launch's start-up time is the product's.
     if (opts.policy) {
       const { agentEntity, agentFacts, connectRequest } = await import('../policy/entities.js');
-      const { MANIFEST_PERMIT_ID, verdictText } = await import('../policy/engine.js');
+      const { MANIFEST_PERMIT_ID, verdictText } = await import('../policy/verdict.js');
       const { engine, labels } = opts.policy;
       const agent = agentEntity(agentFacts(model));
       extra.policy = (host, port, consented) => {

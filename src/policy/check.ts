@@ -6,7 +6,7 @@
 import { lexicalPath } from '../manifest/normalise.js';
 import { parseGrant, parseTtl } from '../manifest/scope.js';
 import type { Model } from '../model/types.js';
-import type { PolicyEngine, Verdict } from './engine.js';
+import type { Authorizer, Verdict } from './verdict.js';
 import { agentEntity, connectRequest, fsRequest, launchRequest, manifestRequests, type AgentFacts, type Labels, type Phase, type PolicyRequest, type SegmentFinder } from './entities.js';
 
 export interface CheckedRequest {
@@ -20,7 +20,7 @@ export interface ManifestCheck {
   forbidden: CheckedRequest[];
 }
 
-export function checkManifest(engine: PolicyEngine, model: Model, labels: Labels, find: SegmentFinder | undefined): ManifestCheck {
+export function checkManifest(engine: Authorizer, model: Model, labels: Labels, find: SegmentFinder | undefined): ManifestCheck {
   const results = manifestRequests(model, labels, find).map((request) => ({ request, verdict: engine.authorize(request) }));
   return { agent: model.name, results, forbidden: results.filter((r) => r.verdict.decision === 'deny') };
 }
@@ -49,7 +49,7 @@ export interface CaseResult {
   message: string;
 }
 
-export function runCase(engine: PolicyEngine, c: PolicyCase, labels: Labels, file: string): CaseResult {
+export function runCase(engine: Authorizer, c: PolicyCase, labels: Labels, file: string): CaseResult {
   const fail = (message: string, got?: Verdict): CaseResult => ({ file, name: c.name, pass: false, got, message });
   let ttlSeconds: number | undefined;
   if (c.agent?.ttl != null) {

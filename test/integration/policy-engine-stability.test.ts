@@ -12,7 +12,7 @@ import { ROOT } from '../helpers/load.js';
 
 const script = `
 const { readPolicyDir } = await import(${JSON.stringify(join(ROOT, 'dist/host/policy-files.js'))});
-const { PolicyEngine, verdictText } = await import(${JSON.stringify(join(ROOT, 'dist/policy/engine.js'))});
+const { PolicyEngine, verdictText } = await import(${JSON.stringify(join(ROOT, 'dist/host/cedar-engine.js'))});
 const { agentEntity, connectRequest } = await import(${JSON.stringify(join(ROOT, 'dist/policy/entities.js'))});
 const { PolicyCache } = await import(${JSON.stringify(join(ROOT, 'dist/launch/policy-cache.js'))});
 const dir = readPolicyDir(${JSON.stringify(join(ROOT, 'profiles/policies'))});

@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { answerApproval, ConsentBroker, pendingApprovals } from '../../src/launch/consent.js';
 import { EgressProxy, splitAuthority, type EgressEvent, type ProxyOptions, type Violation } from '../../src/launch/proxy.js';
 import { compileDetectors, UploadMeter } from '../../src/policy/dlp.js';
-import { PolicyEngine } from '../../src/policy/engine.js';
+import { PolicyEngine } from '../../src/host/cedar-engine.js';
 import { agentEntity, connectRequest, NO_LABELS } from '../../src/policy/entities.js';
 import { schemaSource } from '../../src/host/policy-files.js';
 import { model } from '../helpers/load.js';

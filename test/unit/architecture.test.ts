@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { ROOT } from '../helpers/load.js';
 
 const PURE = ['src/manifest', 'src/model', 'src/plan', 'src/generate', 'src/policy'];
-const FORBIDDEN_IMPORTS = /from ['"](node:)?(fs|fs\/promises|child_process|os|net|http|https|dgram)['"]|from ['"](execa|dockerode|systeminformation)['"]|from ['"][./]+\/(host|apply|launch|cli)\//;
+const FORBIDDEN_IMPORTS = /from ['"](node:)?(fs|fs\/promises|child_process|os|net|http|https|dgram|v8|vm|worker_threads|dns|dns\/promises)['"]|from ['"](execa|dockerode|systeminformation)['"]|from ['"][./]+\/(host|apply|launch|cli)\//;
 const FORBIDDEN_GLOBALS = /\bprocess\.(env|cwd|argv|exit|platform|getuid)\b/;
 
 function files(dir: string): string[] {
@@ -37,6 +37,7 @@ describe('architecture', () => {
   it('the guard itself catches an offending line', () => {
     expect(FORBIDDEN_IMPORTS.test("import { readFileSync } from 'node:fs';")).toBe(true);
     expect(FORBIDDEN_IMPORTS.test("import { execa } from 'execa';")).toBe(true);
+    expect(FORBIDDEN_IMPORTS.test("import { setFlagsFromString } from 'node:v8';")).toBe(true);
     expect(FORBIDDEN_IMPORTS.test("import { x } from '../host/files.js';")).toBe(true);
     expect(FORBIDDEN_GLOBALS.test('const h = process.env.HOME;')).toBe(true);
   });

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { findSegments, readPolicyDir, schemaSource, SEGMENT_SEARCH } from '../../src/host/policy-files.js';
 import { checkManifest } from '../../src/policy/check.js';
-import { PolicyEngine } from '../../src/policy/engine.js';
+import { PolicyEngine } from '../../src/host/cedar-engine.js';
 import { agentEntity, connectRequest, fsRequest, hostCovered, NO_LABELS, type AgentFacts } from '../../src/policy/entities.js';
 import { model as loadText, ROOT } from '../helpers/load.js';
 

@@ -21,7 +21,7 @@ import { checkToken, intersect, readRevoked } from '../../audit/token.js';
 import { readTokenArg } from './incident.js';
 import { AuditSink, deviceKey } from '../../audit/sink.js';
 import { EnvVar } from '../../env.js';
-import type { PolicyEngine } from '../../policy/engine.js';
+import type { Authorizer } from '../../policy/verdict.js';
 import type { Labels } from '../../policy/entities.js';
 import { loadModel, manifestOptionsHelp, type ManifestOptions } from '../context.js';
 import type { Io } from '../io.js';
@@ -62,7 +62,7 @@ export async function launchCommand(arg: string, cmd: string[], opts: LaunchCliO
   // Organisation policy: every effective grant is checked before anything starts; the
   // proxy then consults the same policies per connection.
   const policyDir = opts.policy ?? process.env[EnvVar.policyDir];
-  let policy: { engine: PolicyEngine; labels: Labels; dir: string } | undefined;
+  let policy: { engine: Authorizer; labels: Labels; dir: string } | undefined;
   if (policyDir) {
     // Loaded only here: Cedar and the policy readers stay out of a plain launch's start-up.
     const { checkAgainst, forbiddenLines } = await import('./policy.js');

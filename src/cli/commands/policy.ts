@@ -9,7 +9,7 @@ import { relative } from 'node:path';
 import { AgentboxError } from '../../errors.js';
 import { findSegments, readPolicyCases, readPolicyDir, type PolicyDir } from '../../host/policy-files.js';
 import { checkManifest, runCase, type ManifestCheck } from '../../policy/check.js';
-import { cedarVersion, PolicyEngine, verdictText, type PolicyProblem } from '../../policy/engine.js';
+import { cedarVersion, PolicyEngine, verdictText, type PolicyProblem } from '../../host/cedar-engine.js';
 import { loadModel, manifestOptionsHelp, type ManifestOptions } from '../context.js';
 import type { Io } from '../io.js';
 import type { Model } from '../../model/types.js';

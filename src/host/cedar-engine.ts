@@ -13,7 +13,11 @@
  */
 import { createRequire } from 'node:module';
 import { setFlagsFromString } from 'node:v8';
-import type { PolicyRequest } from './entities.js';
+import type { PolicyRequest } from '../policy/entities.js';
+import { MANIFEST_PERMIT_ID, type Authorizer, type PolicyInfo, type PolicyProblem, type PolicySource, type Verdict } from '../policy/verdict.js';
+
+export { MANIFEST_PERMIT_ID, verdictText } from '../policy/verdict.js';
+export type { PolicyInfo, PolicyProblem, PolicySource, Verdict } from '../policy/verdict.js';
 
 type Cedar = typeof import('@cedar-policy/cedar-wasm/nodejs');
 let cedarModule: Cedar | undefined;
@@ -39,38 +43,6 @@ export function cedarVersion(): string {
   return cedar().getCedarVersion();
 }
 
-export interface PolicySource {
-  file: string;
-  text: string;
-}
-
-export interface PolicyProblem {
-  file: string;
-  line: number | undefined;
-  column: number | undefined;
-  policy: string | undefined;
-  message: string;
-}
-
-export interface PolicyInfo {
-  id: string;
-  effect: 'permit' | 'forbid';
-  reason: string | undefined;
-  file: string;
-  line: number;
-}
-
-export interface Verdict {
-  decision: 'allow' | 'deny';
-  /** The forbid policies that decided a deny (empty for an allow). */
-  forbiddenBy: PolicyInfo[];
-  /** Policies that failed while evaluated (a deny, fail closed). */
-  errors: { id: string; message: string }[];
-}
-
-/** The implicit permit: the manifest granted the request. */
-export const MANIFEST_PERMIT_ID = 'agentbox.manifest-grant';
-
 function lineCol(text: string, offset: number): { line: number; column: number } {
   const before = text.slice(0, offset);
   const line = before.split('\n').length;
@@ -79,7 +51,7 @@ function lineCol(text: string, offset: number): { line: number; column: number }
 
 let engines = 0;
 
-export class PolicyEngine {
+export class PolicyEngine implements Authorizer {
   private constructor(
     private readonly setId: string,
     private readonly schemaId: string,
@@ -190,9 +162,3 @@ export class PolicyEngine {
   }
 }
 
-/** Plain-language text of a deny: each forbidding policy with its reason, and any policy that failed. */
-export function verdictText(v: Verdict): string {
-  const parts = v.forbiddenBy.map((p) => `policy ${p.id}${p.reason ? `: ${p.reason}` : ''} (${p.file}:${p.line})`);
-  for (const e of v.errors) parts.push(`policy ${e.id} could not be evaluated (${e.message}); agentbox denies rather than skip it`);
-  return parts.join('; ') || 'no policy permits it';
-}
