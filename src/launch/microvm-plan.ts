@@ -120,8 +120,10 @@ export function buildMicrovmPlan(model: Model, command: string[], f: MicrovmFact
     '-kernel', f.kernel,
     '-initrd', f.initramfs,
     // lpj and tsc=reliable skip the delay-loop and TSC calibration, which are slow (and
-    // were seen to stall) under TCG.
-    '-append', 'console=ttyS0 quiet loglevel=1 panic=-1 rdinit=/init lpj=2000000 tsc=reliable no_timer_check',
+    // were seen to stall) under TCG; tsc_early_khz gives the TSC frequency outright:
+    // without it Debian's 6.1.192 kernel waits forever for a calibration source that
+    // -M microvm does not have (no PIT/HPET), before printing anything.
+    '-append', 'console=ttyS0 quiet loglevel=1 panic=-1 rdinit=/init lpj=2000000 tsc=reliable tsc_early_khz=2000000 no_timer_check',
     '-device', 'virtio-serial-device,max_ports=4',
     '-chardev', `file,id=out,path=${posix.join(f.sessionDir, 'out.fifo')}`, '-device', 'virtconsole,chardev=out,nr=0',
     '-chardev', `file,id=err,path=${posix.join(f.sessionDir, 'err.fifo')}`, '-device', 'virtconsole,chardev=err,nr=1',
