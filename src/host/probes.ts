@@ -179,7 +179,7 @@ function probeKvm(): Probe {
 
 /** The micro-VM kernel and initramfs built by `agentbox image build --microvm`, and the accelerator its boot probe chose. */
 async function probeMicrovmImage(): Promise<Probe> {
-  const { readMicrovmImage } = await import('../launch/microvm-image.js');
+  const { readMicrovmImage } = await import('../runtimes/microvm/image.js');
   const cache = process.env.AGENTBOX_IMAGE_CACHE ?? '/var/cache/agentbox';
   const img = readMicrovmImage(cache);
   const base = { name: 'microvm-image', purpose: 'the micro-VM runtime\'s kernel and initramfs', hint: 'agentbox image build --microvm' };

@@ -14,8 +14,8 @@
 import { createServer as createHttp, type Server } from 'node:http';
 import { connect, createServer as createTcp, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EgressProxy, type EgressEvent } from '../../src/launch/proxy.js';
-import { isInternalAddress } from '../../src/launch/egress-policy.js';
+import { EgressProxy, type EgressEvent } from '../../src/egress/proxy.js';
+import { isInternalAddress } from '../../src/egress/addresses.js';
 import { model } from '../helpers/load.js';
 
 let sink: Server;

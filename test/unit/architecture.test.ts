@@ -8,8 +8,8 @@ import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ROOT } from '../helpers/load.js';
 
-const PURE = ['src/manifest', 'src/model', 'src/plan', 'src/generate', 'src/policy'];
-const FORBIDDEN_IMPORTS = /from ['"](node:)?(fs|fs\/promises|child_process|os|net|http|https|dgram|v8|vm|worker_threads|dns|dns\/promises)['"]|from ['"](execa|dockerode|systeminformation)['"]|from ['"][./]+\/(host|apply|launch|cli)\//;
+const PURE = ['src/manifest', 'src/model', 'src/plan', 'src/generate', 'src/policy', 'src/box'];
+const FORBIDDEN_IMPORTS = /from ['"](node:)?(fs|fs\/promises|child_process|os|net|http|https|dgram|v8|vm|worker_threads|dns|dns\/promises)['"]|from ['"](execa|dockerode|systeminformation)['"]|from ['"][./]+\/(host|apply|runtimes|egress|session|native|cli)\//;
 const FORBIDDEN_GLOBALS = /\bprocess\.(env|cwd|argv|exit|platform|getuid)\b/;
 
 function files(dir: string): string[] {

@@ -6,8 +6,8 @@
  * process runtime's filter, rule for rule.
  */
 import { describe, expect, it } from 'vitest';
-import { buildContainerPlan, dockerRunArgs, STATX_COMPAT_TARGET, type ContainerFacts } from '../../src/launch/container-plan.js';
-import { DENIED_SYSCALLS_X86_64, dockerSeccompProfile } from '../../src/launch/seccomp.js';
+import { buildContainerPlan, dockerRunArgs, STATX_COMPAT_TARGET, type ContainerFacts } from '../../src/box/container.js';
+import { DENIED_SYSCALLS_X86_64, dockerSeccompProfile } from '../../src/box/seccomp.js';
 import { model } from '../helpers/load.js';
 
 const m = model(`apiVersion: agentbox/v1

@@ -7,7 +7,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { buildMicrovmPlan, GUEST_PROXY, type MicrovmFacts } from '../../src/launch/microvm-plan.js';
+import { buildMicrovmPlan, GUEST_PROXY, type MicrovmFacts } from '../../src/box/microvm.js';
 import { model } from '../helpers/load.js';
 
 const facts = (over: Partial<MicrovmFacts> = {}): MicrovmFacts => ({

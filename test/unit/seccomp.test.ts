@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DENIED_SYSCALLS_X86_64, evaluate, seccompBytes, seccompProgram } from '../../src/launch/seccomp.js';
+import { DENIED_SYSCALLS_X86_64, evaluate, seccompBytes, seccompProgram } from '../../src/box/seccomp.js';
 
 const X86_64 = 0xc000003e;
 const I386 = 0x40000003;

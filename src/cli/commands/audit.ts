@@ -9,7 +9,7 @@ import { AgentboxError } from '../../errors.js';
 import { format, parseSyslogUrl, sendSyslog, type ExportFormat } from '../../audit/export.js';
 import type { AuditRecord } from '../../audit/sink.js';
 import { verifyLog } from '../../audit/verify.js';
-import { stateDir } from '../../launch/state.js';
+import { stateDir } from '../../session/state.js';
 import type { Io } from '../io.js';
 
 function publicKey(opts: { key?: string }) {

@@ -7,8 +7,8 @@
  */
 import type { Command } from 'commander';
 import { AgentboxError } from '../../errors.js';
-import { answerApproval, answererIdentity, APPROVAL_ID, pendingApprovals, type ConsentDecision } from '../../launch/consent.js';
-import { stateDir } from '../../launch/state.js';
+import { answerApproval, answererIdentity, APPROVAL_ID, pendingApprovals, type ConsentDecision } from '../../egress/consent.js';
+import { stateDir } from '../../session/state.js';
 import type { Io } from '../io.js';
 
 export async function approvalsCommand(io: Io): Promise<number> {

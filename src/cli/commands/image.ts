@@ -4,13 +4,13 @@
  */
 import type { Command } from 'commander';
 import { AgentboxError } from '../../errors.js';
-import { dockerClient } from '../../launch/container.js';
-import { BASE_IMAGE, buildRootfs, importRootfs } from '../../launch/image.js';
+import { dockerClient } from '../../runtimes/container/runtime.js';
+import { BASE_IMAGE, buildRootfs, importRootfs } from '../../runtimes/container/image.js';
 import type { Io } from '../io.js';
 
 export async function imageBuildCommand(opts: { tag: string; fresh?: boolean; microvm?: boolean }, io: Io): Promise<number> {
   if (opts.microvm) {
-    const { buildMicrovmImage } = await import('../../launch/microvm-image.js');
+    const { buildMicrovmImage } = await import('../../runtimes/microvm/image.js');
     const t0 = Date.now();
     const img = await buildMicrovmImage({ cache: process.env.AGENTBOX_IMAGE_CACHE ?? '/var/cache/agentbox', fresh: Boolean(opts.fresh), progress: (l) => io.info(io.style.dim(l)) });
     if (io.json) io.data({ ...img, seconds: (Date.now() - t0) / 1000 });

@@ -8,9 +8,9 @@ import { AgentboxError } from '../../errors.js';
 import { AuditSink, deviceKey } from '../../audit/sink.js';
 import { checkToken, mintToken, modelScopes, readRevoked, revoke } from '../../audit/token.js';
 import { parseTtl } from '../../manifest/scope.js';
-import { collectEvidence } from '../../launch/evidence.js';
-import { listSessions, readSession, signalSession, type Session } from '../../launch/sessions.js';
-import { stateDir } from '../../launch/state.js';
+import { collectEvidence } from '../../session/evidence.js';
+import { listSessions, readSession, signalSession, type Session } from '../../session/records.js';
+import { stateDir } from '../../session/state.js';
 import { loadModel, manifestOptionsHelp, type ManifestOptions } from '../context.js';
 import type { Io } from '../io.js';
 

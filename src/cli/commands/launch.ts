@@ -8,11 +8,11 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { AgentboxError } from '../../errors.js';
-import { launchProcess, type LaunchResult } from '../../launch/process.js';
-import type { LaunchPlan } from '../../launch/bwrap-plan.js';
-import { dockerRunArgs, type ContainerPlan } from '../../launch/container-plan.js';
-import type { MicrovmPlan } from '../../launch/microvm-plan.js';
-import { stateDir } from '../../launch/state.js';
+import { launchProcess, type LaunchResult } from '../../runtimes/process/runtime.js';
+import type { LaunchPlan } from '../../box/bwrap.js';
+import { dockerRunArgs, type ContainerPlan } from '../../box/container.js';
+import type { MicrovmPlan } from '../../box/microvm.js';
+import { stateDir } from '../../session/state.js';
 import { packageRoot } from '../../host/files.js';
 import { whichSync } from '../../host/which.js';
 import { shellLine } from '../../generate/escape/shell.js';
@@ -84,7 +84,7 @@ export async function launchCommand(arg: string, cmd: string[], opts: LaunchCliO
     if (!found) throw new AgentboxError('USAGE', `${cmd[0]}: command not found`, { exitCode: 127 });
     command[0] = found;
   }
-  const launch = runtime === 'container' ? (await import('../../launch/container.js')).launchContainer : runtime === 'microvm' ? (await import('../../launch/microvm.js')).launchMicrovm : launchProcess;
+  const launch = runtime === 'container' ? (await import('../../runtimes/container/runtime.js')).launchContainer : runtime === 'microvm' ? (await import('../../runtimes/microvm/runtime.js')).launchMicrovm : launchProcess;
   const result = await launch(model, {
     ...(opts.isolation ? { isolation: opts.isolation as 'runc' | 'gvisor' } : {}),
     command,

@@ -3,8 +3,8 @@
  */
 import type { Command } from 'commander';
 import { AgentboxError } from '../../errors.js';
-import { listSessions, readSession, signalSession } from '../../launch/sessions.js';
-import { stateDir } from '../../launch/state.js';
+import { listSessions, readSession, signalSession } from '../../session/records.js';
+import { stateDir } from '../../session/state.js';
 import type { Io } from '../io.js';
 
 export async function psCommand(opts: { all?: boolean }, io: Io): Promise<number> {

@@ -9,16 +9,16 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, constants as fsConstants, copyFileSync, createReadStream, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { posix } from 'node:path';
-import { AgentboxError } from '../errors.js';
-import type { Model } from '../model/types.js';
-import { whichSync } from '../host/which.js';
-import { reservedOverlaps } from './bwrap-plan.js';
-import { readMicrovmImage } from './microvm-image.js';
-import { BOOT_DEADLINE_SECONDS, buildMicrovmPlan, SAFE_SESSION_PATH, type MicrovmPlan } from './microvm-plan.js';
-import { seccompBytes } from './seccomp.js';
-import { runSession, type Box, type LaunchOptions, type LaunchResult } from './session.js';
-import { newSessionId } from './sessions.js';
-import { mountOverlays, pathKind, unmountAll } from './host-mounts.js';
+import { AgentboxError } from '../../errors.js';
+import type { Model } from '../../model/types.js';
+import { whichSync } from '../../host/which.js';
+import { reservedOverlaps } from '../../box/bwrap.js';
+import { readMicrovmImage } from './image.js';
+import { BOOT_DEADLINE_SECONDS, buildMicrovmPlan, SAFE_SESSION_PATH, type MicrovmPlan } from '../../box/microvm.js';
+import { seccompBytes } from '../../box/seccomp.js';
+import { runSession, type Box, type LaunchOptions, type LaunchResult } from '../../session/lifecycle.js';
+import { newSessionId } from '../../session/records.js';
+import { mountOverlays, pathKind, unmountAll } from '../host-mounts.js';
 
 export const imageCache = () => process.env.AGENTBOX_IMAGE_CACHE ?? '/var/cache/agentbox';
 

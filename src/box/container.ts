@@ -20,7 +20,7 @@ import { isWithin } from '../manifest/normalise.js';
 import { agentEnvironment } from '../generate/linux/systemd.js';
 import { usesProxy, type Model } from '../model/types.js';
 import { effectiveFs } from '../plan/plan.js';
-import { BOX_PROXY_PORT, BOX_RUN, forwarderInit, type Overlay, type PathKind } from './bwrap-plan.js';
+import { BOX_PROXY_PORT, BOX_RUN, forwarderInit, type Overlay, type PathKind } from './bwrap.js';
 import { dockerSeccompProfile } from './seccomp.js';
 
 export interface ContainerFacts {

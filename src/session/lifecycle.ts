@@ -10,12 +10,12 @@ import { posix } from 'node:path';
 import type { Model } from '../model/types.js';
 import { AuditSink, deviceKey, dlpDigest } from '../audit/sink.js';
 import { mintToken, modelScopes, readRevoked, revoke } from '../audit/token.js';
-import type { Overlay } from './bwrap-plan.js';
-import { EgressProxy, type EgressEvent, type ProxyOptions, type Violation } from './proxy.js';
-import type { ConsentBroker } from './consent.js';
+import type { Overlay } from '../box/bwrap.js';
+import { EgressProxy, type EgressEvent, type ProxyOptions, type Violation } from '../egress/proxy.js';
+import type { ConsentBroker } from '../egress/consent.js';
 import type { Labels } from '../policy/entities.js';
 import type { Authorizer } from '../policy/verdict.js';
-import { writeSession, type Session } from './sessions.js';
+import { writeSession, type Session } from './records.js';
 
 /** What a runtime provides to the session. */
 export interface Box {
@@ -174,7 +174,7 @@ export async function runSession(model: Model, opts: LaunchOptions, box: Box): P
       };
     }
     if (model.egress.consent) {
-      const { ConsentBroker } = await import('./consent.js');
+      const { ConsentBroker } = await import('../egress/consent.js');
       const b = new ConsentBroker({ state: opts.state, session: id, agent: model.name, timeoutSeconds: model.egress.consent.timeoutSeconds, tty: Boolean(opts.tty), log: opts.log });
       broker = b;
       extra.consent = {

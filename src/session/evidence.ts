@@ -7,7 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Session } from './sessions.js';
+import type { Session } from './records.js';
 import { sha256Hex } from '../hash.js';
 
 const read = (p: string) => {

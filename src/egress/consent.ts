@@ -17,7 +17,7 @@ import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, rea
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { alive } from './sessions.js';
+import { alive } from '../session/records.js';
 
 export interface ConsentRequest {
   id: string;

@@ -24,7 +24,7 @@ import { isWithin } from '../manifest/normalise.js';
 import { agentEnvironment } from '../generate/linux/systemd.js';
 import { usesProxy, type Model } from '../model/types.js';
 import { effectiveFs } from '../plan/plan.js';
-import type { Overlay, PathKind } from './bwrap-plan.js';
+import type { Overlay, PathKind } from './bwrap.js';
 
 export const GUEST_PROXY = '10.0.2.100:3128';
 export const DEFAULT_VM_MEMORY = 512 * 1024 ** 2;

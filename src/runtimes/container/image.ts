@@ -9,8 +9,8 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
-import { AgentboxError } from '../errors.js';
-import { whichSync } from '../host/which.js';
+import { AgentboxError } from '../../errors.js';
+import { whichSync } from '../../host/which.js';
 
 export const BASE_IMAGE = 'agentbox/base:1';
 export const IMAGE_PACKAGES = ['python3', 'socat'];

@@ -29,7 +29,7 @@ import type { ConsentHost } from '../model/types.js';
 import { scanRequest, type Detector, type UploadMeter } from '../policy/dlp.js';
 import type { ConsentAnswer } from './consent.js';
 import { PolicyCache } from './policy-cache.js';
-import { decideEgressFor, isInternalAddress, pickAddress, type EgressRules } from './egress-policy.js';
+import { decideEgressFor, isInternalAddress, pickAddress, type EgressRules } from './addresses.js';
 
 export interface EgressEvent {
   action: 'egress.connect' | 'egress.http';

@@ -6,19 +6,19 @@
 import { spawn } from 'node:child_process';
 import { lstatSync, readlinkSync } from 'node:fs';
 import { posix } from 'node:path';
-import { AgentboxError } from '../errors.js';
-import type { Model } from '../model/types.js';
-import { effectiveFs } from '../plan/plan.js';
-import { whichSync } from '../host/which.js';
-import { buildLaunchPlan, RESERVED, reservedOverlaps, type LaunchFacts, type LaunchPlan } from './bwrap-plan.js';
+import { AgentboxError } from '../../errors.js';
+import type { Model } from '../../model/types.js';
+import { effectiveFs } from '../../plan/plan.js';
+import { whichSync } from '../../host/which.js';
+import { buildLaunchPlan, RESERVED, reservedOverlaps, type LaunchFacts, type LaunchPlan } from '../../box/bwrap.js';
 import { createCgroups, unenforceable, type SessionCgroups } from './cgroups.js';
-import { usesProxy } from '../model/types.js';
-import { seccompBytes } from './seccomp.js';
-import { newSessionId } from './sessions.js';
-import { pathKind } from './host-mounts.js';
+import { usesProxy } from '../../model/types.js';
+import { seccompBytes } from '../../box/seccomp.js';
+import { newSessionId } from '../../session/records.js';
+import { pathKind } from '../host-mounts.js';
 
-import { runSession, type Box, type LaunchOptions, type LaunchResult } from './session.js';
-export type { LaunchOptions, LaunchResult, Change } from './session.js';
+import { runSession, type Box, type LaunchOptions, type LaunchResult } from '../../session/lifecycle.js';
+export type { LaunchOptions, LaunchResult, Change } from '../../session/lifecycle.js';
 
 function topLinks(): Record<string, string> {
   const out: Record<string, string> = {};

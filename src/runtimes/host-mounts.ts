@@ -5,7 +5,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { chmodSync, statSync } from 'node:fs';
-import type { Overlay, PathKind } from './bwrap-plan.js';
+import type { Overlay, PathKind } from '../box/bwrap.js';
 
 /** What is at a path on the host (following links), for the plans' `kind` fact. */
 export function pathKind(p: string): PathKind {

@@ -8,15 +8,15 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { posix } from 'node:path';
 import type Docker from 'dockerode';
-import { AgentboxError } from '../errors.js';
-import type { Model } from '../model/types.js';
-import { reservedOverlaps } from './bwrap-plan.js';
-import { buildContainerPlan, CONTAINER_RESERVED, denyDir, type ContainerPlan } from './container-plan.js';
+import { AgentboxError } from '../../errors.js';
+import type { Model } from '../../model/types.js';
+import { reservedOverlaps } from '../../box/bwrap.js';
+import { buildContainerPlan, CONTAINER_RESERVED, denyDir, type ContainerPlan } from '../../box/container.js';
 import { BASE_IMAGE } from './image.js';
-import { runSession, type Box, type LaunchOptions, type LaunchResult } from './session.js';
-import { newSessionId } from './sessions.js';
-import { mountOverlays, pathKind, unmountAll } from './host-mounts.js';
-import { packageRoot } from '../host/files.js';
+import { runSession, type Box, type LaunchOptions, type LaunchResult } from '../../session/lifecycle.js';
+import { newSessionId } from '../../session/records.js';
+import { mountOverlays, pathKind, unmountAll } from '../host-mounts.js';
+import { packageRoot } from '../../host/files.js';
 
 const STATX_COMPAT = posix.join(packageRoot(), 'dist', 'native', 'statx-compat.so');
 

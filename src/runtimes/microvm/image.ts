@@ -11,11 +11,11 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AgentboxError } from '../errors.js';
-import { render } from '../generate/template.js';
-import { packageRoot } from '../host/files.js';
-import { whichSync } from '../host/which.js';
-import { sha256Hex } from '../hash.js';
+import { AgentboxError } from '../../errors.js';
+import { render } from '../../generate/template.js';
+import { packageRoot } from '../../host/files.js';
+import { whichSync } from '../../host/which.js';
+import { sha256Hex } from '../../hash.js';
 
 /** What guest-exec needs: virtio over MMIO, 9p shares, the network and the consoles. */
 export const GUEST_MODULES = ['virtio_mmio', 'virtio_net', '9pnet_virtio', '9p', 'virtio_console'];

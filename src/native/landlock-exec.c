@@ -1,0 +1,69 @@
+/*
+ * landlock-exec: the second file-system layer under bubblewrap. Restricts itself with
+ * Landlock, then execs the agent, so the agent and every child keep the restriction.
+ *
+ *   landlock-exec [--ro PATH]... [--rw PATH]... [--x PATH]... [--connect PORT]... -- CMD ARGS...
+ *
+ * --ro: read files and list directories under PATH; --rw: also create, change, delete;
+ * --x: execute under PATH; --connect PORT: the only TCP port that may be connected to
+ * (needs ABI 4; without any --connect and ABI >= 4, no TCP connect or bind at all).
+ * Exits 4 without running CMD if Landlock is unavailable or a rule cannot be added
+ * (fail closed); prints the ABI it enforced with --abi.
+ * Written against the kernel UAPI with its own definitions, so no kernel headers are needed.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "landlock.h"
+
+static int fail(const char *what) {
+  fprintf(stderr, "agentbox landlock: %s: %s\n", what, strerror(errno));
+  return 4;
+}
+
+int main(int argc, char **argv) {
+  long abi = ll_abi();
+  if (argc == 2 && strcmp(argv[1], "--abi") == 0) { printf("%ld\n", abi); return abi > 0 ? 0 : 4; }
+  if (abi < 1) return fail("Landlock is not available in this kernel");
+
+  uint64_t fs_all = ll_fs_all(abi);
+  uint64_t ro = LL_FS_READ_FILE | LL_FS_READ_DIR;
+  uint64_t rw = fs_all & ~(LL_FS_EXECUTE | LL_FS_MAKE_CHAR | LL_FS_MAKE_BLOCK);
+  uint64_t x = LL_FS_EXECUTE | LL_FS_READ_FILE | LL_FS_READ_DIR;
+  int rs = ll_ruleset(abi);
+  if (rs < 0) return fail("landlock_create_ruleset");
+
+  int i = 1;
+  for (; i < argc; i++) {
+    if (strcmp(argv[i], "--") == 0) { i++; break; }
+    if (i + 1 >= argc) { fprintf(stderr, "agentbox landlock: %s needs a value\n", argv[i]); return 2; }
+    const char *opt = argv[i], *val = argv[++i];
+    if (strcmp(opt, "--connect") == 0) {
+      if (abi < 4) continue; /* no network rules before ABI 4: bubblewrap's empty network namespace still holds */
+      struct ll_net_port_attr np = { .allowed_access = LL_NET_CONNECT_TCP, .port = strtoull(val, NULL, 10) };
+      if (syscall(__NR_landlock_add_rule, rs, LL_RULE_NET_PORT, &np, 0) != 0) return fail("add net rule");
+      continue;
+    }
+    uint64_t access = strcmp(opt, "--ro") == 0 ? ro : strcmp(opt, "--rw") == 0 ? rw : strcmp(opt, "--x") == 0 ? x : 0;
+    if (access == 0) { fprintf(stderr, "agentbox landlock: unknown option %s\n", opt); return 2; }
+    int fd = open(val, O_PATH | O_CLOEXEC);
+    if (fd < 0) { if (errno == ENOENT) continue; return fail(val); }
+    if (ll_allow(rs, fd, access & fs_all) != 0) { close(fd); return fail(val); }
+    close(fd);
+  }
+  if (i >= argc) { fprintf(stderr, "agentbox landlock: no command after --\n"); return 2; }
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return fail("no_new_privs");
+  if (ll_restrict(rs) != 0) return fail("landlock_restrict_self");
+  close(rs);
+  execvp(argv[i], &argv[i]);
+  fprintf(stderr, "agentbox: cannot run %s: %s\n", argv[i], strerror(errno));
+  return errno == ENOENT ? 127 : 126;
+}
