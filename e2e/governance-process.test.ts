@@ -119,7 +119,7 @@ describe('just-in-time consent', () => {
     const before = bodies.length;
     const session = run(['launch', m, '--home', base], env);
     const [req] = await pending(env);
-    expect(req!.question).toBe(`asker wants to connect to 127.0.0.1:${port} to upload (POST /approved). Allow once / allow for this session / deny?`);
+    expect(req!.question).toBe(`asker wants to connect to 127.0.0.1:${port} to upload 6 bytes (POST /approved). Allow once / allow for this session / deny?`);
     const approve = await run(['approve', req!.id, '--once'], env);
     expect(approve.exitCode, String(approve.stderr)).toBe(0);
     expect(String(approve.stdout)).toBe(`asker → 127.0.0.1:${port}: allowed once`);
@@ -155,7 +155,7 @@ describe('consent on the launching terminal', () => {
     const m = agent('ttyasker', script, `egress:\n  consent: { ask: ["127.0.0.1:${port}"], timeout: 20s }\n`);
     const r = await execa('python3', [driver, process.execPath, BIN, 'launch', m, '--home', base], { reject: false, env: { NO_COLOR: '1', ...env } });
     expect(r.exitCode, String(r.stdout)).toBe(0);
-    expect(String(r.stdout)).toMatch(/ttyasker wants to connect to 127\.0\.0\.1:\d+ to upload \(POST \/tty-one\)\. Allow once \/ allow for this session \/ deny\?/);
+    expect(String(r.stdout)).toMatch(/ttyasker wants to connect to 127\.0\.0\.1:\d+ to upload 1 byte \(POST \/tty-one\)\. Allow once \/ allow for this session \/ deny\?/);
     expect(String(r.stdout)).toMatch(/status 200 got 1[\s\S]*status 200 got 1/);
     const answers = audit(env.AGENTBOX_STATE_DIR).filter((e) => e.action === 'consent.answer');
     expect(answers).toHaveLength(1);

@@ -77,9 +77,14 @@ describe('quarantine on the process runtime', () => {
     for (const f of report.files as { name: string; sha256: string }[]) {
       expect(createHash('sha256').update(readFileSync(join(report.evidence, f.name))).digest('hex'), f.name).toBe(f.sha256);
     }
-    expect(readdirSync(report.evidence).sort()).toEqual(['MANIFEST.sha256', 'audit.jsonl', 'connections.txt', 'manifest.json', 'processes.json', 'session.json', 'writable-layer-0.tar']);
-    const procs = JSON.parse(readFileSync(join(report.evidence, 'processes.json'), 'utf8')) as { state: string; cmdline: string[] }[];
-    expect(procs.some((p) => p.cmdline.includes(join(base, 'streamer.py')))).toBe(true);
+    expect(readdirSync(report.evidence).sort()).toEqual(['MANIFEST.sha256', 'audit.jsonl', 'connections.json', 'connections.txt', 'manifest.json', 'processes.json', 'session.json', 'writable-layer-0.tar']);
+    const procs = (JSON.parse(readFileSync(join(report.evidence, 'processes.json'), 'utf8')) as { processes: { state: string; command: string[] }[] }).processes;
+    expect(procs.some((p) => p.command.includes(join(base, 'streamer.py')))).toBe(true);
+    // The connections, decoded: the in-box forwarder listening (with the pid holding it)
+    // and the streamer's connections to it, cut by the quarantine.
+    const conns = (JSON.parse(readFileSync(join(report.evidence, 'connections.json'), 'utf8')) as { connections: { proto: string; local: string; remote: string; state: string; pids: number[] }[] }).connections;
+    expect(conns.some((c) => c.proto === 'tcp' && c.local === '127.0.0.1:3128' && c.state === 'LISTEN' && c.pids.length > 0)).toBe(true);
+    expect(conns.some((c) => c.proto === 'tcp' && c.remote === '127.0.0.1:3128')).toBe(true);
     // The kernel's own word: the session's freezer cgroup is FROZEN.
     expect(readFileSync(`/sys/fs/cgroup/freezer/agentbox/${s!.id}/freezer.state`, 'utf8').trim()).toBe('FROZEN');
 

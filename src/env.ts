@@ -1,5 +1,6 @@
 /**
- * Every environment variable agentbox reads, in one place, so the names cannot drift.
+ * Every environment variable agentbox reads, in one place, so the names and their
+ * defaults cannot drift.
  */
 export const EnvVar = {
   /** Overrides where sessions, keys, evidence and the audit log live (SPEC §7). */
@@ -10,8 +11,24 @@ export const EnvVar = {
   policyDir: 'AGENTBOX_POLICY',
   /** Disables colour (https://no-color.org). */
   noColor: 'NO_COLOR',
-  /** Prints stack traces on internal errors, like --debug. */
+  /** Prints stack traces on internal errors, like --debug; keeps a micro-VM's console. */
   debug: 'AGENTBOX_DEBUG',
+  /** Where images are built and cached (container rootfs, micro-VM kernel and initramfs). */
+  imageCache: 'AGENTBOX_IMAGE_CACHE',
+  /** Forces the micro-VM accelerator (kvm or tcg) instead of the boot probe's answer. */
+  microvmAccel: 'AGENTBOX_MICROVM_ACCEL',
+  /** The Debian mirror `image build` uses. */
+  debianMirror: 'AGENTBOX_DEBIAN_MIRROR',
   xdgStateHome: 'XDG_STATE_HOME',
   home: 'HOME',
 } as const;
+
+export const DEFAULT_IMAGE_CACHE = '/var/cache/agentbox';
+export const DEFAULT_DEBIAN_MIRROR = 'http://deb.debian.org/debian';
+
+/** The image cache directory. */
+export const imageCache = (env: NodeJS.ProcessEnv = process.env) => env[EnvVar.imageCache] || DEFAULT_IMAGE_CACHE;
+/** The Debian mirror for image builds. */
+export const debianMirror = (env: NodeJS.ProcessEnv = process.env) => env[EnvVar.debianMirror] || DEFAULT_DEBIAN_MIRROR;
+/** True when stack traces (and kept consoles) are asked for. */
+export const debugEnabled = (env: NodeJS.ProcessEnv = process.env) => Boolean(env[EnvVar.debug]);

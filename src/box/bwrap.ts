@@ -4,31 +4,38 @@
  * would run, and tests check it without running anything.
  *
  * Layers, outermost first:
- * 1. as root: a private mount namespace (`unshare -m`) in which agentbox joins the
- *    session's cgroups and mounts an overlay over each writable grant (bubblewrap 0.8
- *    has no --overlay), then drops to the agent uid with every capability gone and
+ * 0. before it: the launcher binds each grant it opened, by fd and read-only, under the
+ *    session's root-owned run directory, and mounts each writable grant's layer there
+ *    (an overlay over that bind, or a file's session copy); the box binds only those
+ *    paths, so a grant is never looked up by its own path again;
+ * 1. as root: `setpriv --pdeathsig` (the box dies with the launcher), then a private
+ *    mount namespace and a pid namespace (`unshare`), in which agentbox joins the
+ *    session's cgroups, sets vm.memfd_noexec=2 for every pid namespace below (no
+ *    program runs from a memfd), mounts the private /tmp, /var/tmp and /dev/shm as
+ *    noexec tmpfs, then drops to the agent uid with every capability gone and
  *    no_new_privs (`setpriv`);
- * 2. bubblewrap: new user, pid, ipc, uts, cgroup and network namespaces, a fresh root
- *    with the system read-only, /etc secrets masked, a minimal /dev and /proc, a
- *    private /tmp, only the granted paths at their own paths, denies masked, a built
- *    environment, a new terminal session (no TIOCSTI), and the seccomp filter;
+ * 2. bubblewrap: new user (with further user namespaces disabled), pid, ipc, uts, cgroup
+ *    and network namespaces, a fresh root with the system read-only, /etc secrets
+ *    masked, a minimal /dev and /proc, only the granted paths at their own paths,
+ *    denies and unix sockets inside grants masked, a built environment, a new terminal
+ *    session (no TIOCSTI), and the seccomp filter;
  * 3. inside: when the agent has network grants, socat forwards 127.0.0.1:PORT to the
  *    egress proxy's unix socket (the box has no other network);
  * 4. landlock-exec: Landlock restricts reads, writes, execution and TCP connects to
- *    the grants, then execs the agent.
+ *    the grants, closes every inherited fd above 2, then execs the agent.
  */
 import { posix } from 'node:path';
 import { isWithin } from '../manifest/normalise.js';
 import { usesProxy, type Model } from '../model/types.js';
-import { effectiveFs } from '../plan/plan.js';
 import { agentEnvironment } from '../generate/linux/systemd.js';
 import { shQuote } from '../generate/escape/shell.js';
+import { BOX_PROXY_PORT, BOX_RUN, forwarderInit, grantBind, layersFor, proxyDir, visibleDenies, type GrantFact, type LayerPaths, type PathKind, type SessionPaths } from './common.js';
 
-export const BOX_PROXY_PORT = 3128;
-export const BOX_RUN = '/run/agentbox';
 export const BOX_HELPER = '/run/agentbox-helper/landlock-exec';
-
-export type PathKind = 'dir' | 'file' | 'missing';
+/** The fd bubblewrap reads the seccomp program from. */
+export const SECCOMP_FD = 3;
+/** Without root, grant i reaches bubblewrap as fd FIRST_GRANT_FD + i (`--ro-bind-fd`). */
+export const FIRST_GRANT_FD = 4;
 
 export interface LaunchFacts {
   /** True when agentbox runs as root: the agent then runs as model.agent.uid. */
@@ -38,8 +45,9 @@ export interface LaunchFacts {
   gid: number;
   /** Host top-level links such as /bin -> usr/bin (merged /usr). */
   topLinks: Record<string, string>;
+  /** What is at a system path (/etc masks, denies); grants come in `grants`. */
   kind(path: string): PathKind;
-  sessionDir: string;
+  session: SessionPaths;
   /** The landlock-exec helper on the host, or undefined when Landlock is not enforced. */
   landlockHelper: string | undefined;
   /** Paths of the cgroups the session joins (created by the runner). */
@@ -51,26 +59,31 @@ export interface LaunchFacts {
   setpriv: string;
   unshare: string;
   bwrap: string;
-}
-
-export interface Overlay {
-  /** The granted path (the lower layer). */
-  path: string;
-  upper: string;
-  work: string;
-  merged: string;
-  /** A bind of the lower path at a safe name, so overlay options never see a comma or colon. */
-  lower: string;
+  /** The existing effective grants, as opened (the runner binds grant i at grantBind(session, i)). */
+  grants: GrantFact[];
+  /** Unix sockets found inside grants: covered unless a grant names one exactly. */
+  socketMasks: string[];
+  /** Size of each private tmpfs (/tmp, /var/tmp, /dev/shm) built as root. */
+  tmpBytes: number;
+  /** The kernel has vm.memfd_noexec (6.3+) and agentbox runs as root. */
+  memfdNoexec: boolean;
 }
 
 export interface LaunchPlan {
   argv: string[];
-  overlays: Overlay[];
+  /** Writable grants and where their layers live. */
+  layers: LayerPaths[];
   env: [string, string][];
   proxySocket: string | undefined;
   /** The fd bubblewrap reads the seccomp program from. */
   seccompFd: number;
+  /** As root, host binds the runner makes before the box starts: grant i (its opened fd) at `at`, read-only. Without root, the grants' fds are passed to bubblewrap instead. */
+  binds: { grant: number; at: string; kind: 'dir' | 'file' | 'socket' }[];
   landlock: string[];
+  /** The controls this box applies, for the audit log. */
+  controls: string[];
+  /** Mount points the runner creates before the box starts (directories, then files). */
+  mountPoints: { dirs: string[]; files: string[] };
 }
 
 /** Dynamic loaders (landlock-exec skips the ones that do not exist). */
@@ -80,43 +93,22 @@ const ETC_FILE_MASKS = ['/etc/shadow', '/etc/shadow-', '/etc/gshadow', '/etc/gsh
 const ETC_DIR_MASKS = ['/etc/sudoers.d', '/etc/ssh', '/etc/ssl/private', '/etc/docker'];
 /** Places bubblewrap builds itself; a grant there would be shadowed or would expose the host. */
 export const RESERVED = ['/proc', '/dev', '/tmp', '/var/tmp', '/run/agentbox', '/run/agentbox-helper'];
+/** The private writable places (noexec tmpfs as root). */
+const TMPS: [string, string][] = [['/tmp', 'tmp'], ['/var/tmp', 'var-tmp'], ['/dev/shm', 'shm']];
 
-/**
- * The box's first step when it has network: socat forwards the box's loopback proxy port
- * to the session's proxy socket (bound at BOX_RUN), and the agent starts once it
- * listens (state 0A in /proc/net/tcp). Shared by the process and container runtimes.
- */
-export function forwarderInit(socat: string): string {
-  const hexPort = BOX_PROXY_PORT.toString(16).toUpperCase().padStart(4, '0');
-  return [
-    `${socat} TCP-LISTEN:${BOX_PROXY_PORT},bind=127.0.0.1,reuseaddr,fork UNIX-CONNECT:${BOX_RUN}/proxy.sock 2>/dev/null &`,
-    `i=0; while [ $i -lt 2500 ] && ! grep -q ' 0100007F:${hexPort} 00000000:0000 0A' /proc/net/tcp; do i=$((i+1)); sleep 0.002; done`,
-    'exec "$@"',
-  ].join('\n');
-}
-
-/**
- * Grants that overlap paths a runtime builds itself: a grant on or inside one would be
- * shadowed or expose the host, one above it would replace it. Below the paths in
- * `bindableBelow` (a private /tmp) a grant is fine: it is bound over them.
- */
-export function reservedOverlaps(model: Model, reserved: readonly string[], bindableBelow: readonly string[], why: string): string[] {
-  const out: string[] = [];
-  for (const g of effectiveFs(model).fs) {
-    const r = reserved.find((x) => isWithin(x, g.path) || (!bindableBelow.includes(x) && isWithin(g.path, x)));
-    if (r) out.push(`grant ${g.source.text} overlaps ${r}, ${why}`);
-  }
-  return out;
-}
+/** Parents before children, so a grant inside another is bound over it. */
+const depth = (p: string) => (p === '/' ? 0 : p.split('/').length);
+export const parentsFirst = (g: readonly GrantFact[]) => g.map((x, i) => ({ x, i })).sort((a, b) => depth(a.x.path) - depth(b.x.path) || a.i - b.i);
 
 export function buildLaunchPlan(model: Model, command: string[], f: LaunchFacts): LaunchPlan {
-  const { fs } = effectiveFs(model);
   const hasNet = usesProxy(model);
   const proxyUrl = hasNet ? `http://127.0.0.1:${BOX_PROXY_PORT}` : undefined;
   const env = agentEnvironment(model, proxyUrl);
   if (f.term) env.push(['TERM', f.term]);
+  const layers = layersFor(f.session, f.grants);
+  const tmpDir = (name: string) => posix.join(f.session.run, 'mnt', name);
 
-  const b: string[] = [f.bwrap, '--unshare-all', '--die-with-parent', '--new-session', '--hostname', 'agentbox', '--cap-drop', 'ALL'];
+  const b: string[] = [f.bwrap, '--unshare-all', '--unshare-user', '--disable-userns', '--die-with-parent', '--new-session', '--hostname', 'agentbox', '--cap-drop', 'ALL'];
   // System, read-only.
   b.push('--ro-bind', '/usr', '/usr');
   for (const t of TOP) {
@@ -127,26 +119,29 @@ export function buildLaunchPlan(model: Model, command: string[], f: LaunchFacts)
   b.push('--ro-bind', '/etc', '/etc');
   for (const m of ETC_FILE_MASKS) if (f.kind(m) === 'file') b.push('--ro-bind', '/dev/null', m);
   for (const m of ETC_DIR_MASKS) if (f.kind(m) === 'dir') b.push('--tmpfs', m, '--remount-ro', m);
-  b.push('--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp', '--dir', '/var', '--tmpfs', '/var/tmp', '--dir', '/run');
-  b.push('--dir', model.home);
+  b.push('--proc', '/proc', '--dev', '/dev');
+  // The private writable places: noexec tmpfs built as root, else bubblewrap's own.
+  if (f.root) b.push('--dir', '/var', ...TMPS.flatMap(([at, name]) => ['--bind', tmpDir(name), at]));
+  else b.push('--tmpfs', '/tmp', '--dir', '/var', '--tmpfs', '/var/tmp');
+  b.push('--dir', '/run', '--dir', model.home);
 
-  // Grants at their own paths; writable ones through the session's overlay.
-  const overlays: Overlay[] = [];
-  for (const g of fs) {
-    if (g.access === 'write' && f.kind(g.path) !== 'missing') {
-      const n = overlays.length;
-      const base = posix.join(f.sessionDir, 'overlay', String(n));
-      const o = { path: g.path, upper: `${base}/upper`, work: `${base}/work`, merged: `${base}/merged`, lower: `${base}/lower` };
-      overlays.push(o);
-      b.push('--bind', o.merged, g.path);
-    } else b.push('--ro-bind-try', g.path, g.path);
+  // Grants at their own paths, from the runner's binds of the fds opened at launch;
+  // writable ones through their layer.
+  const binds: LaunchPlan['binds'] = [];
+  for (const { x: g, i } of parentsFirst(f.grants)) {
+    const layer = g.layer !== undefined ? layers.find((l) => l.index === g.layer) : undefined;
+    if (layer?.kind === 'dir') b.push('--bind', layer.merged, g.path);
+    else if (layer?.kind === 'file') b.push('--bind', layer.file, g.path);
+    else if (f.root) {
+      const at = grantBind(f.session, i);
+      binds.push({ grant: i, at, kind: g.kind });
+      b.push(g.kind === 'socket' ? '--bind' : '--ro-bind', at, g.path);
+    } else b.push('--ro-bind-fd', String(FIRST_GRANT_FD + i), g.path);
   }
   const programs = [command[0]!, ...model.grants.exec.map((g) => g.path)];
-  for (const p of programs) if (!isWithin(p, '/usr') && !TOP.some((t) => isWithin(p, t))) b.push('--ro-bind-try', p, p);
-  // Denies after grants, so they cover them.
-  for (const d of model.denies.fs) {
-    const visible = fs.some((g) => isWithin(d.path, g.path)) || isWithin(d.path, '/etc');
-    if (!visible) continue;
+  for (const p of programs) if (!isWithin(p, '/usr') && !TOP.some((t) => isWithin(p, t)) && !f.grants.some((g) => isWithin(p, g.path))) b.push('--ro-bind-try', p, p);
+  // Denies after grants, so they cover them; then sockets a grant does not name.
+  for (const d of [...visibleDenies(model, f.grants), ...model.denies.fs.filter((x) => isWithin(x.path, '/etc'))]) {
     const kind = f.kind(d.path);
     if (d.access === 'all') {
       // Mode 000: the agent can neither list nor enter a denied directory.
@@ -154,24 +149,24 @@ export function buildLaunchPlan(model: Model, command: string[], f: LaunchFacts)
       else if (kind === 'file') b.push('--ro-bind', '/dev/null', d.path);
     } else if (kind !== 'missing') b.push('--ro-bind', d.path, d.path);
   }
+  for (const s of f.socketMasks) b.push('--ro-bind', '/dev/null', s);
 
-  const proxySocket = hasNet ? posix.join(f.sessionDir, 'run', 'proxy.sock') : undefined;
-  if (hasNet) b.push('--bind', posix.join(f.sessionDir, 'run'), BOX_RUN);
+  const proxySocket = hasNet ? posix.join(proxyDir(f.session), 'proxy.sock') : undefined;
+  if (hasNet) b.push('--bind', proxyDir(f.session), BOX_RUN);
   if (f.landlockHelper) b.push('--ro-bind', f.landlockHelper, BOX_HELPER);
 
   b.push('--clearenv');
   for (const [k, v] of env) b.push('--setenv', k, v);
-  const cwdGranted = fs.some((g) => isWithin(f.cwd, g.path));
+  const cwdGranted = f.grants.some((g) => g.kind === 'dir' && isWithin(f.cwd, g.path));
   b.push('--chdir', cwdGranted ? f.cwd : model.home);
-  const seccompFd = 3;
-  b.push('--seccomp', String(seccompFd), '--');
+  b.push('--seccomp', String(SECCOMP_FD), '--');
 
   // Landlock: what the agent may read, write, execute and connect to.
   const landlock: string[] = [];
   if (f.landlockHelper) {
     landlock.push(BOX_HELPER, '--ro', '/usr', '--ro', '/etc', '--ro', '/proc', '--rw', '/dev', '--rw', '/tmp', '--rw', '/var/tmp');
     for (const t of TOP) if (f.topLinks[t] === undefined && f.kind(t) === 'dir') landlock.push('--ro', t);
-    for (const g of fs) landlock.push(g.access === 'write' ? '--rw' : '--ro', g.path);
+    for (const g of f.grants) landlock.push(g.access === 'write' ? '--rw' : '--ro', g.path);
     for (const p of programs) landlock.push('--x', p);
     // The kernel checks execute on the ELF interpreter too; libraries are only mapped.
     for (const ld of DYNAMIC_LOADERS) landlock.push('--x', ld);
@@ -183,23 +178,26 @@ export function buildLaunchPlan(model: Model, command: string[], f: LaunchFacts)
   if (hasNet) {
     // socat forwards the box's loopback proxy port to the host-side proxy socket; the
     // agent starts once it listens (state 0A in /proc/net/tcp).
-    const init = forwarderInit(shQuote(f.socat!));
-    inner.push('/bin/sh', '-c', init, 'agentbox-init');
+    inner.push('/bin/sh', '-c', forwarderInit(shQuote(f.socat!)), 'agentbox-init');
   }
   inner.push(...landlock, ...command);
 
   let argv: string[];
+  const controls = ['bubblewrap: user, pid, ipc, uts, cgroup and network namespaces; no nested user namespaces', 'seccomp', 'grants bound from the fds opened at launch'];
+  if (f.landlockHelper) controls.push('landlock');
+  if (f.socketMasks.length > 0) controls.push(`${f.socketMasks.length} unix sockets inside grants covered`);
   if (f.root) {
     const script = ['set -e'];
     for (const p of f.cgroupProcs) script.push(`echo $$ > ${shQuote(p)}`);
-    for (const o of overlays) {
-      script.push(`mount --bind ${shQuote(o.path)} ${shQuote(o.lower)}`);
-      script.push(`mount -t overlay agentbox -o ${shQuote(`lowerdir=${o.lower},upperdir=${o.upper},workdir=${o.work}`)} ${shQuote(o.merged)}`);
-    }
+    if (f.memfdNoexec) script.push('echo 2 > /proc/sys/vm/memfd_noexec');
+    for (const [, name] of TMPS) script.push(`mount -t tmpfs -o size=${f.tmpBytes},mode=1777,nosuid,nodev,noexec agentbox ${shQuote(tmpDir(name))}`);
     script.push(`exec ${shQuote(f.setpriv)} --reuid=${f.uid} --regid=${f.gid} --clear-groups --inh-caps=-all --bounding-set=-all --no-new-privs -- "$@"`);
-    argv = [f.unshare, '--mount', '--propagation', 'private', '--', '/bin/sh', '-c', script.join('\n'), 'agentbox-outer', ...b, ...inner];
+    argv = [f.setpriv, '--pdeathsig', 'SIGKILL', '--', f.unshare, '--mount', '--pid', '--fork', '--kill-child=SIGKILL', '--propagation', 'private', '--', '/bin/sh', '-c', script.join('\n'), 'agentbox-outer', ...b, ...inner];
+    controls.push('uid drop, no capabilities, no_new_privs', 'cgroup limits', '/tmp, /var/tmp, /dev/shm and writable grants noexec');
+    if (f.memfdNoexec) controls.push('vm.memfd_noexec=2');
   } else {
     argv = [...b, ...inner];
   }
-  return { argv, overlays, env, proxySocket, seccompFd, landlock };
+  const mountPoints = { dirs: f.root ? TMPS.map(([, name]) => tmpDir(name)) : [], files: [] };
+  return { argv, layers, env, proxySocket, seccompFd: SECCOMP_FD, binds, landlock, controls, mountPoints };
 }

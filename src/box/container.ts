@@ -7,10 +7,16 @@
  *   filter as OCI JSON: no mount, namespaces, ptrace, bpf, keyrings; no UDP, raw or
  *   packet sockets), pids/memory/cpu limits, private IPC, no network at all
  *   (`none`: loopback only);
- * - granted paths bind-mounted at their host paths, read-only unless `fs:write`; a
- *   writable grant is the merged directory of the session's overlay (revert on exit);
+ * - granted paths bind-mounted at their host paths from the session's read-only binds
+ *   of the fds opened at launch (the Engine never looks a grant up by path), read-only
+ *   unless `fs:write`; a writable grant is its layer (the overlay's merged directory,
+ *   or a file's session copy), noexec unless a program is granted inside it;
  * - denied paths inside grants covered: a directory by an empty mode-000 directory, a
- *   file by /dev/null;
+ *   file by /dev/null; so is every unix socket inside a grant that no grant names;
+ * - a private cgroup namespace, and mount sources under /run/agentbox/ID, so what the
+ *   agent reads of its mounts and cgroup names nothing but the session;
+ * - runc: the agent starts only once the launcher has set vm.memfd_noexec=2 in the
+ *   container's pid namespace (it waits on /run/agentbox-ctl/go);
  * - the only way out: the session's proxy socket, bound at /run/agentbox, and socat in
  *   the image forwarding 127.0.0.1:3128 to it (HTTP(S)_PROXY point there);
  * - private /tmp and /var/tmp (tmpfs), the environment only from the manifest.
@@ -19,25 +25,39 @@ import { posix } from 'node:path';
 import { isWithin } from '../manifest/normalise.js';
 import { agentEnvironment } from '../generate/linux/systemd.js';
 import { usesProxy, type Model } from '../model/types.js';
-import { effectiveFs } from '../plan/plan.js';
-import { BOX_PROXY_PORT, BOX_RUN, forwarderInit, type Overlay, type PathKind } from './bwrap.js';
+import { BOX_PROXY_PORT, BOX_RUN, denyDir, forwarderInit, grantBind, layersFor, proxyDir, visibleDenies, type GrantFact, type LayerPaths, type PathKind, type SessionPaths } from './common.js';
+import { parentsFirst } from './bwrap.js';
 import { dockerSeccompProfile } from './seccomp.js';
 
 export interface ContainerFacts {
-  sessionDir: string;
+  session: SessionPaths;
   image: string;
   /** `runsc` for runtime.isolation gvisor. */
   runtime: 'runc' | 'runsc';
   uid: number;
   gid: number;
+  /** What is at a denied path. */
   kind: (path: string) => PathKind;
   cwd: string;
   term: string | undefined;
+  /** The existing effective grants, as opened and bound under the session's run dir. */
+  grants: GrantFact[];
+  /** Unix sockets found inside grants that no grant names. */
+  socketMasks: string[];
+  /** Size of the private /tmp and /var/tmp. */
+  tmpBytes: number;
   /** native/statx-compat.so, preloaded under runsc (see that file). */
   statxCompat?: string | undefined;
+  /** runc on a kernel with vm.memfd_noexec: the agent waits for the launcher to set it. */
+  memfdGate: boolean;
+  /** The agent's stdin is a terminal: the container gets one of its own. */
+  tty?: boolean;
 }
 
 export const STATX_COMPAT_TARGET = '/run/agentbox-helper/statx-compat.so';
+/** Bound read-only into the container: the launcher's go-ahead (runc memfd gate). */
+export const CTL_TARGET = '/run/agentbox-ctl';
+export const ctlDir = (s: SessionPaths) => posix.join(s.run, 'ctl');
 
 export interface Mount {
   Type: 'bind';
@@ -48,8 +68,12 @@ export interface Mount {
 }
 
 export interface ContainerPlan {
-  overlays: Overlay[];
+  layers: LayerPaths[];
   proxySocket: string | undefined;
+  /** The controls this box applies, for the audit log. */
+  controls: string[];
+  /** Host binds the runner makes before create: grant i (its opened fd) at `at`. */
+  binds: { grant: number; at: string; kind: 'dir' | 'file' | 'socket' }[];
   /** POST /containers/create body (dockerode createContainer options). */
   create: {
     Image: string;
@@ -74,6 +98,7 @@ export interface ContainerPlan {
       SecurityOpt: string[];
       NetworkMode: 'none';
       IpcMode: 'private';
+      CgroupnsMode: 'private';
       PidsLimit?: number;
       Ulimits?: { Name: string; Soft: number; Hard: number }[];
       Memory?: number;
@@ -88,74 +113,92 @@ export interface ContainerPlan {
 }
 
 /** Paths the container runtime builds itself; a grant there would be shadowed or expose the host. */
-export const CONTAINER_RESERVED = ['/proc', '/dev', '/sys', '/tmp', '/var/tmp', BOX_RUN, '/usr', '/etc', '/bin', '/sbin', '/lib', '/lib64'];
+export const CONTAINER_RESERVED = ['/proc', '/dev', '/sys', '/tmp', '/var/tmp', BOX_RUN, CTL_TARGET, '/usr', '/etc', '/bin', '/sbin', '/lib', '/lib64'];
 
-/** The empty, mode-000 directory bound over denied directories. */
-export const denyDir = (sessionDir: string) => posix.join(sessionDir, 'denied-dir');
+/** The labels that let `ps` and `kill` find a session's container when its launcher is gone. */
+export const SESSION_LABEL = 'org.agentbox.session';
+export const AGENT_LABEL = 'org.agentbox.agent';
+
+/** The runc gate: the agent starts once the launcher says so (at most 10 s). */
+export function memfdGateInit(): string {
+  return `i=0; while [ ! -e ${CTL_TARGET}/go ]; do i=$((i+1)); [ $i -lt 2000 ] || exit 125; sleep 0.005; done\nexec "$@"`;
+}
 
 export function buildContainerPlan(model: Model, command: string[], f: ContainerFacts): ContainerPlan {
-  const { fs } = effectiveFs(model);
   const hasNet = usesProxy(model);
   const proxyUrl = hasNet ? `http://127.0.0.1:${BOX_PROXY_PORT}` : undefined;
   const env = agentEnvironment(model, proxyUrl);
   if (f.term) env.push(['TERM', f.term]);
+  const layers = layersFor(f.session, f.grants);
+  const bind = (Source: string, Target: string, ReadOnly: boolean): Mount => ({ Type: 'bind', Source, Target, ReadOnly, BindOptions: { Propagation: 'rprivate' } });
 
   const mounts: Mount[] = [];
-  const overlays: Overlay[] = [];
-  for (const g of fs) {
-    if (f.kind(g.path) === 'missing') continue;
-    if (g.access === 'write') {
-      const base = posix.join(f.sessionDir, 'overlay', String(overlays.length));
-      const o = { path: g.path, upper: `${base}/upper`, work: `${base}/work`, merged: `${base}/merged`, lower: `${base}/lower` };
-      overlays.push(o);
-      mounts.push({ Type: 'bind', Source: o.merged, Target: g.path, ReadOnly: false, BindOptions: { Propagation: 'rprivate' } });
-    } else mounts.push({ Type: 'bind', Source: g.path, Target: g.path, ReadOnly: true, BindOptions: { Propagation: 'rprivate' } });
+  const binds: ContainerPlan['binds'] = [];
+  for (const { x: g, i } of parentsFirst(f.grants)) {
+    const layer = g.layer !== undefined ? layers.find((l) => l.index === g.layer) : undefined;
+    if (layer) mounts.push(bind(layer.kind === 'dir' ? layer.merged : layer.file, g.path, false));
+    else {
+      const at = grantBind(f.session, i);
+      binds.push({ grant: i, at, kind: g.kind });
+      mounts.push(bind(at, g.path, g.access !== 'write' || g.kind !== 'socket'));
+    }
   }
   // Denies after grants (Docker mounts parents before children), so they cover them.
-  for (const d of model.denies.fs) {
-    if (!fs.some((g) => isWithin(d.path, g.path) && d.path !== g.path) && !fs.some((g) => g.path === d.path)) continue;
+  for (const d of visibleDenies(model, f.grants)) {
     const kind = f.kind(d.path);
     if (d.access === 'all') {
       // An empty root-owned mode-000 directory of the session (a tmpfs cannot be asked for
       // mode 0 through the Engine API: 0 reads as "unset" and becomes 1777).
-      if (kind === 'dir') mounts.push({ Type: 'bind', Source: denyDir(f.sessionDir), Target: d.path, ReadOnly: true, BindOptions: { Propagation: 'rprivate' } });
+      if (kind === 'dir') mounts.push(bind(denyDir(f.session), d.path, true));
       else if (kind === 'file') mounts.push({ Type: 'bind', Source: '/dev/null', Target: d.path, ReadOnly: true });
-    } else if (kind !== 'missing') mounts.push({ Type: 'bind', Source: d.path, Target: d.path, ReadOnly: true, BindOptions: { Propagation: 'rprivate' } });
+    } else if (kind !== 'missing') mounts.push(bind(d.path, d.path, true));
   }
+  for (const sock of f.socketMasks) mounts.push({ Type: 'bind', Source: '/dev/null', Target: sock, ReadOnly: true });
   if (f.runtime === 'runsc' && f.statxCompat) {
     mounts.push({ Type: 'bind', Source: f.statxCompat, Target: STATX_COMPAT_TARGET, ReadOnly: true });
     env.push(['LD_PRELOAD', STATX_COMPAT_TARGET]);
   }
-  const proxySocket = hasNet ? posix.join(f.sessionDir, 'run', 'proxy.sock') : undefined;
-  if (hasNet) mounts.push({ Type: 'bind', Source: posix.join(f.sessionDir, 'run'), Target: BOX_RUN, ReadOnly: true });
+  const proxySocket = hasNet ? posix.join(proxyDir(f.session), 'proxy.sock') : undefined;
+  if (hasNet) mounts.push(bind(proxyDir(f.session), BOX_RUN, true));
+  if (f.memfdGate) mounts.push(bind(ctlDir(f.session), CTL_TARGET, true));
 
   let cmd = [...command];
-  if (hasNet) {
-    // socat from the image's PATH.
-    const init = forwarderInit('socat');
-    cmd = ['/bin/sh', '-c', init, 'agentbox-init', ...command];
-  }
-  const cwdGranted = fs.some((g) => isWithin(f.cwd, g.path));
+  // socat from the image's PATH.
+  if (hasNet) cmd = ['/bin/sh', '-c', forwarderInit('socat'), 'agentbox-init', ...cmd];
+  if (f.memfdGate) cmd = ['/bin/sh', '-c', memfdGateInit(), 'agentbox-gate', ...cmd];
+  const cwdGranted = f.grants.some((g) => g.kind === 'dir' && isWithin(f.cwd, g.path));
   const limits = model.limits;
+  const tmp = `rw,nosuid,nodev,noexec,mode=1777,size=${f.tmpBytes}`;
+  const controls = [
+    `${f.runtime === 'runsc' ? 'gVisor (runsc)' : 'runc'} container: read-only root, no capabilities, no-new-privileges, private ipc and cgroup namespaces, no network`,
+    'seccomp',
+    'grants bound from fds opened at launch',
+    '/tmp, /var/tmp and writable grants noexec',
+  ];
+  if (f.memfdGate) controls.push('vm.memfd_noexec=2');
+  if (f.socketMasks.length > 0) controls.push(`${f.socketMasks.length} unix sockets inside grants covered`);
+  if (limits.pids !== undefined || limits.memoryBytes !== undefined || limits.cpus !== undefined) controls.push('cgroup limits');
   return {
-    overlays,
+    layers,
     proxySocket,
+    controls,
+    binds,
     create: {
       Image: f.image,
       Cmd: cmd,
       Entrypoint: [],
       User: `${f.uid}:${f.gid}`,
       Env: env.map(([k, v]) => `${k}=${v}`),
-      WorkingDir: cwdGranted ? f.cwd : fs.some((g) => isWithin(model.home, g.path)) ? model.home : '/',
+      WorkingDir: cwdGranted ? f.cwd : f.grants.some((g) => g.kind === 'dir' && isWithin(model.home, g.path)) ? model.home : '/',
       Hostname: 'agentbox',
       AttachStdin: true,
       AttachStdout: true,
       AttachStderr: true,
       OpenStdin: true,
       StdinOnce: true,
-      Tty: false,
+      Tty: Boolean(f.tty),
       NetworkDisabled: false,
-      Labels: { 'org.agentbox.agent': model.name, 'org.agentbox.session': posix.basename(f.sessionDir) },
+      Labels: { [AGENT_LABEL]: model.name, [SESSION_LABEL]: posix.basename(f.session.dir) },
       HostConfig: {
         ...(f.runtime === 'runsc' ? { Runtime: 'runsc' } : {}),
         ReadonlyRootfs: true,
@@ -163,6 +206,7 @@ export function buildContainerPlan(model: Model, command: string[], f: Container
         SecurityOpt: ['no-new-privileges:true', `seccomp=${JSON.stringify(dockerSeccompProfile())}`],
         NetworkMode: 'none',
         IpcMode: 'private',
+        CgroupnsMode: 'private',
         // runc: the pids cgroup counts the agent's processes. gVisor: the host cgroup
         // counts the sandbox's own threads (a tight limit kills the sandbox), so the
         // agent's processes are bounded inside it by RLIMIT_NPROC, which the Sentry
@@ -175,7 +219,7 @@ export function buildContainerPlan(model: Model, command: string[], f: Container
         ...(limits.memoryBytes !== undefined ? { Memory: limits.memoryBytes, MemorySwap: limits.memoryBytes } : {}),
         ...(limits.cpus !== undefined ? { NanoCpus: Math.round(limits.cpus * 1e9) } : {}),
         Mounts: mounts,
-        Tmpfs: { '/tmp': 'rw,nosuid,nodev,mode=1777', '/var/tmp': 'rw,nosuid,nodev,mode=1777' },
+        Tmpfs: { '/tmp': tmp, '/var/tmp': tmp },
         AutoRemove: false,
         // docker-init (tini) as PID 1: the agent gets SIGTERM at ttl/kill like any process
         // (PID 1 of a namespace ignores it by default) and zombies are reaped.
@@ -188,7 +232,7 @@ export function buildContainerPlan(model: Model, command: string[], f: Container
 /** The plan as `docker run` arguments (the seccomp profile written to `seccompFile`): for --dry-run and the raw-docker benchmark. */
 export function dockerRunArgs(p: ContainerPlan, seccompFile: string): string[] {
   const h = p.create.HostConfig;
-  const a = ['docker', 'run', '--rm', '-i', '--init', '--read-only', '--cap-drop', 'ALL', '--network', 'none', '--ipc', 'private', '--user', p.create.User, '--hostname', p.create.Hostname, '--workdir', p.create.WorkingDir];
+  const a = ['docker', 'run', '--rm', '-i', ...(p.create.Tty ? ['-t'] : []), '--init', '--read-only', '--cap-drop', 'ALL', '--network', 'none', '--ipc', 'private', '--cgroupns', 'private', '--user', p.create.User, '--hostname', p.create.Hostname, '--workdir', p.create.WorkingDir];
   if (h.Runtime) a.push('--runtime', h.Runtime);
   for (const s of h.SecurityOpt) a.push('--security-opt', s.startsWith('seccomp=') ? `seccomp=${seccompFile}` : s);
   if (h.PidsLimit !== undefined) a.push('--pids-limit', String(h.PidsLimit));

@@ -4,9 +4,12 @@
  *
  * - its own kernel (Debian's), TCG unless a KVM boot probe passed, memory and CPUs from
  *   the limits, no default devices, no option ROMs, no reboot;
- * - the host's /usr read-only (the programs), each grant a 9p share mounted at its host
- *   path, read-only unless `fs:write` (then the session overlay's merged directory:
- *   revert on exit); denies inside grants covered in the guest;
+ * - the host's /usr read-only (the programs), each grant a 9p share of the session's
+ *   read-only bind of the fd opened at launch, mounted at its host path, read-only
+ *   unless `fs:write` (then its layer: the overlay's merged directory, or a file's
+ *   session copy; noexec unless a program is granted inside it); 9p with access=user,
+ *   so what the agent creates is owned by the agent's uid; denies inside grants
+ *   covered in the guest;
  * - the only network: QEMU user-mode networking with `restrict=on`, whose one exit is
  *   a guestfwd from 10.0.2.100:3128 to the session's proxy socket (HTTP(S)_PROXY);
  * - the agent as the agent uid with no_new_privs, RLIMIT_NPROC = limits.pids and the
@@ -23,8 +26,7 @@ import { posix } from 'node:path';
 import { isWithin } from '../manifest/normalise.js';
 import { agentEnvironment } from '../generate/linux/systemd.js';
 import { usesProxy, type Model } from '../model/types.js';
-import { effectiveFs } from '../plan/plan.js';
-import type { Overlay, PathKind } from './bwrap.js';
+import { grantBind, layerNeedsExec, layersFor, proxyDir, visibleDenies, type GrantFact, type LayerPaths, type PathKind, type SessionPaths } from './common.js';
 
 export const GUEST_PROXY = '10.0.2.100:3128';
 export const DEFAULT_VM_MEMORY = 512 * 1024 ** 2;
@@ -32,16 +34,19 @@ export const DEFAULT_VM_MEMORY = 512 * 1024 ** 2;
 export const BOOT_DEADLINE_SECONDS = { tcg: 30, kvm: 15 } as const;
 
 export interface MicrovmFacts {
-  sessionDir: string;
+  session: SessionPaths;
   kernel: string;
   initramfs: string;
   accel: 'kvm' | 'tcg';
   uid: number;
   gid: number;
+  /** What is at a denied path. */
   kind: (path: string) => PathKind;
   cwd: string;
   term: string | undefined;
   socat: string;
+  /** The existing effective grants, as opened. */
+  grants: GrantFact[];
 }
 
 export interface MicrovmPlan {
@@ -50,51 +55,57 @@ export interface MicrovmPlan {
   config: Buffer;
   ctlDir: string;
   qmpSocket: string;
-  overlays: Overlay[];
+  layers: LayerPaths[];
   proxySocket: string | undefined;
-  /** Granted files to bind (read-only) into a session directory of their own before boot. */
-  fileBinds: { file: string; dir: string; name: string }[];
+  /**
+   * Host binds the runner makes before boot: grant i (its opened fd, or its layer's copy
+   * for a writable file) at `at`; a file goes alone into a directory 9p can share.
+   */
+  binds: { grant: number; at: string; kind: 'dir' | 'file' | 'socket'; source: 'fd' | 'copy' }[];
+  /** The controls this box applies, for the audit log. */
+  controls: string[];
 }
 
 /** Session paths end up inside QEMU option strings, where ',' separates options. */
 export const SAFE_SESSION_PATH = /^\/[A-Za-z0-9._/-]*$/;
 
 export function buildMicrovmPlan(model: Model, command: string[], f: MicrovmFacts): MicrovmPlan {
-  const { fs } = effectiveFs(model);
   const hasNet = usesProxy(model);
   const env = agentEnvironment(model, hasNet ? `http://${GUEST_PROXY}` : undefined);
   if (f.term) env.push(['TERM', f.term]);
-  const ctlDir = posix.join(f.sessionDir, 'ctl');
-  const qmpSocket = posix.join(f.sessionDir, 'qmp.sock');
-  const proxySocket = hasNet ? posix.join(f.sessionDir, 'run', 'proxy.sock') : undefined;
+  const ctlDir = posix.join(f.session.dir, 'ctl');
+  const qmpSocket = posix.join(f.session.run, 'qmp.sock');
+  const proxySocket = hasNet ? posix.join(proxyDir(f.session), 'proxy.sock') : undefined;
+  const layers = layersFor(f.session, f.grants);
 
   const records: string[][] = [];
-  const overlays: Overlay[] = [];
-  const fileBinds: { file: string; dir: string; name: string }[] = [];
+  const binds: MicrovmPlan['binds'] = [];
   const shares: { tag: string; path: string; readonly: boolean }[] = [];
-  for (const g of fs) {
-    if (f.kind(g.path) === 'missing') continue;
+  f.grants.forEach((g, i) => {
     const tag = `g${shares.length}`;
-    if (g.access === 'write') {
-      const base = posix.join(f.sessionDir, 'overlay', String(overlays.length));
-      const o = { path: g.path, upper: `${base}/upper`, work: `${base}/work`, merged: `${base}/merged`, lower: `${base}/lower` };
-      overlays.push(o);
-      shares.push({ tag, path: o.merged, readonly: false });
-      records.push(['mount', tag, g.path, 'rw']);
-    } else if (f.kind(g.path) === 'dir') {
-      shares.push({ tag, path: g.path, readonly: true });
+    const layer = g.layer !== undefined ? layers.find((l) => l.index === g.layer) : undefined;
+    const mode = g.access !== 'write' ? 'ro' : layerNeedsExec(model, command, g.path) ? 'rwx' : 'rw';
+    if (g.kind === 'socket') return; // 9p cannot carry a host socket: nothing to reach
+    if (layer?.kind === 'dir') {
+      shares.push({ tag, path: layer.merged, readonly: false });
+      records.push(['mount', tag, g.path, mode]);
+    } else if (g.kind === 'dir') {
+      const at = grantBind(f.session, i);
+      binds.push({ grant: i, at, kind: 'dir', source: 'fd' });
+      shares.push({ tag, path: at, readonly: true });
       records.push(['mount', tag, g.path, 'ro']);
     } else {
-      // 9p shares directories: a granted file is bind-mounted (by the launcher) alone
-      // into a directory of the session, shared, and bound at its path in the guest.
-      const dir = posix.join(f.sessionDir, 'files', String(fileBinds.length));
-      fileBinds.push({ file: g.path, dir, name: posix.basename(g.path) });
-      shares.push({ tag, path: dir, readonly: true });
-      records.push(['mount', tag, `/run/agentbox-files/${tag}`, 'ro'], ['bind', `/run/agentbox-files/${tag}/${posix.basename(g.path)}`, g.path]);
+      // 9p shares directories: a granted file (or a writable file's session copy) is
+      // bound alone into a directory of the session, shared, and bound at its path.
+      const dir = grantBind(f.session, i);
+      const name = posix.basename(g.path);
+      binds.push({ grant: i, at: posix.join(dir, name), kind: 'file', source: layer ? 'copy' : 'fd' });
+      shares.push({ tag, path: dir, readonly: !layer });
+      records.push(['mount', tag, `/run/agentbox-files/${tag}`, layer ? 'rw' : 'ro'], ['bind', `/run/agentbox-files/${tag}/${name}`, g.path, mode]);
     }
-  }
-  for (const d of model.denies.fs) {
-    if (d.access !== 'all' || !fs.some((g) => isWithin(d.path, g.path))) continue;
+  });
+  for (const d of visibleDenies(model, f.grants)) {
+    if (d.access !== 'all') continue;
     const kind = f.kind(d.path);
     if (kind === 'dir') records.push(['deny-dir', d.path]);
     else if (kind === 'file') records.push(['deny-file', d.path]);
@@ -103,10 +114,9 @@ export function buildMicrovmPlan(model: Model, command: string[], f: MicrovmFact
   for (const [k, v] of env) records.push(['env', `${k}=${v}`]);
   records.push(['uid', String(f.uid)], ['gid', String(f.gid)]);
   if (model.limits.pids !== undefined) records.push(['nproc', String(model.limits.pids)]);
-  const cwdGranted = fs.some((g) => isWithin(f.cwd, g.path));
-  records.push(['cwd', cwdGranted ? f.cwd : fs.some((g) => isWithin(model.home, g.path)) ? model.home : '/']);
+  const dirGrant = (p: string) => f.grants.some((g) => g.kind === 'dir' && isWithin(p, g.path));
+  records.push(['cwd', dirGrant(f.cwd) ? f.cwd : dirGrant(model.home) ? model.home : '/']);
   const config = Buffer.concat(records.flat().map((s) => Buffer.from(`${s}\0`, 'utf8')));
-
   const memMiB = Math.max(128, Math.floor((model.limits.memoryBytes ?? DEFAULT_VM_MEMORY) / 1024 ** 2));
   const cpus = Math.max(1, Math.ceil(model.limits.cpus ?? 1));
   const argv = [
@@ -125,9 +135,9 @@ export function buildMicrovmPlan(model: Model, command: string[], f: MicrovmFact
     // -M microvm does not have (no PIT/HPET), before printing anything.
     '-append', 'console=ttyS0 quiet loglevel=1 panic=-1 rdinit=/init lpj=2000000 tsc=reliable tsc_early_khz=2000000 no_timer_check',
     '-device', 'virtio-serial-device,max_ports=4',
-    '-chardev', `file,id=out,path=${posix.join(f.sessionDir, 'out.fifo')}`, '-device', 'virtconsole,chardev=out,nr=0',
-    '-chardev', `file,id=err,path=${posix.join(f.sessionDir, 'err.fifo')}`, '-device', 'virtconsole,chardev=err,nr=1',
-    '-serial', `file:${posix.join(f.sessionDir, 'console.log')}`,
+    '-chardev', `file,id=out,path=${posix.join(f.session.dir, 'out.fifo')}`, '-device', 'virtconsole,chardev=out,nr=0',
+    '-chardev', `file,id=err,path=${posix.join(f.session.dir, 'err.fifo')}`, '-device', 'virtconsole,chardev=err,nr=1',
+    '-serial', `file:${posix.join(f.session.dir, 'console.log')}`,
     '-fsdev', 'local,id=usr,path=/usr,security_model=passthrough,readonly=on', '-device', 'virtio-9p-device,fsdev=usr,mount_tag=usr',
     '-fsdev', `local,id=ctl,path=${ctlDir},security_model=passthrough`, '-device', 'virtio-9p-device,fsdev=ctl,mount_tag=ctl',
   ];
@@ -136,5 +146,6 @@ export function buildMicrovmPlan(model: Model, command: string[], f: MicrovmFact
     argv.push('-netdev', `user,id=net0,restrict=on,guestfwd=tcp:${GUEST_PROXY}-cmd:${f.socat} - UNIX-CONNECT:${proxySocket}`, '-device', 'virtio-net-device,netdev=net0');
   }
   argv.push('-qmp', `unix:${qmpSocket},server=on,wait=off`);
-  return { argv, config, ctlDir, qmpSocket, overlays, proxySocket, fileBinds };
+  const controls = ['micro-VM: its own kernel, user namespaces off, 9p shares of the grants only', 'seccomp (guest)', 'grants bound from fds opened at launch', 'uid drop, no_new_privs', 'writable grants and /tmp noexec'];
+  return { argv, config, ctlDir, qmpSocket, layers, proxySocket, binds, controls };
 }

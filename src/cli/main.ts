@@ -20,6 +20,7 @@ const COMMANDS: Record<string, () => Promise<Register[]>> = {
   launch: async () => [(await import('./commands/launch.js')).registerLaunch],
   ps: async () => [(await import('./commands/sessions.js')).registerSessions],
   kill: async () => [(await import('./commands/sessions.js')).registerSessions],
+  __reap: async () => [(await import('./commands/sessions.js')).registerSessions],
   doctor: async () => [(await import('./commands/doctor.js')).registerDoctor],
   schema: async () => [(await import('./commands/schema.js')).registerSchema],
   quarantine: async () => [(await import('./commands/incident.js')).registerIncident],
@@ -55,9 +56,10 @@ async function precompiledValidator(): Promise<void> {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  // `agentbox ... | head`: a reader that stops early is not an error.
+  // `agentbox ... | head`: a reader that stops early is not an error. A running session
+  // listens too and ends itself the normal way (stop, revert, audit) before exiting.
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-    if (e.code === 'EPIPE') process.exit(0);
+    if (e.code === 'EPIPE' && process.stdout.listenerCount('error') === 1) process.exit(0);
   });
   await precompiledValidator();
   let exitCode: number = ExitCode.ok;

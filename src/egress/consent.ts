@@ -17,7 +17,8 @@ import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, rea
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { alive } from '../session/records.js';
+import { identify, isRunning, type ProcessIdentity } from '../host/proc.js';
+import { termSafe } from '../generate/escape/terminal.js';
 
 export interface ConsentRequest {
   id: string;
@@ -30,6 +31,8 @@ export interface ConsentRequest {
   /** The sentence a person reads. */
   question: string;
   launcherPid: number;
+  /** The launcher with its start time: a request whose launcher is gone is not pending. */
+  launcher?: ProcessIdentity;
   requestedAt: string;
   expiresAt: string;
 }
@@ -92,7 +95,7 @@ export function pendingApprovals(state: string, now = Date.now()): ConsentReques
     if (!m || existsSync(join(dir, `${m[1]}.answer`))) continue;
     try {
       const r = JSON.parse(readFileSync(join(dir, f), 'utf8')) as ConsentRequest;
-      if (r.id === m[1] && Date.parse(r.expiresAt) > now && alive(r.launcherPid)) out.push(r);
+      if (r.id === m[1] && Date.parse(r.expiresAt) > now && isRunning(r.launcher ?? { pid: r.launcherPid, start: '' })) out.push(r);
     } catch {
       // a request being written, or removed meanwhile
     }
@@ -153,12 +156,13 @@ export class ConsentBroker {
       purpose: input.purpose,
       question,
       launcherPid: process.pid,
+      ...(identify(process.pid) ? { launcher: identify(process.pid)! } : {}),
       requestedAt: now.toISOString(),
       expiresAt: new Date(now.getTime() + this.o.timeoutSeconds * 1000).toISOString(),
     };
     writeFileSync(join(dir, `${id}.json`), JSON.stringify(req, null, 2), { mode: 0o600 });
     onRequest(req);
-    this.o.log(`agentbox: ${question}`);
+    this.o.log(`agentbox: ${termSafe(question)}`);
     this.o.log(`agentbox:   answer from another terminal: agentbox approve ${id} --once | agentbox approve ${id} --session | agentbox deny ${id}  (denied in ${this.o.timeoutSeconds}s without an answer)`);
 
     return new Promise<ConsentAnswer>((resolve) => {

@@ -2,7 +2,14 @@
  * The egress proxy's organisation-policy decisions, cached per (host, port) for the
  * session's life (one proxy per session). A policy function that throws is a deny.
  */
-import type { PolicyAnswer } from './proxy.js';
+
+/** The organisation policy's answer for one (host, port). */
+export interface PolicyAnswer {
+  allow: boolean;
+  /** The policies that decided (the forbidding ones on a deny). */
+  ids: string[];
+  reason: string;
+}
 
 export class PolicyCache {
   private readonly answers = new Map<string, PolicyAnswer>();

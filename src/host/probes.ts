@@ -5,6 +5,7 @@
 import { execa } from 'execa';
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { whichSync } from './which.js';
+import { imageCache } from '../env.js';
 
 export interface Probe {
   /** Short control name: bubblewrap, iptables, ... */
@@ -180,7 +181,7 @@ function probeKvm(): Probe {
 /** The micro-VM kernel and initramfs built by `agentbox image build --microvm`, and the accelerator its boot probe chose. */
 async function probeMicrovmImage(): Promise<Probe> {
   const { readMicrovmImage } = await import('../runtimes/microvm/image.js');
-  const cache = process.env.AGENTBOX_IMAGE_CACHE ?? '/var/cache/agentbox';
+  const cache = imageCache();
   const img = readMicrovmImage(cache);
   const base = { name: 'microvm-image', purpose: 'the micro-VM runtime\'s kernel and initramfs', hint: 'agentbox image build --microvm' };
   return img && existsSync(img.kernel) && existsSync(img.initramfs)

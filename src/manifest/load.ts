@@ -12,6 +12,7 @@ import type { RawManifest } from './schema.js';
 import { parseDeny, parseGrant, parseMemory, parseSize, parseTtl } from './scope.js';
 import {
   DEFAULT_CONSENT_TIMEOUT_SECONDS,
+  DEFAULT_CONSENT_MAX_QUESTIONS,
   DEFAULT_PROXY_PORT,
   DEFAULT_UPLOAD_WINDOW_SECONDS,
   type ConsentHost,
@@ -236,7 +237,7 @@ function egressRules(raw: RawManifest, file: string, presets: Preset[], err: Err
       const names = presets.map((p) => p.name).join(', ');
       err(['egress', 'consent'], 'egress.consent', `asking for consent widens network access, which preset${presets.length > 1 ? 's' : ''} ${names} do${presets.length > 1 ? '' : 'es'} not allow; remove egress.consent or extend organizer`);
     }
-    consent = { hosts, timeoutSeconds };
+    consent = { hosts, timeoutSeconds, maxQuestions: e.consent !== 'ask' && e.consent.maxQuestions !== undefined ? e.consent.maxQuestions : DEFAULT_CONSENT_MAX_QUESTIONS };
   }
 
   let dlp: EgressRulesModel['dlp'];
@@ -267,6 +268,13 @@ function egressRules(raw: RawManifest, file: string, presets: Preset[], err: Err
     if (s.ok) maxUploadBytes = s.value;
     else err(['egress', 'maxUploadBytes'], 'egress.maxUploadBytes', s.message);
   }
+  let maxSessionUploadBytes: number | undefined = maxUploadBytes !== undefined ? maxUploadBytes * 4 : undefined;
+  if (e.maxSessionUploadBytes !== undefined) {
+    const s = typeof e.maxSessionUploadBytes === 'number' ? { ok: true as const, value: e.maxSessionUploadBytes } : parseSize(e.maxSessionUploadBytes);
+    if (!s.ok) err(['egress', 'maxSessionUploadBytes'], 'egress.maxSessionUploadBytes', s.message);
+    else if (maxUploadBytes === undefined) err(['egress', 'maxSessionUploadBytes'], 'egress.maxSessionUploadBytes', 'needs egress.maxUploadBytes (the limit per destination)');
+    else maxSessionUploadBytes = s.value;
+  }
   let uploadWindowSeconds = DEFAULT_UPLOAD_WINDOW_SECONDS;
   if (e.uploadWindow !== undefined) {
     const t = parseTtl(e.uploadWindow);
@@ -277,7 +285,7 @@ function egressRules(raw: RawManifest, file: string, presets: Preset[], err: Err
   if (e.onViolation !== undefined && dlp === undefined && maxUploadBytes === undefined) {
     err(['egress', 'onViolation'], 'egress.onViolation', 'has nothing to act on: add egress.dlp detectors or egress.maxUploadBytes');
   }
-  return { proxyPort: e.proxyPort ?? DEFAULT_PROXY_PORT, consent, dlp, maxUploadBytes, uploadWindowSeconds, onViolation: e.onViolation ?? 'block' };
+  return { proxyPort: e.proxyPort ?? DEFAULT_PROXY_PORT, consent, dlp, maxUploadBytes, maxSessionUploadBytes, uploadWindowSeconds, onViolation: e.onViolation ?? 'block' };
 }
 
 /** Loads a manifest (kind Agent or Preset) into the validated model. */
@@ -387,6 +395,13 @@ export function loadManifest(src: SourceFile, ctx: LoadContext): LoadResult {
     if (m.ok) memoryBytes = m.value;
     else err(['limits', 'memory'], 'limits.memory', m.message);
   }
+  let diskBytes: number | undefined;
+  if (raw.limits?.disk !== undefined) {
+    const m = parseMemory(raw.limits.disk);
+    if (m.ok && m.value < 16 * 1024 ** 2) err(['limits', 'disk'], 'limits.disk', 'at least 16MiB: the writable layers need room for their own file system');
+    else if (m.ok) diskBytes = m.value;
+    else err(['limits', 'disk'], 'limits.disk', m.message);
+  }
   const runtimeKind = raw.runtime?.kind ?? 'process';
   if (raw.runtime?.isolation && runtimeKind !== 'container') {
     err(['runtime', 'isolation'], 'runtime.isolation', `isolation applies to the container runtime only; this manifest uses ${runtimeKind}`);
@@ -414,7 +429,7 @@ export function loadManifest(src: SourceFile, ctx: LoadContext): LoadResult {
     denies: { fs: dedupeBy(denies.fs, (d) => `${d.path}|${d.access}`), net: dedupeBy(denies.net, (d) => `${d.host}|${d.port}`), exec: dedupeBy(denies.exec, (d) => d.path) },
     ttlSeconds,
     runtime: { kind: runtimeKind, snapshot: raw.runtime?.snapshot ?? 'revert', isolation: raw.runtime?.isolation },
-    limits: { memoryBytes, pids: raw.limits?.pids, cpus: raw.limits?.cpus },
+    limits: { memoryBytes, diskBytes, pids: raw.limits?.pids, cpus: raw.limits?.cpus },
     egress,
     home: ctx.home,
     origin: { file: src.file, sha256: sha256Hex(src.text) },

@@ -130,6 +130,7 @@ export const manifestSchema = {
       additionalProperties: false,
       properties: {
         memory: { type: 'string', pattern: MEMORY_PATTERN, maxLength: 32 },
+        disk: { type: 'string', pattern: MEMORY_PATTERN, maxLength: 32, description: 'Most the agent may write in all (its writable grants\' layers), such as 2GiB. Default: 4GiB, or half the free space of the state directory if less.' },
         pids: { type: 'integer', minimum: 1, maximum: 1048576 },
         cpus: { type: 'number', exclusiveMinimum: 0, maximum: 1024 },
       },
@@ -150,6 +151,7 @@ export const manifestSchema = {
               properties: {
                 ask: { type: 'array', minItems: 1, maxItems: 256, items: { type: 'string', minLength: 1, maxLength: 300 } },
                 timeout: { type: 'string', pattern: TTL_PATTERN, maxLength: 20, description: 'How long a request waits for an answer before it is denied (default 60s, at most 1h).' },
+                maxQuestions: { type: 'integer', minimum: 1, maximum: 1000, description: 'Most questions one session may ask; beyond it, requests outside the grants are denied without asking (against consent fatigue; default 20).' },
               },
               required: ['ask'],
             },
@@ -189,6 +191,10 @@ export const manifestSchema = {
           description: 'Most bytes the agent may send to one destination per uploadWindow (CONNECT tunnels and plain HTTP alike), e.g. 10MiB.',
           anyOf: [{ type: 'integer', minimum: 1 }, { type: 'string', pattern: MEMORY_PATTERN, maxLength: 32 }],
         },
+        maxSessionUploadBytes: {
+          description: 'Most bytes the whole session may send per uploadWindow, over every destination (default: 4 × maxUploadBytes).',
+          anyOf: [{ type: 'integer', minimum: 1 }, { type: 'string', pattern: MEMORY_PATTERN, maxLength: 32 }],
+        },
         uploadWindow: { type: 'string', pattern: TTL_PATTERN, maxLength: 20, description: 'The window maxUploadBytes counts over (default 60s).' },
         onViolation: { enum: ['block', 'quarantine'], description: 'What a DLP match or an upload over maxUploadBytes does beyond blocking it: block (default) or quarantine the session.' },
       },
@@ -219,12 +225,13 @@ export interface RawManifest {
   deny?: string[];
   ttl?: string;
   runtime?: { kind?: 'process' | 'container' | 'microvm'; snapshot?: 'revert' | 'persist'; isolation?: 'runc' | 'gvisor' };
-  limits?: { memory?: string; pids?: number; cpus?: number };
+  limits?: { memory?: string; disk?: string; pids?: number; cpus?: number };
   egress?: {
     proxyPort?: number;
-    consent?: 'ask' | { ask: string[]; timeout?: string };
+    consent?: 'ask' | { ask: string[]; timeout?: string; maxQuestions?: number };
     dlp?: { detectors?: DlpDetectorName[]; custom?: { name: string; regex?: string; marker?: string; ignoreCase?: boolean }[] };
     maxUploadBytes?: number | string;
+    maxSessionUploadBytes?: number | string;
     uploadWindow?: string;
     onViolation?: 'block' | 'quarantine';
   };

@@ -13,6 +13,8 @@
  * handled by normalise.ts.
  */
 
+import { formatIpv6, parseIpv6 } from '../model/address.js';
+
 export type FsAccess = 'read' | 'write';
 export type HostKind = 'name' | 'wildcard' | 'ipv4' | 'ipv6';
 
@@ -63,10 +65,10 @@ export function parseHost(raw: string): ScopeResult<{ host: string; hostKind: Ho
   const host = raw.toLowerCase();
   if (host.startsWith('[') && host.endsWith(']')) {
     const inner = host.slice(1, -1);
-    if (!IPV6.test(inner) || !inner.includes(':') || !isValidIpv6(inner)) {
-      return { ok: false, message: `"${raw}" is not a valid IPv6 address; write it as [2001:db8::1]` };
-    }
-    return { ok: true, value: { host: inner, hostKind: 'ipv6' } };
+    const bytes = IPV6.test(inner) && inner.includes(':') ? parseIpv6(inner) : undefined;
+    if (!bytes) return { ok: false, message: `"${raw}" is not a valid IPv6 address; write it as [2001:db8::1]` };
+    // Canonical (RFC 5952): the proxy compares addresses in this form.
+    return { ok: true, value: { host: formatIpv6(bytes), hostKind: 'ipv6' } };
   }
   if (/^[0-9.]+$/.test(host)) {
     if (!IPV4.test(host)) return { ok: false, message: `"${raw}" is not a valid IPv4 address` };
@@ -100,23 +102,6 @@ export function parseHost(raw: string): ScopeResult<{ host: string; hostKind: Ho
   return { ok: true, value: { host: wildcard ? `*.${name}` : name, hostKind: wildcard ? 'wildcard' : 'name' } };
 }
 
-function isValidIpv6(s: string): boolean {
-  // Accept the RFC 4291 text forms, including one `::` and a trailing IPv4 part.
-  if ((s.match(/::/g) ?? []).length > 1) return false;
-  let groups = s.split(':');
-  let tailV4 = 0;
-  const last = groups[groups.length - 1]!;
-  if (last.includes('.')) {
-    if (!IPV4.test(last)) return false;
-    groups = groups.slice(0, -1);
-    tailV4 = 2;
-  }
-  const hasGap = s.includes('::');
-  const filled = groups.filter((g) => g !== '');
-  if (filled.some((g) => !/^[0-9a-f]{1,4}$/.test(g))) return false;
-  const count = filled.length + tailV4;
-  return hasGap ? count < 8 : count === 8 && groups.every((g) => g !== '');
-}
 
 export function parsePort(raw: string): ScopeResult<number> {
   if (!/^[0-9]{1,5}$/.test(raw)) return { ok: false, message: `port "${raw}" must be a number from 1 to 65535` };

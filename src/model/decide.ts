@@ -8,6 +8,7 @@
 import { isWithin, lexicalPath } from '../manifest/normalise.js';
 import { parseGrant, type ScopeResult } from '../manifest/scope.js';
 import type { Model, NetDeny, NetGrant, RuleSource } from './types.js';
+import { canonicalHost } from './address.js';
 
 export interface Decision {
   decision: 'allow' | 'deny';
@@ -32,13 +33,8 @@ export function hostMatches(pattern: string, host: string): boolean {
 
 export type EgressDecision = { allow: true; rule: RuleSource } | { allow: false; rule: RuleSource | undefined; reason: string };
 
-/** Canonical host: lowercase, no trailing dot, IPv6 without brackets. */
-export function canonicalHost(host: string): string {
-  let h = host.trim().toLowerCase();
-  if (h.startsWith('[') && h.endsWith(']')) h = h.slice(1, -1);
-  if (h.endsWith('.')) h = h.slice(0, -1);
-  return h;
-}
+/** Canonical host: an IP literal in its canonical form, or a name lowercased without its trailing dot. */
+export { canonicalHost };
 
 /**
  * The one network decision, used by `explain` and by the egress proxy for every

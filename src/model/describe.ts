@@ -92,6 +92,7 @@ export function describeModel(model: Model): Description {
 
   const limits: string[] = [];
   if (model.limits.memoryBytes !== undefined) limits.push(`${bytes(model.limits.memoryBytes)} of memory`);
+  if (model.limits.diskBytes !== undefined) limits.push(`${bytes(model.limits.diskBytes)} written in all`);
   if (model.limits.pids !== undefined) limits.push(`${model.limits.pids} processes`);
   if (model.limits.cpus !== undefined) limits.push(`${model.limits.cpus} CPU${model.limits.cpus === 1 ? '' : 's'}`);
 

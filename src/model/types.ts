@@ -87,6 +87,8 @@ export interface ConsentRules {
   hosts: ConsentHost[];
   /** How long a request waits for an answer before it is denied. */
   timeoutSeconds: number;
+  /** Most questions one session asks; beyond it, requests outside the grants are denied unasked. */
+  maxQuestions: number;
 }
 
 export interface DlpCustomDetector {
@@ -106,6 +108,8 @@ export interface EgressRulesModel {
   dlp: { detectors: DlpDetectorName[]; custom: DlpCustomDetector[] } | undefined;
   /** undefined: no upload threshold. */
   maxUploadBytes: number | undefined;
+  /** Across every destination, per window (defaults to 4 × maxUploadBytes; undefined without it). */
+  maxSessionUploadBytes: number | undefined;
   uploadWindowSeconds: number;
   onViolation: 'block' | 'quarantine';
 }
@@ -143,7 +147,8 @@ export interface Model {
   denies: { fs: FsDeny[]; net: NetDeny[]; exec: ExecDeny[] };
   ttlSeconds: number | undefined;
   runtime: { kind: RuntimeKind; snapshot: 'revert' | 'persist'; isolation: 'runc' | 'gvisor' | undefined };
-  limits: { memoryBytes: number | undefined; pids: number | undefined; cpus: number | undefined };
+  /** `diskBytes` undefined: the session runtimes' default (4 GiB, or half the free space). */
+  limits: { memoryBytes: number | undefined; diskBytes: number | undefined; pids: number | undefined; cpus: number | undefined };
   egress: EgressRulesModel;
   /** The home directory `~` was expanded against. */
   home: string;
@@ -156,6 +161,7 @@ export const DEFAULT_UID = 64000;
 export const DEFAULT_PROXY_PORT = 3128;
 export const DEFAULT_CONSENT_TIMEOUT_SECONDS = 60;
 export const DEFAULT_UPLOAD_WINDOW_SECONDS = 60;
+export const DEFAULT_CONSENT_MAX_QUESTIONS = 20;
 
 /** True when the session needs its egress proxy: a network grant, or hosts to ask about. */
 export function usesProxy(model: Pick<Model, 'grants' | 'egress'>): boolean {

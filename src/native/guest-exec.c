@@ -2,7 +2,8 @@
  * guest-exec: PID 1 of an agentbox micro-VM, after /init has loaded the virtio
  * modules and mounted /usr and /ctl. Reads /ctl/config (NUL-separated records written
  * by the host, so no manifest value is ever parsed by a shell), then:
- *   - mounts the granted 9p shares at their paths (read-only unless granted write);
+ *   - mounts the granted 9p shares at their paths (read-only unless granted write;
+ *     access=user, so each file the agent creates is owned by the agent's uid);
  *   - covers denied directories with an empty read-only mode-000 tmpfs and denied
  *     files with /dev/null;
  *   - forks the agent: stdout on /dev/hvc0, stderr on /dev/hvc1, stdin /dev/null;
@@ -12,7 +13,10 @@
  *   - reaps every process, writes the agent's exit code to /ctl/exit, powers off.
  *
  * Config records: a type string, then its fields, each NUL-terminated:
- *   mount TAG TARGET ro|rw   bind SRC TARGET   deny-dir PATH   deny-file PATH   arg VALUE   env K=V
+ *   mount TAG TARGET ro|rw|rwx   bind SRC TARGET ro|rw|rwx   deny-dir PATH   deny-file PATH
+ *   arg VALUE   env K=V
+ * (rw is writable and noexec; rwx writable and executable, for a grant that holds a
+ * granted program.)
  *   uid N   gid N   nproc N   cwd PATH
  */
 #define _GNU_SOURCE
@@ -69,6 +73,16 @@ static char *read_all(const char *path, size_t *len) {
   return buf;
 }
 
+/* Mount flags for a record's mode field. */
+static unsigned long mode_flags(const char *mode) {
+  if (!strcmp(mode, "ro")) return MS_NOSUID | MS_NODEV | MS_RDONLY;
+  if (!strcmp(mode, "rw")) return MS_NOSUID | MS_NODEV | MS_NOEXEC;
+  if (!strcmp(mode, "rwx")) return MS_NOSUID | MS_NODEV;
+  errno = EINVAL;
+  die(mode);
+  return 0;
+}
+
 static void mkdirs(const char *path) {
   char tmp[4096];
   size_t n = strlen(path);
@@ -107,11 +121,10 @@ int main(int argc, char **argv) {
       NEED(3);
       const char *tag = items[++i], *target = items[++i], *mode = items[++i];
       mkdirs(target);
-      unsigned long flags = MS_NOSUID | MS_NODEV | (strcmp(mode, "rw") ? MS_RDONLY : 0);
-      if (mount(tag, target, "9p", flags, "trans=virtio,version=9p2000.L,msize=262144,access=any,cache=none") != 0) die(target);
+      if (mount(tag, target, "9p", mode_flags(mode), "trans=virtio,version=9p2000.L,msize=262144,access=user,cache=none") != 0) die(target);
     } else if (!strcmp(t, "bind")) {
-      NEED(2);
-      const char *src = items[++i], *target = items[++i];
+      NEED(3);
+      const char *src = items[++i], *target = items[++i], *mode = items[++i];
       char parent[4096];
       snprintf(parent, sizeof parent, "%s", target);
       char *slash = strrchr(parent, '/');
@@ -122,7 +135,7 @@ int main(int argc, char **argv) {
       int fd = open(target, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
       if (fd >= 0) close(fd);
       if (mount(src, target, NULL, MS_BIND, NULL) != 0) die(target);
-      if (mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) != 0) die(target);
+      if (mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | mode_flags(mode), NULL) != 0) die(target);
     } else if (!strcmp(t, "deny-dir")) {
       NEED(1);
       const char *p = items[++i];

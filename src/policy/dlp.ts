@@ -110,24 +110,35 @@ export function percentDecode(text: string, plus = false): string {
 
 export interface DlpHit {
   detector: string;
-  where: 'url' | 'header' | 'body';
+  where: 'host' | 'url' | 'header' | 'body';
   /** The matched text: hash it, never log it. */
   match: string;
 }
 
-/** The texts of one plain-HTTP request, each in the forms a detector should see. */
-export function scanRequest(detectors: readonly Detector[], parts: { url: string; headers: readonly [string, string][]; body: string }): DlpHit | undefined {
+/** The views of one body a detector should see: as sent, form-decoded, JSON-unescaped. */
+function bodyViews(body: string): string[] {
+  const views = [body];
+  if (body.includes('%') || body.includes('+')) views.push(percentDecode(body, true));
+  // JSON escapes could split a marker ("CONFI\u0044ENTIAL"); scan the unescaped form too.
+  if (body.includes('\\u') || body.includes('\\n')) {
+    views.push(body.replace(/\\u([0-9a-fA-F]{4})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16))).replace(/\\n/g, '\n'));
+  }
+  return views;
+}
+
+/**
+ * The texts of one request, each in the forms a detector should see: the URL (raw and
+ * percent-decoded), each header, and the body in every form given (as sent, decoded
+ * from its content encoding and charset) and their form-decoded and unescaped views.
+ */
+export function scanRequest(detectors: readonly Detector[], parts: { url: string; headers: readonly [string, string][]; body: string | readonly string[] }): DlpHit | undefined {
+  const bodies = typeof parts.body === 'string' ? [parts.body] : parts.body;
   const views: { where: DlpHit['where']; text: string }[] = [
     { where: 'url', text: parts.url },
     { where: 'url', text: percentDecode(parts.url, true) },
     ...parts.headers.map(([k, v]) => ({ where: 'header' as const, text: `${k}: ${v}` })),
-    { where: 'body', text: parts.body },
+    ...bodies.flatMap((b) => bodyViews(b).map((text) => ({ where: 'body' as const, text }))),
   ];
-  if (parts.body.includes('%') || parts.body.includes('+')) views.push({ where: 'body', text: percentDecode(parts.body, true) });
-  // JSON escapes could split a marker ("CONFI\u0044ENTIAL"); scan the unescaped form too.
-  if (parts.body.includes('\\u') || parts.body.includes('\\n')) {
-    views.push({ where: 'body', text: parts.body.replace(/\\u([0-9a-fA-F]{4})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16))).replace(/\\n/g, '\n') });
-  }
   for (const v of views) {
     for (const d of detectors) {
       const m = d.find(v.text);
@@ -137,28 +148,83 @@ export function scanRequest(detectors: readonly Detector[], parts: { url: string
   return undefined;
 }
 
+/** A host name is content too: scanned before it is looked up (CONNECT targets, Host headers). */
+export function scanHost(detectors: readonly Detector[], host: string): DlpHit | undefined {
+  for (const text of [host, host.split('.').join('')]) {
+    for (const d of detectors) {
+      const m = d.find(text);
+      if (m !== undefined) return { detector: d.name, where: 'host', match: m };
+    }
+  }
+  return undefined;
+}
+
+/** Sent bytes over a sliding window: amortised O(1) per chunk. Entries are kept in arrival order and dropped from the front once old; a clock that goes backwards only keeps them longer (never under-counts). */
+class WindowSum {
+  private entries: { t: number; n: number }[] = [];
+  private head = 0;
+  private sum = 0;
+
+  total(now: number, windowMs: number): number {
+    while (this.head < this.entries.length && now - this.entries[this.head]!.t >= windowMs) this.sum -= this.entries[this.head++]!.n;
+    if (this.head > 1024 && this.head * 2 > this.entries.length) {
+      this.entries = this.entries.slice(this.head);
+      this.head = 0;
+    }
+    return this.sum;
+  }
+
+  add(t: number, n: number): void {
+    this.entries.push({ t, n });
+    this.sum += n;
+  }
+}
+
 /**
  * Bytes sent per destination over a sliding window (`egress.maxUploadBytes` per
- * `egress.uploadWindow`). `take` admits a chunk only if the destination stays within
- * the limit; a refused chunk is not counted and must not be sent.
+ * `egress.uploadWindow`), and by the whole session (`egress.maxSessionUploadBytes`).
+ * A destination is the grant that admitted the connection (so every subdomain under a
+ * wildcard, and every spelling of a host, share one budget) or, for a host admitted by
+ * consent, that canonical host and port. `take` admits a chunk only if both the
+ * destination and the session stay within their limits; a refused chunk is not counted
+ * and must not be sent.
  */
 export class UploadMeter {
-  private readonly sent = new Map<string, { t: number; n: number }[]>();
+  private readonly sent = new Map<string, WindowSum>();
+  private readonly all = new WindowSum();
 
   constructor(
     readonly limit: number,
     readonly windowMs: number,
+    readonly sessionLimit: number = Number.POSITIVE_INFINITY,
   ) {}
 
+  private of(dest: string): WindowSum {
+    let w = this.sent.get(dest);
+    if (!w) this.sent.set(dest, (w = new WindowSum()));
+    return w;
+  }
+
   used(dest: string, now: number): number {
-    const list = (this.sent.get(dest) ?? []).filter((e) => now - e.t < this.windowMs);
-    this.sent.set(dest, list);
-    return list.reduce((s, e) => s + e.n, 0);
+    return this.of(dest).total(now, this.windowMs);
+  }
+
+  /** Bytes the whole session sent in the window. */
+  usedBySession(now: number): number {
+    return this.all.total(now, this.windowMs);
+  }
+
+  /** Why `take` would refuse n more bytes now: the destination's limit, the session's, or nothing. */
+  wouldRefuse(dest: string, n: number, now: number): 'destination' | 'session' | undefined {
+    if (this.used(dest, now) + n > this.limit) return 'destination';
+    if (this.usedBySession(now) + n > this.sessionLimit) return 'session';
+    return undefined;
   }
 
   take(dest: string, n: number, now: number): boolean {
-    if (this.used(dest, now) + n > this.limit) return false;
-    this.sent.get(dest)!.push({ t: now, n });
+    if (this.wouldRefuse(dest, n, now)) return false;
+    this.of(dest).add(now, n);
+    this.all.add(now, n);
     return true;
   }
 }

@@ -148,6 +148,7 @@ egress:
 `));
     expect(m.egress.consent).toEqual({
       timeoutSeconds: 90,
+      maxQuestions: 20,
       hosts: [
         expect.objectContaining({ host: 'assets.example.com', hostKind: 'name', port: 443 }),
         expect.objectContaining({ host: '*.example.org', hostKind: 'wildcard', port: 443 }),
@@ -155,7 +156,8 @@ egress:
       ],
     });
     expect(m.egress.dlp).toEqual({ detectors: ['private-key', 'payment-card'], custom: [{ name: 'marker', marker: 'CONFIDENTIAL', ignoreCase: false }, { name: 'proj', regex: 'PRJ-[0-9]+', ignoreCase: true }] });
-    expect(m.egress).toMatchObject({ maxUploadBytes: 10 * 1024 * 1024, uploadWindowSeconds: 300, onViolation: 'quarantine' });
+    // The session-wide budget defaults to four destinations' worth.
+    expect(m.egress).toMatchObject({ maxUploadBytes: 10 * 1024 * 1024, maxSessionUploadBytes: 40 * 1024 * 1024, uploadWindowSeconds: 300, onViolation: 'quarantine' });
     expect(model(base('egress: { consent: ask }\n')).egress.consent).toMatchObject({ timeoutSeconds: 60, hosts: [{ host: '*' }] });
   });
 

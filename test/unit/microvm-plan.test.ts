@@ -10,8 +10,15 @@ import { describe, expect, it } from 'vitest';
 import { buildMicrovmPlan, GUEST_PROXY, type MicrovmFacts } from '../../src/box/microvm.js';
 import { model } from '../helpers/load.js';
 
+const session = { dir: '/var/lib/agentbox/sessions/v-1', run: '/run/agentbox/v-1' };
+const grants: MicrovmFacts['grants'] = [
+  { path: '/home/user/Documents', access: 'read', kind: 'dir' },
+  { path: '/home/user/notes.txt', access: 'read', kind: 'file' },
+  { path: '/home/user/Documents/out', access: 'write', kind: 'dir', layer: 0 },
+];
 const facts = (over: Partial<MicrovmFacts> = {}): MicrovmFacts => ({
-  sessionDir: '/var/lib/agentbox/sessions/v-1',
+  session,
+  grants,
   kernel: '/cache/vmlinuz',
   initramfs: '/cache/initramfs.gz',
   accel: 'tcg',
@@ -41,19 +48,37 @@ limits: { pids: 64, memory: 1GiB, cpus: 1.5 }
 `);
   const p = buildMicrovmPlan(m, m.agent.command, facts());
 
-  it('shares grants over 9p: read-only, the overlay for writes, a granted file bound alone', () => {
+  it('shares grants over 9p from the session\'s binds of the opened fds: read-only, the layer for writes (noexec), a granted file bound alone', () => {
     const fsdevs = p.argv.filter((a) => a.startsWith('local,'));
     expect(fsdevs).toEqual([
       'local,id=usr,path=/usr,security_model=passthrough,readonly=on',
       'local,id=ctl,path=/var/lib/agentbox/sessions/v-1/ctl,security_model=passthrough',
-      'local,id=g0,path=/home/user/Documents,security_model=passthrough,readonly=on',
-      'local,id=g1,path=/var/lib/agentbox/sessions/v-1/files/0,security_model=passthrough,readonly=on',
-      'local,id=g2,path=/var/lib/agentbox/sessions/v-1/overlay/0/merged,security_model=passthrough',
+      'local,id=g0,path=/run/agentbox/v-1/binds/0,security_model=passthrough,readonly=on',
+      'local,id=g1,path=/run/agentbox/v-1/binds/1,security_model=passthrough,readonly=on',
+      'local,id=g2,path=/run/agentbox/v-1/mnt/0/merged,security_model=passthrough',
     ]);
-    expect(p.fileBinds).toEqual([{ file: '/home/user/notes.txt', dir: '/var/lib/agentbox/sessions/v-1/files/0', name: 'notes.txt' }]);
+    expect(p.binds).toEqual([
+      { grant: 0, at: '/run/agentbox/v-1/binds/0', kind: 'dir', source: 'fd' },
+      { grant: 1, at: '/run/agentbox/v-1/binds/1/notes.txt', kind: 'file', source: 'fd' },
+    ]);
     const r = records(p.config);
-    expect(r.slice(0, 11)).toEqual(['mount', 'g0', '/home/user/Documents', 'ro', 'mount', 'g1', '/run/agentbox-files/g1', 'ro', 'bind', '/run/agentbox-files/g1/notes.txt', '/home/user/notes.txt']);
+    expect(r.slice(0, 12)).toEqual(['mount', 'g0', '/home/user/Documents', 'ro', 'mount', 'g1', '/run/agentbox-files/g1', 'ro', 'bind', '/run/agentbox-files/g1/notes.txt', '/home/user/notes.txt', 'ro']);
     expect(r).toEqual(expect.arrayContaining(['mount', 'g2', '/home/user/Documents/out', 'rw']));
+  });
+
+  it('a writable grant that holds a granted program stays executable (rwx); a writable file is its session copy', () => {
+    const x = model(`apiVersion: agentbox/v1
+kind: Agent
+metadata: { name: v }
+extends: [editor]
+agent: { command: [/home/user/tools/run.sh] }
+capabilities: [fs:write:~/tools, fs:write:~/notes.txt]
+`);
+    const q = buildMicrovmPlan(x, x.agent.command, facts({ grants: [{ path: '/home/user/tools', access: 'write', kind: 'dir', layer: 0 }, { path: '/home/user/notes.txt', access: 'write', kind: 'file', layer: 1 }] }));
+    const r = records(q.config);
+    expect(r).toEqual(expect.arrayContaining(['mount', 'g0', '/home/user/tools', 'rwx']));
+    expect(r).toEqual(expect.arrayContaining(['bind', '/run/agentbox-files/g1/notes.txt', '/home/user/notes.txt', 'rw']));
+    expect(q.binds).toEqual([{ grant: 1, at: '/run/agentbox/v-1/binds/1/notes.txt', kind: 'file', source: 'copy' }]);
   });
 
   it('argv and environment go to the guest as records, exactly as written', () => {
@@ -66,10 +91,10 @@ limits: { pids: 64, memory: 1GiB, cpus: 1.5 }
 
   it('one way out: restrict=on user networking whose only exit is the proxy socket', () => {
     const net = p.argv[p.argv.indexOf('-netdev') + 1]!;
-    expect(net).toBe(`user,id=net0,restrict=on,guestfwd=tcp:${GUEST_PROXY}-cmd:/usr/bin/socat - UNIX-CONNECT:/var/lib/agentbox/sessions/v-1/run/proxy.sock`);
+    expect(net).toBe(`user,id=net0,restrict=on,guestfwd=tcp:${GUEST_PROXY}-cmd:/usr/bin/socat - UNIX-CONNECT:/run/agentbox/v-1/proxy/proxy.sock`);
     expect(p.argv.filter((a) => a === '-netdev')).toHaveLength(1);
     expect(p.argv).toEqual(expect.arrayContaining(['-m', '1024M', '-smp', '2', '-accel', 'tcg', '-nodefaults', '-no-user-config', '-no-reboot']));
-    expect(p.argv).toContain(`unix:/var/lib/agentbox/sessions/v-1/qmp.sock,server=on,wait=off`);
+    expect(p.argv).toContain(`unix:/run/agentbox/v-1/qmp.sock,server=on,wait=off`);
   });
 
   it('covers denied paths inside grants, and has no network at all without network grants', () => {
@@ -80,7 +105,7 @@ extends: [viewer]
 agent: { command: [/bin/true] }
 capabilities: [fs:read:~/]
 `);
-    const q = buildMicrovmPlan(home, ['/bin/true'], facts());
+    const q = buildMicrovmPlan(home, ['/bin/true'], facts({ grants: [{ path: '/home/user', access: 'read', kind: 'dir' }] }));
     const r = records(q.config);
     expect(r).toEqual(expect.arrayContaining(['deny-dir', '/home/user/.ssh', 'deny-file', '/home/user/.netrc']));
     expect(q.argv).not.toContain('-netdev');
@@ -93,7 +118,7 @@ capabilities: [fs:read:~/]
         const q = buildMicrovmPlan(m, ['/usr/bin/python3', ...args], facts());
         const r = records(q.config);
         // Walk the records as guest-exec does (type, then its fixed fields).
-        const arity: Record<string, number> = { mount: 3, bind: 2, 'deny-dir': 1, 'deny-file': 1, arg: 1, env: 1, uid: 1, gid: 1, nproc: 1, cwd: 1 };
+        const arity: Record<string, number> = { mount: 3, bind: 3, 'deny-dir': 1, 'deny-file': 1, arg: 1, env: 1, uid: 1, gid: 1, nproc: 1, cwd: 1 };
         const parsedArgs: string[] = [];
         for (let i = 0; i < r.length; ) {
           const n = arity[r[i]!];

@@ -4,6 +4,7 @@
  */
 import type { Command } from 'commander';
 import { AgentboxError } from '../../errors.js';
+import { debianMirror, imageCache } from '../../env.js';
 import { dockerClient } from '../../runtimes/container/runtime.js';
 import { BASE_IMAGE, buildRootfs, importRootfs } from '../../runtimes/container/image.js';
 import type { Io } from '../io.js';
@@ -12,7 +13,7 @@ export async function imageBuildCommand(opts: { tag: string; fresh?: boolean; mi
   if (opts.microvm) {
     const { buildMicrovmImage } = await import('../../runtimes/microvm/image.js');
     const t0 = Date.now();
-    const img = await buildMicrovmImage({ cache: process.env.AGENTBOX_IMAGE_CACHE ?? '/var/cache/agentbox', fresh: Boolean(opts.fresh), progress: (l) => io.info(io.style.dim(l)) });
+    const img = await buildMicrovmImage({ cache: imageCache(), fresh: Boolean(opts.fresh), progress: (l) => io.info(io.style.dim(l)) });
     if (io.json) io.data({ ...img, seconds: (Date.now() - t0) / 1000 });
     else io.out(`micro-VM kernel ${img.version} and initramfs ready (${img.accel}) in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${img.kernel}, ${img.initramfs}`);
     return 0;
@@ -20,8 +21,8 @@ export async function imageBuildCommand(opts: { tag: string; fresh?: boolean; mi
   if (!/^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9._-]{1,128})?$/.test(opts.tag)) throw new AgentboxError('USAGE', `--tag ${opts.tag}: an image name such as agentbox/base:1 (lowercase name, optional :tag)`);
   const o = {
     tag: opts.tag,
-    cache: process.env.AGENTBOX_IMAGE_CACHE ?? '/var/cache/agentbox',
-    mirror: process.env.AGENTBOX_DEBIAN_MIRROR ?? 'http://deb.debian.org/debian',
+    cache: imageCache(),
+    mirror: debianMirror(),
     fresh: Boolean(opts.fresh),
     progress: (l: string) => io.info(io.style.dim(l)),
   };

@@ -4,20 +4,21 @@
  */
 import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
-import { AgentboxError } from '../../errors.js';
+import { AgentboxError, ExitCode } from '../../errors.js';
 import { AuditSink, deviceKey } from '../../audit/sink.js';
 import { checkToken, mintToken, modelScopes, readRevoked, revoke } from '../../audit/token.js';
 import { parseTtl } from '../../manifest/scope.js';
 import { collectEvidence } from '../../session/evidence.js';
-import { listSessions, readSession, signalSession, type Session } from '../../session/records.js';
+import { readSession, signalSession, type Session } from '../../session/records.js';
+import { reconcile } from '../../actions/orphans.js';
 import { stateDir } from '../../session/state.js';
 import { loadModel, manifestOptionsHelp, type ManifestOptions } from '../context.js';
 import type { Io } from '../io.js';
 
-function targets(state: string, id: string | undefined, opts: { agent?: string; all?: boolean }): Session[] {
-  const running = listSessions(state).filter((s) => s.state !== 'exited');
-  if (opts.all) return running;
-  if (opts.agent) return running.filter((s) => s.agent === opts.agent);
+function targets(state: string, sessions: Session[], id: string | undefined, opts: { agent?: string; all?: boolean }): Session[] {
+  const live = sessions.filter((s) => s.state === 'running' || s.state === 'quarantined');
+  if (opts.all) return live;
+  if (opts.agent) return live.filter((s) => s.agent === opts.agent);
   if (!id) throw new AgentboxError('USAGE', 'name a session, --agent NAME or --all');
   const s = readSession(state, id);
   if (!s) throw new AgentboxError('USAGE', `no session ${id}`, { details: ['agentbox ps lists sessions'] });
@@ -34,36 +35,83 @@ async function waitFor(state: string, id: string, pred: (s: Session) => boolean,
   }
 }
 
+/**
+ * Quarantines every target in the order that keeps the kill switch working: each
+ * session is asked to cut and freeze at once, then each confirmation awaited, then
+ * every token revoked, and only then is evidence taken (streamed to files), one
+ * session at a time; one failure never stops the others.
+ */
 export async function quarantineCommand(id: string | undefined, opts: { agent?: string; all?: boolean; reason?: string }, io: Io): Promise<number> {
   const state = stateDir();
-  const list = targets(state, id, opts);
+  const list = targets(state, await reconcile(state), id, opts);
   if (list.length === 0) throw new AgentboxError('USAGE', 'no running session matches', { details: ['agentbox ps lists sessions'] });
   const audit = new AuditSink(state);
   const reason = opts.reason ?? 'quarantined by an incident responder';
-  const results = [];
+  const results: { session: string; agent: string; quarantined: boolean; isolatedMs?: number; evidence?: string; files?: { name: string }[]; notTaken?: { part: string; why: string }[]; tokenRevoked?: string | null; problem?: string }[] = [];
+  const asked: { s: Session; t0: number }[] = [];
   for (const s of list) {
     if (s.state === 'quarantined') {
       io.info(`${s.id} is already quarantined`);
       continue;
     }
+    if (s.state !== 'running') {
+      results.push({ session: s.id, agent: s.agent, quarantined: false, problem: `it is ${s.state}` });
+      continue;
+    }
     audit.append({ session: s.id, agent: s.agent, action: 'quarantine.requested', resource: s.id, decision: 'deny', reason });
     const t0 = performance.now();
-    if (!signalSession(s, 'quarantine')) throw new AgentboxError('CONTROL_UNAVAILABLE', `${s.id}: its launcher (pid ${s.launcherPid}) is gone; use agentbox kill`);
+    if (signalSession(s, 'quarantine')) asked.push({ s, t0 });
+    else results.push({ session: s.id, agent: s.agent, quarantined: false, problem: `its launcher (pid ${s.launcherPid}) is gone; agentbox kill ${s.id} ends it` });
+  }
+  const confirmed: { q: Session; ms: number }[] = [];
+  for (const { s, t0 } of asked) {
     const q = await waitFor(state, s.id, (x) => x.state === 'quarantined', 2000);
-    const isolatedMs = performance.now() - t0;
-    if (!q) throw new AgentboxError('CONTROL_UNAVAILABLE', `${s.id}: the launcher did not confirm the quarantine within 2 s`);
-    const evidence = collectEvidence(state, q, reason);
-    audit.append({ session: s.id, agent: s.agent, action: 'quarantine.evidence', resource: evidence.dir, decision: 'info', reason: 'forensic snapshot taken while frozen', details: { files: evidence.files } });
-    if (q.jti && revoke(state, q.jti, reason)) audit.append({ session: s.id, agent: s.agent, action: 'token.revoked', resource: q.jti, decision: 'deny', reason });
-    results.push({ session: s.id, agent: s.agent, isolatedMs: Number(isolatedMs.toFixed(1)), evidence: evidence.dir, files: evidence.files, tokenRevoked: q.jti });
-    if (!io.json) {
-      io.out(`${io.style.red('quarantined')}  ${s.id}: egress cut and processes frozen in ${isolatedMs.toFixed(0)} ms`);
-      io.out(`  evidence: ${evidence.dir} (${evidence.files.map((f) => f.name).join(', ')}; hashes in MANIFEST.sha256)`);
-      io.out(`  token ${q.jti} revoked; agentbox release ${s.id} thaws it with egress still cut, agentbox kill ${s.id} ends it`);
+    if (q) confirmed.push({ q, ms: performance.now() - t0 });
+    else results.push({ session: s.id, agent: s.agent, quarantined: false, problem: 'the launcher did not confirm the quarantine within 2 s' });
+  }
+  for (const { q } of confirmed) {
+    try {
+      if (q.jti && revoke(state, q.jti, reason)) audit.append({ session: q.id, agent: q.agent, action: 'token.revoked', resource: q.jti, decision: 'deny', reason });
+    } catch (e) {
+      audit.append({ session: q.id, agent: q.agent, action: 'token.revoke-failed', resource: q.jti ?? '-', decision: 'info', reason: (e as Error).message });
     }
   }
+  for (const { q, ms } of confirmed) {
+    const r: (typeof results)[number] = { session: q.id, agent: q.agent, quarantined: true, isolatedMs: Number(ms.toFixed(1)), tokenRevoked: q.jti };
+    try {
+      const input = q.runtime === 'container' && q.container ? await containerEvidence(q) : q.runtime === 'microvm' ? { connectionsUnavailable: "the micro-VM's sockets live in its own kernel; egress.json is taken only by its launcher" } : {};
+      const ev = await collectEvidence(state, q, reason, input);
+      audit.append({ session: q.id, agent: q.agent, action: 'quarantine.evidence', resource: ev.dir, decision: 'info', reason: ev.notTaken.length ? `forensic snapshot taken while frozen; ${ev.notTaken.length} part(s) could not be taken` : 'forensic snapshot taken while frozen', details: { files: ev.files, notTaken: ev.notTaken } });
+      Object.assign(r, { evidence: ev.dir, files: ev.files, notTaken: ev.notTaken });
+    } catch (e) {
+      audit.append({ session: q.id, agent: q.agent, action: 'quarantine.evidence-failed', resource: q.id, decision: 'info', reason: (e as Error).message.split('\n')[0] ?? 'failed' });
+      r.problem = `evidence could not be taken: ${(e as Error).message.split('\n')[0]}`;
+    }
+    results.push(r);
+  }
   if (io.json) io.data(results);
-  return 0;
+  else {
+    for (const r of results) {
+      if (!r.quarantined) {
+        io.error(`${r.session}: not quarantined: ${r.problem}`);
+        continue;
+      }
+      io.out(`${io.style.red('quarantined')}  ${r.session}: egress cut and processes frozen in ${r.isolatedMs!.toFixed(0)} ms`);
+      if (r.evidence) io.out(`  evidence: ${r.evidence} (${r.files!.map((f) => f.name).join(', ')}; hashes in MANIFEST.sha256)${r.notTaken!.length ? `; not taken: ${r.notTaken!.map((n) => `${n.part} (${n.why})`).join('; ')}` : ''}`);
+      else io.out(`  ${r.problem}`);
+      io.out(`  token ${r.tokenRevoked} revoked; agentbox release ${r.session} thaws it with egress still cut, agentbox kill ${r.session} ends it`);
+    }
+  }
+  return results.some((r) => !r.quarantined) ? ExitCode.unavailable : ExitCode.ok;
+}
+
+async function containerEvidence(s: Session) {
+  const { dockerClient, engineProcesses } = await import('../../runtimes/container/runtime.js');
+  const docker = await dockerClient();
+  return {
+    processes: () => engineProcesses(docker, s.container!),
+    ...(s.isolation === 'gvisor' ? { connectionsUnavailable: "under gVisor the sandbox's sockets live in its own network stack (the Sentry), not in any host table" } : {}),
+  };
 }
 
 export async function releaseCommand(id: string, io: Io): Promise<number> {
@@ -71,11 +119,16 @@ export async function releaseCommand(id: string, io: Io): Promise<number> {
   const s = readSession(state, id);
   if (!s) throw new AgentboxError('USAGE', `no session ${id}`);
   if (s.state !== 'quarantined') throw new AgentboxError('USAGE', `${id} is ${s.state}, not quarantined`);
+  audit(state, s, 'quarantine.release-requested', 'release asked by an incident responder');
   if (!signalSession(s, 'release')) throw new AgentboxError('CONTROL_UNAVAILABLE', `${id}: its launcher (pid ${s.launcherPid}) is gone; use agentbox kill`);
   const r = await waitFor(state, id, (x) => x.state === 'running', 2000);
   if (!r) throw new AgentboxError('CONTROL_UNAVAILABLE', `${id}: the launcher did not confirm the release`);
   io.out(`released ${id}: processes thawed; egress stays cut (relaunch with a new grant to restore it)`);
   return 0;
+}
+
+function audit(state: string, s: Session, action: string, reason: string): void {
+  new AuditSink(state).append({ session: s.id, agent: s.agent, action, resource: s.id, decision: 'info', reason });
 }
 
 export async function tokenMintCommand(arg: string, opts: ManifestOptions & { ttl?: string }, io: Io): Promise<number> {

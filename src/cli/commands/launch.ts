@@ -16,6 +16,8 @@ import { stateDir } from '../../session/state.js';
 import { packageRoot } from '../../host/files.js';
 import { whichSync } from '../../host/which.js';
 import { shellLine } from '../../generate/escape/shell.js';
+import { termSafe } from '../../generate/escape/terminal.js';
+import { spawnReaper } from '../../session/reaper.js';
 import { showPath } from '../../model/describe.js';
 import { checkToken, intersect, readRevoked } from '../../audit/token.js';
 import { readTokenArg } from './incident.js';
@@ -97,6 +99,7 @@ export async function launchCommand(arg: string, cmd: string[], opts: LaunchCliO
     ...(tokenExp !== undefined ? { tokenExp } : {}),
     ...(policy ? { policy } : {}),
     tty: Boolean(process.stdin.isTTY && process.stderr.isTTY),
+    spawnReaper,
   });
   if ('qmpSocket' in result) {
     const plan = result as MicrovmPlan;
@@ -114,7 +117,7 @@ export async function launchCommand(arg: string, cmd: string[], opts: LaunchCliO
     else {
       io.out(`# ${model.name}: the container agentbox would create (nothing was started); seccomp profile inline in --json`);
       io.out(shellLine(dockerRunArgs(plan, 'SECCOMP.json'), ' \\\n  '));
-      io.out(`# writable grants as overlays: ${plan.overlays.map((o) => o.path).join(', ') || 'none'}; snapshot: ${model.runtime.snapshot}`);
+      io.out(`# writable grants as layers: ${plan.layers.map((o) => o.path).join(', ') || 'none'}; snapshot: ${model.runtime.snapshot}`);
     }
     return 0;
   }
@@ -125,7 +128,7 @@ export async function launchCommand(arg: string, cmd: string[], opts: LaunchCliO
       io.out(`# ${model.name}: the box agentbox would build (nothing was started)`);
       io.out(shellLine(plan.argv, ' \\\n  '));
       io.out(`# environment: ${plan.env.map(([k]) => k).join(' ')}`);
-      io.out(`# writable grants as overlays: ${plan.overlays.map((o) => o.path).join(', ') || 'none'}; snapshot: ${model.runtime.snapshot}`);
+      io.out(`# writable grants as layers: ${plan.layers.map((o) => o.path).join(', ') || 'none'}; snapshot: ${model.runtime.snapshot}`);
     }
     return 0;
   }
@@ -133,18 +136,23 @@ export async function launchCommand(arg: string, cmd: string[], opts: LaunchCliO
   return (result as LaunchResult).exitCode;
 }
 
-function summarise(r: LaunchResult, home: string, snapshot: string, diff: boolean, io: Io): void {
+/** The end-of-session summary. Every agent-controlled value (file names, hosts) is escaped for the terminal. */
+export function summaryLines(r: LaunchResult, home: string, snapshot: string, diff: boolean): string[] {
   const denied = Object.entries(r.egress.denied);
-  const lines = [`agentbox: session ${r.session} ${r.endReason === 'exited' ? 'ended' : `ended (${r.endReason})`} with exit code ${r.exitCode}`];
+  const lines = [`agentbox: session ${r.session} ${r.endReason === 'exited' ? 'ended' : `ended (${termSafe(r.endReason)})`} with exit code ${r.exitCode}`];
   if (r.egress.allowed > 0 || denied.length > 0) {
-    lines.push(`  egress: ${r.egress.allowed} allowed, ${denied.reduce((n, [, c]) => n + c, 0)} denied${denied.length ? ` (${denied.map(([h, c]) => `${h} ×${c}`).join(', ')})` : ''}`);
+    lines.push(`  egress: ${r.egress.allowed} allowed, ${denied.reduce((n, [, c]) => n + c, 0)} denied${denied.length ? ` (${denied.map(([h, c]) => `${termSafe(h)} ×${c}`).join(', ')})` : ''}`);
   }
   if (r.changes.length > 0) {
-    const verb = snapshot === 'persist' ? 'kept' : 'reverted';
+    const verb = snapshot === 'persist' ? (r.committed === false ? 'NOT committed (kept aside; see the audit log)' : 'kept') : 'reverted';
     lines.push(`  ${r.changes.length} change${r.changes.length === 1 ? '' : 's'} ${verb}${diff || r.changes.length <= 5 ? ':' : ` (--diff lists them)`}`);
-    if (diff || r.changes.length <= 5) for (const c of r.changes) lines.push(`    ${c.kind.padEnd(8)} ${showPath(c.path, home)}`);
+    if (diff || r.changes.length <= 5) for (const c of r.changes) lines.push(`    ${c.kind.padEnd(8)} ${termSafe(showPath(c.path, home))}`);
   }
-  io.info(lines.join('\n'));
+  return lines;
+}
+
+function summarise(r: LaunchResult, home: string, snapshot: string, diff: boolean, io: Io): void {
+  io.info(summaryLines(r, home, snapshot, diff).join('\n'));
 }
 
 export function registerLaunch(program: Command, run: (fn: (io: Io) => Promise<number>) => Promise<void>): void {

@@ -1,22 +1,29 @@
 /**
  * The container runtime: the agent in a Docker Engine container (dockerode), runc or
- * gVisor's runsc, built from container-plan.ts; the session (proxy, governance, ttl,
- * quarantine as `docker pause`, revert, audit) is session.ts. Writable grants are
- * overlays mounted on the host for the session and bound into the container; the
- * container and its writable layer are removed when the session ends.
+ * gVisor's runsc, built from box/container.ts; the session (proxy, governance, ttl,
+ * quarantine as `docker pause`, revert, audit) is session/lifecycle.ts. The grants are
+ * bound on the host from the fds the launcher opened (read-only), writable grants are
+ * their layers; the container, its writable layer and every host mount are removed
+ * when the session ends, and a reaper process does so if the launcher dies.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { posix } from 'node:path';
 import type Docker from 'dockerode';
 import { AgentboxError } from '../../errors.js';
 import type { Model } from '../../model/types.js';
-import { reservedOverlaps } from '../../box/bwrap.js';
-import { buildContainerPlan, CONTAINER_RESERVED, denyDir, type ContainerPlan } from '../../box/container.js';
+import { denyDir, reservedOverlaps } from '../../box/common.js';
+import { buildContainerPlan, CONTAINER_RESERVED, ctlDir, SESSION_LABEL, type ContainerPlan } from '../../box/container.js';
 import { BASE_IMAGE } from './image.js';
 import { runSession, type Box, type LaunchOptions, type LaunchResult } from '../../session/lifecycle.js';
 import { newSessionId } from '../../session/records.js';
-import { mountOverlays, pathKind, unmountAll } from '../host-mounts.js';
+import { prepareSession } from '../../session/prepare.js';
+import { DEFAULT_DISK_BYTES, unmountUnder } from '../../session/layers.js';
+import { bindOpened, mountLayers, pathKind } from '../host-mounts.js';
 import { packageRoot } from '../../host/files.js';
+import { identify } from '../../host/proc.js';
+import { demux, relayRaw } from './stream.js';
+import type { ProcessEntry } from '../../session/evidence.js';
 
 const STATX_COMPAT = posix.join(packageRoot(), 'dist', 'native', 'statx-compat.so');
 
@@ -65,60 +72,125 @@ function containerLimitHits(fullId: string): { pids: number; memory: number } {
   };
 }
 
+/** The processes the Engine reports for a container (under gVisor: the sandbox's own, from runsc). */
+export async function engineProcesses(docker: Docker, id: string): Promise<{ entries: ProcessEntry[]; source: string } | { unavailable: string }> {
+  try {
+    const top = (await docker.getContainer(id).top({ ps_args: '-eo pid,ppid,user,stat,args' })) as { Titles: string[]; Processes: string[][] };
+    const col = (name: string) => top.Titles.findIndex((t) => t.toUpperCase() === name);
+    const [pid, ppid, user, stat, cmd] = ['PID', 'PPID', 'USER', 'STAT', 'CMD'].map(col);
+    const entries = top.Processes.map((p) => ({
+      pid: Number(p[pid!] ?? 0),
+      ppid: ppid! >= 0 ? Number(p[ppid!]) : null,
+      user: user! >= 0 ? String(p[user!]) : '',
+      state: stat! >= 0 ? String(p[stat!]) : '',
+      command: String(p[cmd! >= 0 ? cmd! : p.length - 1] ?? '').split(' ').filter(Boolean),
+    }));
+    return { entries, source: 'the Docker Engine (container top)' };
+  } catch (e) {
+    return { unavailable: `the Engine could not list the container's processes: ${(e as Error).message.split('\n')[0]}` };
+  }
+}
+
+/** Removes a session's container (found by id or by its session label); true if one was there. */
+export async function removeSessionContainer(docker: Docker, session: string, id: string | null): Promise<boolean> {
+  const ids = new Set<string>(id ? [id] : []);
+  try {
+    for (const c of await docker.listContainers({ all: true, filters: { label: [`${SESSION_LABEL}=${session}`] } })) ids.add(c.Id);
+  } catch {
+    // the Engine is down: nothing to remove through it
+  }
+  let removed = false;
+  for (const c of ids) {
+    try {
+      await docker.getContainer(c).remove({ force: true, v: true });
+      removed = true;
+    } catch {
+      // already gone
+    }
+  }
+  return removed;
+}
+
 export async function launchContainer(model: Model, opts: LaunchOptions & { isolation?: 'runc' | 'gvisor' }): Promise<LaunchResult | ContainerPlan> {
   const isolation = opts.isolation ?? model.runtime.isolation ?? 'runc';
   const image = model.agent.image ?? BASE_IMAGE;
   const docker = await dockerClient();
   const id = newSessionId(model.name);
-  const sessionDir = posix.join(opts.state, 'sessions', id);
+  const uid = model.agent.uid;
+  if (!opts.dryRun) {
+    const gaps = await containerPreflight(docker, model, image, isolation);
+    if (gaps.length > 0) throw new AgentboxError('CONTROL_UNAVAILABLE', `cannot build the ${isolation === 'gvisor' ? 'gVisor ' : ''}container for ${model.name} on this host; nothing was started`, { details: gaps });
+  }
+  const prep = prepareSession(model, { state: opts.state, id, root: true, uid, gid: uid, dryRun: opts.dryRun, log: opts.log, socketsReachable: true });
+  const memfdGate = isolation === 'runc' && existsSync('/proc/sys/vm/memfd_noexec');
   const plan = buildContainerPlan(model, opts.command, {
-    sessionDir,
+    session: prep.paths,
     image,
     runtime: isolation === 'gvisor' ? 'runsc' : 'runc',
-    uid: model.agent.uid,
-    gid: model.agent.uid,
+    uid,
+    gid: uid,
     kind: pathKind,
     cwd: process.cwd(),
     term: process.env.TERM,
+    grants: prep.grants,
+    socketMasks: prep.socketMasks,
+    tmpBytes: model.limits.diskBytes ?? prep.layers?.limitBytes ?? DEFAULT_DISK_BYTES,
     statxCompat: existsSync(STATX_COMPAT) ? STATX_COMPAT : undefined,
+    memfdGate,
   });
-  if (opts.dryRun) return plan;
-  const gaps = await containerPreflight(docker, model, image, isolation);
-  if (gaps.length > 0) throw new AgentboxError('CONTROL_UNAVAILABLE', `cannot build the ${isolation === 'gvisor' ? 'gVisor ' : ''}container for ${model.name} on this host; nothing was started`, { details: gaps });
+  if (opts.dryRun) {
+    prep.release();
+    return plan;
+  }
 
-  const mounted: string[] = [];
   // The container's cgroup goes when it exits: its limit counters are sampled while it runs.
   let hits = { pids: 0, memory: 0 };
   let sampler: NodeJS.Timeout | undefined;
+  let container: Docker.Container | undefined;
+  let fullId = '';
   const sample = () => {
     if (!fullId) return;
     const h = containerLimitHits(fullId);
     hits = { pids: Math.max(hits.pids, h.pids), memory: Math.max(hits.memory, h.memory) };
   };
-  let container: Docker.Container | undefined;
-  let fullId = '';
+  let imageFacts: Record<string, unknown> = { image };
+  try {
+    const info = await docker.getImage(image).inspect();
+    imageFacts = { image, imageId: info.Id, ...(info.RepoDigests?.length ? { imageDigests: info.RepoDigests } : {}) };
+  } catch {
+    // preflight found it; a race only loses the digest in the audit entry
+  }
   const box: Box = {
     runtime: 'container',
+    isolation,
     id,
-    sessionDir,
-    overlays: plan.overlays,
+    paths: prep.paths,
+    layers: prep.layers,
     proxySocket: plan.proxySocket,
-    uid: model.agent.uid,
-    gid: model.agent.uid,
+    uid,
+    gid: uid,
     cgroupDirs: [],
+    controls: plan.controls,
+    facts: imageFacts,
+    needsReaper: true,
     start: async () => {
-      // The session's overlays, on the host, for the engine to bind or share.
-      mountOverlays(plan.overlays, mounted);
-      if (plan.proxySocket && !existsSync(posix.dirname(plan.proxySocket))) mkdirSync(posix.dirname(plan.proxySocket), { recursive: true });
-      mkdirSync(denyDir(sessionDir), { mode: 0o000 });
-      chmodSync(denyDir(sessionDir), 0o000);
+      try {
+        // The grants as opened, bound read-only; the writable ones' layers.
+        mountLayers(model, opts.command, plan.layers, (i) => prep.opened[prep.grants.findIndex((g) => g.layer === i)]!);
+        for (const b of plan.binds) bindOpened(prep.opened[b.grant]!, b.at, true);
+      } finally {
+        prep.release();
+      }
+      if (plan.proxySocket) mkdirSync(posix.dirname(plan.proxySocket), { recursive: true });
+      mkdirSync(denyDir(prep.paths), { mode: 0o000 });
+      chmodSync(denyDir(prep.paths), 0o000);
+      if (memfdGate) mkdirSync(ctlDir(prep.paths), { recursive: true, mode: 0o755 });
       const c = await docker.createContainer({ ...plan.create, name: id } as unknown as Docker.ContainerCreateOptions);
       container = c;
       fullId = c.id;
-      const stream = await c.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true });
-      docker.modem.demuxStream(stream, process.stdout, process.stderr);
-      if (process.stdin.isTTY || !process.stdin.readableEnded) process.stdin.pipe(stream as unknown as NodeJS.WritableStream);
-      const ended = new Promise<void>((r) => stream.on('end', () => r()));
+      const stream = (await c.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true })) as unknown as NodeJS.ReadWriteStream & import('node:stream').Duplex;
+      const ended = plan.create.Tty ? relayRaw(stream, process.stdout) : demux(stream, { stdout: process.stdout, stderr: process.stderr });
+      if (process.stdin.isTTY || !process.stdin.readableEnded) process.stdin.pipe(stream);
       // 'next-exit': the default (not-running) answers at once for a container not started yet.
       const waited = c.wait({ condition: 'next-exit' });
       try {
@@ -126,9 +198,14 @@ export async function launchContainer(model: Model, opts: LaunchOptions & { isol
       } catch (e) {
         const msg = (e as Error).message;
         opts.log(`agentbox: cannot start the container: ${msg.split('\n')[0]}`);
-        return { pid: 0, exited: Promise.resolve(/not found|no such file/i.test(msg) ? 127 : /permission denied|not executable/i.test(msg) ? 126 : 125) };
+        return { pid: 0, identity: null, container: fullId, exited: Promise.resolve(/not found|no such file/i.test(msg) ? 127 : /permission denied|not executable/i.test(msg) ? 126 : 125) };
       }
       const info = await c.inspect();
+      if (memfdGate) {
+        // vm.memfd_noexec=2 in the container's pid namespace, then the agent may start.
+        execFileSync('nsenter', ['--target', String(info.State.Pid), '--pid', '--', '/bin/sh', '-c', 'echo 2 > /proc/sys/vm/memfd_noexec'], { stdio: ['ignore', 'ignore', 'pipe'] });
+        closeSync(openSync(posix.join(ctlDir(prep.paths), 'go'), 'w', 0o644));
+      }
       // Where the container's processes are (evidence lists them from here).
       box.cgroupDirs.push(`/sys/fs/cgroup/pids/docker/${fullId}`);
       sampler = setInterval(sample, 100);
@@ -139,10 +216,10 @@ export async function launchContainer(model: Model, opts: LaunchOptions & { isol
         let timer: NodeJS.Timeout | undefined;
         await Promise.race([ended, new Promise((x) => (timer = setTimeout(x, 500)))]);
         clearTimeout(timer);
-        process.stdin.unpipe(stream as unknown as NodeJS.WritableStream);
+        process.stdin.unpipe(stream);
         return r.StatusCode;
       })();
-      return { pid: info.State.Pid, exited };
+      return { pid: info.State.Pid, identity: identify(info.State.Pid) ?? null, container: fullId, exited };
     },
     signal: async (sig) => {
       if (!container || sig === 'SIGCONT') return;
@@ -168,17 +245,17 @@ export async function launchContainer(model: Model, opts: LaunchOptions & { isol
       sample();
       return hits;
     },
+    evidence: () => ({
+      processes: () => engineProcesses(docker, fullId),
+      ...(isolation === 'gvisor' ? { connectionsUnavailable: "under gVisor the sandbox's sockets live in its own network stack (the Sentry), not in any host table; egress.json lists what it had open through the proxy" } : {}),
+    }),
     cleanup: async () => {
       clearInterval(sampler);
-      // The container and its writable layer go; then the overlays come off the host.
-      try {
-        await container?.remove({ force: true, v: true });
-      } catch {
-        // already gone
-      }
-      unmountAll(mounted);
-      rmSync(posix.join(sessionDir, 'run'), { recursive: true, force: true });
+      // The container and its writable layer go; then every host mount of the session.
+      await removeSessionContainer(docker, id, fullId || null);
+      unmountUnder(prep.paths.run);
     },
   };
   return runSession(model, opts, box);
 }
+

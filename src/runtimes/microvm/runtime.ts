@@ -12,15 +12,18 @@ import { posix } from 'node:path';
 import { AgentboxError } from '../../errors.js';
 import type { Model } from '../../model/types.js';
 import { whichSync } from '../../host/which.js';
-import { reservedOverlaps } from '../../box/bwrap.js';
+import { reservedOverlaps } from '../../box/common.js';
+import { debugEnabled, EnvVar, imageCache } from '../../env.js';
+import { prepareSession } from '../../session/prepare.js';
+import { unmountUnder } from '../../session/layers.js';
 import { readMicrovmImage } from './image.js';
 import { BOOT_DEADLINE_SECONDS, buildMicrovmPlan, SAFE_SESSION_PATH, type MicrovmPlan } from '../../box/microvm.js';
 import { seccompBytes } from '../../box/seccomp.js';
 import { runSession, type Box, type LaunchOptions, type LaunchResult } from '../../session/lifecycle.js';
 import { newSessionId } from '../../session/records.js';
-import { mountOverlays, pathKind, unmountAll } from '../host-mounts.js';
+import { identify } from '../../host/proc.js';
+import { bindOpened, bindPath, mountLayers, pathKind } from '../host-mounts.js';
 
-export const imageCache = () => process.env.AGENTBOX_IMAGE_CACHE ?? '/var/cache/agentbox';
 
 /** One QMP command on the session's monitor socket. */
 export function qmp(socket: string, command: string, timeoutMs = 3000): Promise<void> {
@@ -71,49 +74,61 @@ export async function launchMicrovm(model: Model, opts: LaunchOptions): Promise<
   if (!image || !existsSync(image.kernel) || !existsSync(image.initramfs)) gaps.push(`no micro-VM kernel and initramfs in ${imageCache()}: agentbox image build --microvm`);
   const qemu = whichSync('qemu-system-x86_64');
   if (!qemu) gaps.push('QEMU is not installed (apt-get install qemu-system-x86)');
+  const setpriv = whichSync('setpriv') ?? '';
+  if (!setpriv) gaps.push('setpriv is not installed: QEMU is bound to the launcher\'s life through it (apt-get install util-linux)');
   const socat = whichSync('socat');
   if (!socat) gaps.push('socat is not installed: the guest reaches its proxy through it (apt-get install socat)');
   if (process.getuid?.() !== 0) gaps.push('the micro-VM runtime needs root (9p passthrough keeps the agent uid on writable grants; the session overlays)');
   if (!SAFE_SESSION_PATH.test(opts.state)) gaps.push(`the state directory ${JSON.stringify(opts.state)} must contain only letters, digits and . _ - / (its paths go into QEMU options; set AGENTBOX_STATE_DIR)`);
   gaps.push(...reservedOverlaps(model, ['/usr', '/proc', '/sys', '/dev', '/ctl', '/run'], [], 'which the guest builds itself'));
+  if (gaps.length > 0 && !opts.dryRun) throw new AgentboxError('CONTROL_UNAVAILABLE', `cannot build the micro-VM for ${model.name} on this host; nothing was started`, { details: gaps });
   const id = newSessionId(model.name);
-  const sessionDir = posix.join(opts.state, 'sessions', id);
+  const uid = model.agent.uid;
+  // 9p does not carry host sockets into the guest: nothing inside a grant to cover.
+  const prep = prepareSession(model, { state: opts.state, id, root: true, uid, gid: uid, dryRun: opts.dryRun, log: opts.log, socketsReachable: false });
+  const sessionDir = prep.paths.dir;
   const plan = buildMicrovmPlan(model, opts.command, {
-    sessionDir,
+    session: prep.paths,
     kernel: image?.kernel ?? '(not built)',
     initramfs: image?.initramfs ?? '(not built)',
-    accel: (process.env.AGENTBOX_MICROVM_ACCEL as 'kvm' | 'tcg' | undefined) ?? image?.accel ?? 'tcg',
-    uid: model.agent.uid,
-    gid: model.agent.uid,
+    accel: (process.env[EnvVar.microvmAccel] as 'kvm' | 'tcg' | undefined) ?? image?.accel ?? 'tcg',
+    uid,
+    gid: uid,
     kind: pathKind,
     cwd: process.cwd(),
     term: process.env.TERM,
     socat: socat ?? 'socat',
+    grants: prep.grants,
   });
-  if (opts.dryRun) return plan;
-  if (gaps.length > 0) throw new AgentboxError('CONTROL_UNAVAILABLE', `cannot build the micro-VM for ${model.name} on this host; nothing was started`, { details: gaps });
+  if (opts.dryRun) {
+    prep.release();
+    return plan;
+  }
 
-  const mounted: string[] = [];
   let child: ChildProcess | undefined;
   let endedBy: NodeJS.Signals | undefined;
   const box: Box = {
     runtime: 'microvm',
+    isolation: null,
     id,
-    sessionDir,
-    overlays: plan.overlays,
+    paths: prep.paths,
+    layers: prep.layers,
     proxySocket: plan.proxySocket,
-    uid: model.agent.uid,
-    gid: model.agent.uid,
+    uid,
+    gid: uid,
     cgroupDirs: [],
+    controls: plan.controls,
+    facts: { accel: plan.argv[plan.argv.indexOf('-accel') + 1], kernel: image?.version ?? null },
     start: async () => {
-      // The session's overlays, on the host, for the engine to bind or share.
-      mountOverlays(plan.overlays, mounted);
-      for (const b of plan.fileBinds) {
-        mkdirSync(b.dir, { recursive: true, mode: 0o755 });
-        closeSync(openSync(posix.join(b.dir, b.name), 'w', 0o600));
-        execFileSync('mount', ['--bind', b.file, posix.join(b.dir, b.name)]);
-        mounted.push(posix.join(b.dir, b.name));
-        execFileSync('mount', ['-o', 'remount,bind,ro', posix.join(b.dir, b.name)]);
+      try {
+        // The grants as opened, bound read-only for 9p to share; the writable ones' layers.
+        mountLayers(model, opts.command, plan.layers, (i) => prep.opened[prep.grants.findIndex((g) => g.layer === i)]!);
+        for (const b of plan.binds) {
+          if (b.source === 'fd') bindOpened(prep.opened[b.grant]!, b.at, true);
+          else bindPath(plan.layers.find((l) => l.index === prep.grants[b.grant]!.layer)!.copy, b.at);
+        }
+      } finally {
+        prep.release();
       }
       mkdirSync(plan.ctlDir, { recursive: true, mode: 0o700 });
       writeFileSync(posix.join(plan.ctlDir, 'config'), plan.config, { mode: 0o600 });
@@ -145,7 +160,9 @@ export async function launchMicrovm(model: Model, opts: LaunchOptions): Promise<
           let saidStarted = false;
           let stalled = false;
           let exitSeen = 0;
-          const c = spawn(qemu!, plan.argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+          // QEMU dies with the launcher (parent-death signal) and has its own process
+          // group, so a terminal's Ctrl-C reaches the launcher, which ends the VM in order.
+          const c = spawn(setpriv, ['--pdeathsig', 'SIGKILL', '--', qemu!, ...plan.argv.slice(1)], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
           onSpawn(c);
           let qemuErr = '';
           c.stderr?.on('data', (d: Buffer) => (qemuErr = (qemuErr + d.toString()).slice(-2000)));
@@ -225,7 +242,7 @@ export async function launchMicrovm(model: Model, opts: LaunchOptions): Promise<
         }
       })();
       await spawned;
-      return { pid, exited };
+      return { pid, identity: identify(pid) ?? null, exited };
     },
     signal: (sig) => {
       if (!child?.pid || sig === 'SIGCONT' || sig === 'SIGSTOP') return;
@@ -252,14 +269,14 @@ export async function launchMicrovm(model: Model, opts: LaunchOptions): Promise<
     limitHits: () => ({ pids: 0, memory: 0 }),
     cleanup: () => {
       // AGENTBOX_DEBUG keeps the guest's console (kernel, init) beside the session record.
-      if (process.env.AGENTBOX_DEBUG) {
+      if (debugEnabled()) {
         try {
           copyFileSync(posix.join(sessionDir, 'console.log'), `${sessionDir}.console.log`);
         } catch {
           // no console output
         }
       }
-      unmountAll(mounted);
+      unmountUnder(prep.paths.run);
       rmSync(plan.ctlDir, { recursive: true, force: true });
     },
   };

@@ -22,7 +22,13 @@ export interface SessionCgroups {
   /** Freezes every process of the session (cgroup v1 freezer); false when there is no freezer. */
   freeze(): boolean;
   thaw(): void;
+  /** Removes the session's cgroup directories now (those still holding processes stay). */
   remove(): void;
+  /**
+   * Waits (at most `ms`) for every process to leave, ending stragglers with `kill`, then
+   * removes the directories. A directory that still cannot go is reported.
+   */
+  removeWhenEmpty(kill: () => void, ms?: number): Promise<string[]>;
 }
 
 const V1 = '/sys/fs/cgroup';
@@ -47,6 +53,28 @@ export function unenforceable(l: Limits): string[] {
     else if (!writable(dir)) out.push(`${ctl}: ${dir} is not writable by this user (run as root)`);
   }
   return out;
+}
+
+function writeFileSafe(p: string, v: string): void {
+  try {
+    writeFileSync(p, v);
+  } catch {
+    // gone
+  }
+}
+
+/** Removes cgroup directories left by a session whose launcher died (empty ones only). */
+export function removeCgroupDirs(dirs: readonly string[]): string[] {
+  const left: string[] = [];
+  for (const d of dirs) {
+    writeFileSafe(join(d, 'freezer.state'), 'THAWED');
+    try {
+      rmdirSync(d);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') left.push(d);
+    }
+  }
+  return left;
 }
 
 export function createCgroups(session: string, l: Limits): SessionCgroups {
@@ -103,6 +131,25 @@ export function createCgroups(session: string, l: Limits): SessionCgroups {
           // still has members (they are being killed); left for the next cleanup
         }
       }
+    },
+    async removeWhenEmpty(kill, ms = 3000) {
+      const f = dirs.find((x) => x.ctl === 'freezer');
+      if (f) writeFileSafe(join(f.dir, 'freezer.state'), 'THAWED');
+      const deadline = Date.now() + ms;
+      const empty = () => dirs.every((d) => read(join(d.dir, 'cgroup.procs')).trim() === '');
+      while (!empty() && Date.now() < deadline) {
+        kill();
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const left: string[] = [];
+      for (const d of dirs) {
+        try {
+          rmdirSync(d.dir);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'ENOENT') left.push(d.dir);
+        }
+      }
+      return left;
     },
   };
 }

@@ -1,22 +1,25 @@
 /**
- * The process runtime: runs an agent inside bubblewrap (see bwrap-plan.ts for the
+ * The process runtime: runs an agent inside bubblewrap (see box/bwrap.ts for the
  * layers) under session cgroups; the session itself (proxy, ttl, quarantine, revert,
- * audit) is session.ts.
+ * audit) is session/lifecycle.ts.
  */
 import { spawn } from 'node:child_process';
-import { lstatSync, readlinkSync } from 'node:fs';
+import { existsSync, lstatSync, readlinkSync } from 'node:fs';
 import { posix } from 'node:path';
 import { AgentboxError } from '../../errors.js';
 import type { Model } from '../../model/types.js';
 import { effectiveFs } from '../../plan/plan.js';
 import { whichSync } from '../../host/which.js';
-import { buildLaunchPlan, RESERVED, reservedOverlaps, type LaunchFacts, type LaunchPlan } from '../../box/bwrap.js';
+import { identify } from '../../host/proc.js';
+import { buildLaunchPlan, RESERVED, type LaunchFacts, type LaunchPlan } from '../../box/bwrap.js';
+import { reservedOverlaps } from '../../box/common.js';
 import { createCgroups, unenforceable, type SessionCgroups } from './cgroups.js';
 import { usesProxy } from '../../model/types.js';
 import { seccompBytes } from '../../box/seccomp.js';
 import { newSessionId } from '../../session/records.js';
-import { pathKind } from '../host-mounts.js';
-
+import { prepareSession } from '../../session/prepare.js';
+import { makeMountPoints, DEFAULT_DISK_BYTES, unmountUnder } from '../../session/layers.js';
+import { bindOpened, mountLayers, pathKind } from '../host-mounts.js';
 import { runSession, type Box, type LaunchOptions, type LaunchResult } from '../../session/lifecycle.js';
 export type { LaunchOptions, LaunchResult, Change } from '../../session/lifecycle.js';
 
@@ -32,21 +35,23 @@ function topLinks(): Record<string, string> {
   return out;
 }
 
+/** The state directory's path ends up in overlay mount options, where ',' and ':' separate options. */
+export const SAFE_STATE = /^\/[A-Za-z0-9._/-]*$/;
+
 /** Checks what the box needs before anything starts; exit 4 names every gap. */
 function preflight(model: Model, root: boolean, opts: LaunchOptions): { bwrap: string; setpriv: string; unshare: string; socat: string | undefined } {
   const gaps: string[] = [];
   const bwrap = whichSync('bwrap');
   if (!bwrap) gaps.push('bubblewrap is not installed (apt-get install bubblewrap)');
-  const setpriv = (whichSync('setpriv')) ?? '';
-  const unshare = (whichSync('unshare')) ?? '';
+  const setpriv = whichSync('setpriv') ?? '';
+  const unshare = whichSync('unshare') ?? '';
   if (root && (!setpriv || !unshare)) gaps.push('setpriv/unshare are not installed (apt-get install util-linux)');
   const socat = usesProxy(model) ? whichSync('socat') : undefined;
   if (usesProxy(model) && !socat) gaps.push('socat is not installed, so the box cannot reach its egress proxy (apt-get install socat)');
   if (process.arch !== 'x64') gaps.push(`the seccomp filter is built for x86_64; this host is ${process.arch}`);
   if (!opts.landlockHelper) gaps.push('the Landlock layer is unavailable (the landlock-exec helper is not built, or the kernel has no Landlock)');
   const writes = effectiveFs(model).fs.filter((g) => g.access === 'write');
-  // The session directory ends up in overlay mount options, where ',' and ':' separate options.
-  if (writes.length > 0 && !/^\/[A-Za-z0-9._\/-]*$/.test(opts.state)) {
+  if (writes.length > 0 && !SAFE_STATE.test(opts.state)) {
     gaps.push(`the state directory ${JSON.stringify(opts.state)} must contain only letters, digits and . _ - / to hold overlays (set AGENTBOX_STATE_DIR)`);
   }
   if (writes.length > 0 && !root) gaps.push('writable grants are overlays, which this bubblewrap (0.8, no --overlay) can only build when agentbox runs as root');
@@ -64,34 +69,53 @@ export async function launchProcess(model: Model, opts: LaunchOptions): Promise<
   const root = process.getuid?.() === 0;
   const tools = preflight(model, root, opts);
   const id = newSessionId(model.name);
-  const sessionDir = posix.join(opts.state, 'sessions', id);
-  const cgroups: SessionCgroups | undefined = opts.dryRun ? undefined : createCgroups(id, model.limits);
-  const facts: LaunchFacts = {
-    root,
-    uid: root ? model.agent.uid : process.getuid!(),
-    gid: root ? model.agent.uid : process.getgid!(),
-    topLinks: topLinks(),
-    kind: pathKind,
-    sessionDir,
-    landlockHelper: opts.landlockHelper,
-    cgroupProcs: cgroups?.procs ?? [],
-    cwd: process.cwd(),
-    term: process.env.TERM,
-    socat: tools.socat,
-    setpriv: tools.setpriv,
-    unshare: tools.unshare,
-    bwrap: tools.bwrap,
-  };
-  const plan = buildLaunchPlan(model, opts.command, facts);
-  if (opts.dryRun) return plan;
+  const uid = root ? model.agent.uid : process.getuid!();
+  const gid = root ? model.agent.uid : process.getgid!();
+  const prep = prepareSession(model, { state: opts.state, id, root, uid, gid, dryRun: opts.dryRun, log: opts.log, socketsReachable: true });
+  let cgroups: SessionCgroups | undefined;
+  let plan: LaunchPlan;
+  try {
+    cgroups = opts.dryRun ? undefined : createCgroups(id, model.limits);
+    const facts: LaunchFacts = {
+      root,
+      uid,
+      gid,
+      topLinks: topLinks(),
+      kind: pathKind,
+      session: prep.paths,
+      landlockHelper: opts.landlockHelper,
+      cgroupProcs: cgroups?.procs ?? [],
+      cwd: process.cwd(),
+      term: process.env.TERM,
+      socat: tools.socat,
+      setpriv: tools.setpriv,
+      unshare: tools.unshare,
+      bwrap: tools.bwrap,
+      grants: prep.grants,
+      socketMasks: prep.socketMasks,
+      tmpBytes: model.limits.diskBytes ?? prep.layers?.limitBytes ?? DEFAULT_DISK_BYTES,
+      memfdNoexec: root && existsSync('/proc/sys/vm/memfd_noexec'),
+    };
+    plan = buildLaunchPlan(model, opts.command, facts);
+    if (opts.dryRun) {
+      prep.release();
+      return plan;
+    }
+    makeMountPoints(plan.mountPoints.dirs, plan.mountPoints.files);
+  } catch (e) {
+    cgroups?.remove();
+    prep.undo();
+    throw e;
+  }
 
   let child: ReturnType<typeof spawn> | undefined;
   const killGroup = (signal: NodeJS.Signals) => {
-    if (!child?.pid) return;
-    try {
-      process.kill(-child.pid, signal);
-    } catch {
-      // already gone
+    if (child?.pid) {
+      try {
+        process.kill(-child.pid, signal);
+      } catch {
+        // already gone
+      }
     }
     for (const pid of cgroups?.members() ?? []) {
       try {
@@ -103,25 +127,41 @@ export async function launchProcess(model: Model, opts: LaunchOptions): Promise<
   };
   const box: Box = {
     runtime: 'process',
+    isolation: null,
     id,
-    sessionDir,
-    overlays: plan.overlays,
+    paths: prep.paths,
+    layers: prep.layers,
     proxySocket: plan.proxySocket,
-    uid: facts.uid,
-    gid: facts.gid,
+    uid,
+    gid,
     cgroupDirs: cgroups?.procs.map((p) => posix.dirname(p)) ?? [],
+    controls: plan.controls,
     start: async () => {
-      const c = spawn(plan.argv[0]!, plan.argv.slice(1), { stdio: ['inherit', 'inherit', 'inherit', 'pipe'], detached: true });
+      try {
+        // The grants as opened, bound read-only; the writable ones' layers.
+        mountLayers(model, opts.command, plan.layers, (i) => prep.opened[prep.grants.findIndex((g) => g.layer === i)]!);
+        for (const b of plan.binds) bindOpened(prep.opened[b.grant]!, b.at, b.kind !== 'socket');
+      } catch (e) {
+        prep.release();
+        throw e;
+      }
+      // fd 3: the seccomp program; without root, fds 4.. are the grants as opened
+      // (bubblewrap binds them, then closes them before the agent runs).
+      const c = spawn(plan.argv[0]!, plan.argv.slice(1), { stdio: ['inherit', 'inherit', 'inherit', 'pipe', ...(root ? [] : prep.opened.map((g) => g.fd))], detached: true });
       child = c;
-      (c.stdio[3] as NodeJS.WritableStream).end(seccompBytes());
+      prep.release();
+      const seccomp = c.stdio[3] as NodeJS.WritableStream;
+      // A box that fails before reading its filter closes the pipe: its exit says why.
+      seccomp.on('error', () => undefined);
+      seccomp.end(seccompBytes());
       const exited = new Promise<number>((resolve) => {
         c.on('error', (e: NodeJS.ErrnoException) => {
           opts.log(`agentbox: cannot start the box: ${e.message}`);
           resolve(e.code === 'ENOENT' ? 127 : 125);
         });
-        c.on('exit', (code, signal) => resolve(code ?? 128 + (signal ? ({ SIGKILL: 9, SIGTERM: 15, SIGINT: 2, SIGHUP: 1 } as Record<string, number>)[signal] ?? 1 : 1)));
+        c.on('exit', (code, signal) => resolve(code ?? 128 + (signal ? ({ SIGKILL: 9, SIGTERM: 15, SIGINT: 2, SIGHUP: 1, SIGPIPE: 13 } as Record<string, number>)[signal] ?? 1 : 1)));
       });
-      return { pid: c.pid ?? 0, exited };
+      return { pid: c.pid ?? 0, identity: c.pid ? identify(c.pid) ?? null : null, exited };
     },
     signal: killGroup,
     freeze: () => {
@@ -134,7 +174,10 @@ export async function launchProcess(model: Model, opts: LaunchOptions): Promise<
       killGroup('SIGCONT');
     },
     limitHits: () => cgroups?.hits() ?? { pids: 0, memory: 0 },
-    cleanup: () => cgroups?.remove(),
+    cleanup: async () => {
+      await cgroups?.removeWhenEmpty(() => killGroup('SIGKILL'));
+      unmountUnder(prep.paths.run);
+    },
   };
   return runSession(model, opts, box);
 }

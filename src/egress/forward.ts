@@ -1,0 +1,176 @@
+/**
+ * Plain HTTP (absolute-form requests): the Host header must name the same host and port
+ * as the request target (an allowed host cannot be used to address another); the
+ * request is admitted for what it does (an upload says how many bytes, a download its
+ * path and query); with DLP the whole body is read within the session's buffer budget,
+ * decoded and scanned with the URL and headers before anything leaves; every byte sent
+ * upstream (request line, headers and body) is counted against the upload meter.
+ */
+import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { scanRequest } from '../policy/dlp.js';
+import { readBody, scanTexts } from './body.js';
+import { splitAuthority, type ProxyContext } from './context.js';
+import { refusal, statusText, type Refusal } from './reasons.js';
+import type { Use } from './admission.js';
+
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'];
+
+/** What a plain-HTTP request is for, in the words a consent question uses. */
+export function requestUse(method: string, pathAndQuery: string, headers: IncomingMessage['headers']): Use {
+  const shown = pathAndQuery.length > 80 ? `${pathAndQuery.slice(0, 77)}...` : pathAndQuery;
+  const length = headers['content-length'] !== undefined ? Number(headers['content-length']) : undefined;
+  const chunked = headers['transfer-encoding'] !== undefined;
+  if ((length !== undefined && length > 0) || chunked) {
+    return { kind: 'upload', purpose: `to upload ${length !== undefined && Number.isFinite(length) ? `${length} byte${length === 1 ? '' : 's'}` : 'data of unknown size'} (${method} ${shown})` };
+  }
+  if (method === 'GET' || method === 'HEAD') return { kind: 'download', purpose: `to download (${method} ${shown})` };
+  return { kind: 'request', purpose: `to send a ${method} request (${shown})` };
+}
+
+/** The bytes the request line and headers take on the wire upstream. */
+function headerBytes(method: string, path: string, headers: Record<string, string | string[]>): number {
+  let n = Buffer.byteLength(`${method} ${path} HTTP/1.1\r\n\r\n`);
+  for (const [k, v] of Object.entries(headers)) for (const x of Array.isArray(v) ? v : [v]) n += Buffer.byteLength(`${k}: ${x}\r\n`);
+  return n;
+}
+
+export async function handleRequest(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const refuse = (status: number, host: string, port: number, r: Refusal) => {
+    ctx.event({ action: 'egress.http', host, port, decision: 'deny', code: r.code, reason: r.reason, rule: r.rule, address: undefined, details: r.details });
+    const body = status === 403 ? ctx.denyBody(host, port, r.reason) : `agentbox: ${r.reason}\n`;
+    req.resume();
+    if (res.headersSent || res.destroyed) return;
+    res.writeHead(status, status === 403 ? statusText(r) : status === 503 ? 'Busy (agentbox)' : undefined, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' });
+    res.end(body);
+  };
+  let url: URL;
+  try {
+    url = new URL(req.url ?? '');
+  } catch {
+    return refuse(400, '-', 0, refusal('bad-request', 'a proxy request needs an absolute URL (http://host/path)'));
+  }
+  if (url.protocol !== 'http:') return refuse(400, url.hostname, 0, refusal('bad-request', `only http:// is proxied in plain form; use CONNECT for ${url.protocol}`));
+  const port = url.port === '' ? 80 : Number(url.port);
+  const hostHeader = req.headers.host === undefined ? undefined : splitAuthority(req.headers.host, 80);
+  const target = splitAuthority(url.host, 80);
+  if (!target || !hostHeader || ctx.canonical(hostHeader.host) !== ctx.canonical(target.host) || hostHeader.port !== port) {
+    return refuse(403, ctx.canonical(url.hostname), port, refusal('host-mismatch', `the Host header (${req.headers.host ?? 'missing'}) does not match the request target ${url.host}; relaying through an allowed host is refused`));
+  }
+  const method = req.method ?? 'GET';
+  const pathAndQuery = `${url.pathname}${url.search}`;
+  const verdict = await ctx.admissions.admit(target.host, port, requestUse(method, pathAndQuery, req.headers));
+  const host = verdict.host;
+  if (!verdict.ok) {
+    refuse(403, host, port, verdict);
+    if (verdict.code === 'dlp') ctx.violation({ kind: 'dlp', host, port, reason: verdict.reason, details: (verdict.details.dlp as Record<string, unknown>) ?? {} });
+    return;
+  }
+
+  const headers: Record<string, string | string[]> = {};
+  for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP_BY_HOP.includes(k)) headers[k] = v;
+  // Inspect before anything leaves: with DLP the whole body is read (and counted) first;
+  // with only the threshold it is counted as it streams, and cut at the limit.
+  let body: Buffer | undefined;
+  let release = () => undefined as void;
+  if (ctx.dlp && ctx.dlp.length > 0) {
+    const read = await readBody(req, { maxBytes: ctx.maxScanBytes, budget: ctx.budget, idleMs: ctx.bodyIdleMs });
+    if (!read.ok) return refuse(read.refusal.code === 'busy' ? 503 : 403, host, port, { ...read.refusal, rule: read.refusal.rule ?? 'egress.dlp' });
+    body = read.body;
+    release = read.release;
+    const texts = scanTexts(body, { encoding: req.headers['content-encoding'], contentType: req.headers['content-type'] }, ctx.maxScanBytes);
+    if (!texts.ok) {
+      release();
+      return refuse(403, host, port, { ...texts.refusal, rule: 'egress.dlp' });
+    }
+    const list = Object.entries(req.headers).flatMap(([k, v]) => (k === 'host' || v === undefined ? [] : (Array.isArray(v) ? v : [v]).map((x) => [k, x] as [string, string])));
+    const hit = scanRequest(ctx.dlp, { url: req.url ?? '', headers: list, body: texts.texts });
+    if (hit) {
+      release();
+      const reason = `data-loss prevention: the request's ${hit.where} matches detector ${hit.detector}; it was not sent`;
+      const d = { detector: hit.detector, where: hit.where, digest: ctx.digest?.(hit.match), method, path: url.pathname };
+      refuse(403, host, port, refusal('dlp', reason, `egress.dlp ${hit.detector}`, { ...verdict.details, dlp: d }));
+      ctx.violation({ kind: 'dlp', host, port, reason, details: d });
+      return;
+    }
+    headers['content-length'] = String(body.length);
+  }
+  const path = pathAndQuery;
+  const meter = ctx.upload;
+  const t = ctx.trackOpen({ kind: 'http', host, port, address: verdict.address });
+  /** Takes n bytes from the meter; false (and refused, audited, a violation) when over. */
+  const take = (n: number, what: string): boolean => {
+    if (!meter) return true;
+    const over = meter.wouldRefuse(verdict.meterKey, n, Date.now());
+    if (!over && meter.take(verdict.meterKey, n, Date.now())) return true;
+    const limit = over === 'session' ? `${meter.sessionLimit} bytes from the whole session` : `${meter.limit} bytes`;
+    const reason = `upload to ${host}:${port} would pass ${limit} within ${meter.windowMs / 1000}s (egress.${over === 'session' ? 'maxSessionUploadBytes' : 'maxUploadBytes'}); ${what}`;
+    const d = { limit: over === 'session' ? meter.sessionLimit : meter.limit, windowSeconds: meter.windowMs / 1000, sentInWindow: meter.used(verdict.meterKey, Date.now()), sessionSentInWindow: meter.usedBySession(Date.now()), sentInRequest: t.bytesOut, meterKey: verdict.meterKey };
+    refuse(403, host, port, refusal('upload-limit', reason, 'egress.maxUploadBytes', d));
+    ctx.violation({ kind: 'upload-limit', host, port, reason, details: d });
+    return false;
+  };
+  const head = headerBytes(method, path, headers);
+  if (!take(head + (body?.length ?? 0), 'it was not sent')) {
+    release();
+    ctx.trackClose(t);
+    return;
+  }
+  t.bytesOut += head;
+  ctx.event({ action: 'egress.http', host, port, decision: 'allow', reason: 'granted', rule: verdict.rule, address: verdict.address, details: verdict.details });
+
+  const up = httpRequest({ host: verdict.address, port, method, path, headers, timeout: ctx.connectTimeoutMs, setHost: false }, (upRes) => {
+    const out: Record<string, string | string[]> = {};
+    for (const [k, v] of Object.entries(upRes.headers)) if (v !== undefined && !HOP_BY_HOP.includes(k)) out[k] = v;
+    res.writeHead(upRes.statusCode ?? 502, out);
+    upRes.on('data', (c: Buffer) => (t.bytesIn += c.length));
+    upRes.pipe(res);
+    upRes.on('end', () => {
+      ctx.trackClose(t);
+      ctx.event({ action: 'egress.http', host, port, decision: 'allow', reason: 'closed', rule: verdict.rule, address: verdict.address, bytesIn: t.bytesIn, bytesOut: t.bytesOut });
+    });
+  });
+  ctx.upstreams.add(up);
+  up.on('close', () => {
+    ctx.upstreams.delete(up);
+    ctx.trackClose(t);
+  });
+  up.on('timeout', () => up.destroy(new Error('upstream timeout')));
+  up.on('error', () => {
+    if (!res.headersSent) {
+      res.writeHead(502, { 'content-type': 'text/plain', connection: 'close' });
+      res.end(`agentbox: ${host}:${port} did not answer\n`);
+    } else res.destroy();
+  });
+  if (body !== undefined) {
+    t.bytesOut += body.length;
+    up.end(body, () => release());
+    return;
+  }
+  let cut = false;
+  let idle: NodeJS.Timeout | undefined;
+  const stall = () => {
+    cut = true;
+    up.destroy();
+    refuse(408, host, port, refusal('unscannable', `the request body stalled for ${ctx.bodyIdleMs / 1000}s; the request was cut`));
+  };
+  idle = setTimeout(stall, ctx.bodyIdleMs);
+  req.on('data', (c: Buffer) => {
+    if (cut) return;
+    clearTimeout(idle);
+    idle = setTimeout(stall, ctx.bodyIdleMs);
+    if (!take(c.length, 'the request was cut')) {
+      cut = true;
+      clearTimeout(idle);
+      up.destroy();
+      return;
+    }
+    t.bytesOut += c.length;
+    if (!up.write(c)) req.pause();
+  });
+  up.on('drain', () => req.resume());
+  req.on('end', () => {
+    clearTimeout(idle);
+    if (!cut) up.end();
+  });
+  req.on('close', () => clearTimeout(idle));
+}

@@ -1,0 +1,173 @@
+/**
+ * The granted paths as the box will see them, opened once before anything is bound:
+ *
+ * - each grant is opened component by component from `/` with O_PATH|O_NOFOLLOW (each
+ *   step relative to the previous fd, through /proc/self/fd), so a symlink swapped in
+ *   anywhere on its path fails the launch instead of redirecting it; the runtimes bind
+ *   the opened fd, never the path string again;
+ * - an ancestor the agent's uid could rename entries in is named, so an administrator
+ *   can move the grant somewhere only trusted accounts can write;
+ * - unix sockets inside the grants are found (a bounded walk), so the runtimes can
+ *   cover them: a host socket reached through a bind mount bypasses the egress proxy.
+ */
+import { closeSync, constants, fstatSync, openSync, readdirSync, type Stats } from 'node:fs';
+import { posix } from 'node:path';
+import { AgentboxError } from '../errors.js';
+import type { FsGrant } from '../model/types.js';
+
+/** O_PATH: an fd naming a file without opening it for reading (not in node's constants). */
+export const O_PATH = 0o10000000;
+
+export interface OpenedGrant {
+  grant: FsGrant;
+  /** An O_PATH fd of the granted file or directory; close with closeGrants. */
+  fd: number;
+  /** A socket is reachable only when a grant names it exactly; it is bound as it is. */
+  kind: 'dir' | 'file' | 'socket';
+  dev: number;
+  ino: number;
+  uid: number;
+  gid: number;
+  mode: number;
+}
+
+/** The path of an open fd as the kernel resolves it (a magic link, followed exactly). */
+export const fdPath = (fd: number) => `/proc/self/fd/${fd}`;
+
+/**
+ * Opens an absolute path without following any symlink on it; undefined when it does
+ * not exist. Throws CONTROL_UNAVAILABLE when a component is a symlink or not a directory
+ * (the model resolved every link at load, so the path changed since).
+ */
+export function openExact(path: string): { fd: number; stat: Stats } | undefined {
+  let fd = openSync('/', O_PATH | constants.O_DIRECTORY);
+  const parts = path.split('/').filter(Boolean);
+  try {
+    for (let i = 0; i < parts.length; i++) {
+      let next: number;
+      try {
+        next = openSync(`${fdPath(fd)}/${parts[i]}`, O_PATH | constants.O_NOFOLLOW);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+        throw e;
+      }
+      closeSync(fd);
+      fd = next;
+      const st = fstatSync(fd);
+      const here = `/${parts.slice(0, i + 1).join('/')}`;
+      if (st.isSymbolicLink()) throw new AgentboxError('CONTROL_UNAVAILABLE', `${here} became a symbolic link after the manifest was loaded (a grant's path changed while agentbox launched); nothing was started`);
+      if (i < parts.length - 1 && !st.isDirectory()) throw new AgentboxError('CONTROL_UNAVAILABLE', `${here} is no longer a directory (a grant's path changed while agentbox launched); nothing was started`);
+    }
+    const stat = fstatSync(fd);
+    const out = { fd, stat };
+    fd = -1;
+    return out;
+  } finally {
+    if (fd >= 0) closeSync(fd);
+  }
+}
+
+/** Opens every grant that exists; a missing one is left out (nothing to bind). */
+export function openGrants(grants: readonly FsGrant[]): OpenedGrant[] {
+  const out: OpenedGrant[] = [];
+  try {
+    for (const g of grants) {
+      const o = openExact(g.path);
+      if (!o) continue;
+      if (!o.stat.isDirectory() && !o.stat.isFile() && !o.stat.isSocket()) {
+        closeSync(o.fd);
+        throw new AgentboxError('CONTROL_UNAVAILABLE', `grant ${g.source.text} (${g.source.pointer}) is neither a file, a directory nor a socket; nothing was started`);
+      }
+      out.push({ grant: g, fd: o.fd, kind: o.stat.isDirectory() ? 'dir' : o.stat.isSocket() ? 'socket' : 'file', dev: o.stat.dev, ino: o.stat.ino, uid: o.stat.uid, gid: o.stat.gid, mode: o.stat.mode & 0o7777 });
+    }
+    return out;
+  } catch (e) {
+    closeGrants(out);
+    throw e;
+  }
+}
+
+export function closeGrants(opened: readonly OpenedGrant[]): void {
+  for (const o of opened) {
+    try {
+      closeSync(o.fd);
+    } catch {
+      // already closed
+    }
+  }
+}
+
+/** May `uid` (no supplementary groups) rename or replace entries in a directory with these attributes? */
+export function canReplaceIn(dir: { uid: number; gid: number; mode: number }, child: { uid: number } | undefined, uid: number, gid: number): boolean {
+  if (uid === 0) return true;
+  const w = dir.uid === uid ? dir.mode & 0o200 : dir.gid === gid ? dir.mode & 0o020 : dir.mode & 0o002;
+  const x = dir.uid === uid ? dir.mode & 0o100 : dir.gid === gid ? dir.mode & 0o010 : dir.mode & 0o001;
+  if (!w || !x) return false;
+  // Sticky (/tmp): only the owner of the entry or of the directory may rename it.
+  if (dir.mode & 0o1000) return dir.uid === uid || child?.uid === uid;
+  return true;
+}
+
+/**
+ * The first directory on `path`'s way (from `/`) in which `uid` could rename or replace
+ * the next component: another process of that account could swap the grant there.
+ */
+export function swappableAncestor(path: string, uid: number, gid: number, stat: (p: string) => { uid: number; gid: number; mode: number } | undefined): string | undefined {
+  const parts = path.split('/').filter(Boolean);
+  for (let i = 0; i < parts.length; i++) {
+    const dir = `/${parts.slice(0, i).join('/')}`;
+    const child = `/${parts.slice(0, i + 1).join('/')}`;
+    const d = stat(dir);
+    if (d && canReplaceIn(d, stat(child), uid, gid)) return dir;
+  }
+  return undefined;
+}
+
+export interface SocketScan {
+  sockets: string[];
+  /** False when the walk stopped at `limit` entries. */
+  complete: boolean;
+  scanned: number;
+}
+
+/**
+ * Unix sockets below the granted directories (by fd, never following links, skipping
+ * what `skip` says is masked anyway), at most `limit` entries in all.
+ */
+export function findSockets(opened: readonly OpenedGrant[], skip: (path: string) => boolean, limit: number): SocketScan {
+  const sockets: string[] = [];
+  let scanned = 0;
+  const walk = (dirFd: number, path: string): boolean => {
+    let entries;
+    try {
+      entries = readdirSync(fdPath(dirFd), { withFileTypes: true });
+    } catch {
+      return true; // unreadable by root too (a FUSE mount): nothing the box could reach either
+    }
+    for (const e of entries) {
+      if (++scanned > limit) return false;
+      const child = posix.join(path, e.name);
+      if (skip(child)) continue;
+      if (e.isSocket()) sockets.push(child);
+      else if (e.isDirectory()) {
+        let fd: number;
+        try {
+          fd = openSync(`${fdPath(dirFd)}/${e.name}`, O_PATH | constants.O_NOFOLLOW | constants.O_DIRECTORY);
+        } catch {
+          continue;
+        }
+        try {
+          if (!walk(fd, child)) return false;
+        } finally {
+          closeSync(fd);
+        }
+      }
+    }
+    return true;
+  };
+  for (const o of opened) {
+    if (o.kind !== 'dir') continue;
+    if (!walk(o.fd, o.grant.path)) return { sockets, complete: false, scanned };
+  }
+  return { sockets, complete: true, scanned };
+}

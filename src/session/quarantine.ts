@@ -1,0 +1,56 @@
+/**
+ * Quarantine, in one place for `agentbox quarantine` and for a violation under
+ * `onViolation: quarantine`, in the order that keeps the kill switch working whatever
+ * else fails:
+ * 1. isolate: egress cut (the proxy stops forwarding and closes every tunnel), then
+ *    every process frozen (cgroup freezer, docker pause, QMP stop), and the record says so;
+ * 2. the session's token revoked;
+ * 3. evidence streamed to files; a part that cannot be taken is named in its manifest,
+ *    and a failure here is audited, never fatal.
+ */
+import { revoke } from '../audit/token.js';
+import type { SessionProxy } from '../egress/session-proxy.js';
+import { collectEvidence, type Evidence, type EvidenceInput } from './evidence.js';
+import { writeSession, type Session } from './records.js';
+
+type Event = (action: string, resource: string, decision: 'allow' | 'deny' | 'info', reason: string, details?: Record<string, unknown>) => void;
+
+interface Freezable {
+  freeze(): string | Promise<string>;
+}
+
+/** Cuts egress and freezes the box (the launcher's half of a quarantine). */
+export async function isolate(session: Session, box: Freezable, sp: SessionProxy | undefined, why: string, event: Event, state: string): Promise<void> {
+  const t0 = performance.now();
+  session.egressCut = true;
+  const closing = sp?.close();
+  const cutMs = performance.now() - t0;
+  let frozenBy: string;
+  try {
+    frozenBy = await box.freeze();
+  } finally {
+    void closing?.catch(() => undefined);
+  }
+  session.state = 'quarantined';
+  session.quarantinedAt = new Date().toISOString();
+  writeSession(state, session);
+  event('quarantine.egress-cut', session.id, 'deny', 'the proxy stopped forwarding and closed every tunnel', { ms: Number(cutMs.toFixed(2)) });
+  event('quarantine.frozen', session.id, 'deny', frozenBy, { ms: Number((performance.now() - t0).toFixed(2)), trigger: why });
+}
+
+/** Revokes the session's token, then takes the evidence; returns what was taken. */
+export async function revokeAndCollect(state: string, session: Session, why: string, event: Event, input: EvidenceInput = {}): Promise<Evidence | undefined> {
+  try {
+    if (session.jti && revoke(state, session.jti, why)) event('token.revoked', session.jti, 'deny', why);
+  } catch (e) {
+    event('token.revoke-failed', session.jti ?? '-', 'info', (e as Error).message);
+  }
+  try {
+    const ev = await collectEvidence(state, session, why, input);
+    event('quarantine.evidence', ev.dir, 'info', ev.notTaken.length ? `forensic snapshot taken while frozen; ${ev.notTaken.length} part(s) could not be taken` : 'forensic snapshot taken while frozen', { files: ev.files, notTaken: ev.notTaken });
+    return ev;
+  } catch (e) {
+    event('quarantine.evidence-failed', session.id, 'info', (e as Error).message.split('\n')[0] ?? 'failed');
+    return undefined;
+  }
+}
