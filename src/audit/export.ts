@@ -1,14 +1,26 @@
 /**
  * Audit export for SIEMs: JSON lines, ArcSight CEF, or OCSF (1.x JSON), to stdout or
- * to syslog (RFC 5424 over UDP, or over TCP with one message per line).
+ * to syslog (RFC 5424 over UDP, or over TCP with RFC 6587 octet counting).
+ *
+ * Every syslog message is at most SYSLOG_MAX_BYTES: an entry that would be longer has
+ * its `details` replaced by their size and hash (the entry stays valid JSON and still
+ * verifiable against the log), and if it is still too long it is cut with a marker. No
+ * value of an entry can start a new message or supply a header field: the header is
+ * agentbox's own, framing is by byte count, and one entry that cannot be sent never
+ * stops the ones after it.
  */
 import { createConnection } from 'node:net';
 import { createSocket } from 'node:dgram';
 import { hostname } from 'node:os';
 import type { AuditRecord } from './sink.js';
+import { sha256Hex } from '../hash.js';
 
 export type ExportFormat = 'json' | 'cef' | 'ocsf';
-export const VERSION = '0.1.0';
+import { VERSION } from '../version.js';
+
+export { VERSION };
+/** The largest syslog message agentbox sends (rsyslog's default maximum). */
+export const SYSLOG_MAX_BYTES = 8192;
 
 const cefHeader = (s: string) => s.replace(/\\/g, '\\\\').replace(/\|/g, '\\|').replace(/[\r\n]+/g, ' ');
 const cefValue = (s: string) => s.replace(/\\/g, '\\\\').replace(/=/g, '\\=').replace(/\r?\n/g, '\\n').replace(/\r/g, '\\r');
@@ -66,6 +78,28 @@ function syslogLine(r: AuditRecord, msg: string): string {
   return `<${pri}>1 ${r.time} ${hostname()} agentbox ${process.pid} ${r.action.replace(/[^\x21-\x7e]/g, '_').slice(0, 32)} - ${msg}`;
 }
 
+/** Cuts text to at most `max` UTF-8 bytes, on a character boundary, with a marker saying how much went. */
+export function cutToBytes(text: string, max: number): string {
+  const bytes = Buffer.byteLength(text);
+  if (bytes <= max) return text;
+  const marker = ` [agentbox: ${bytes} bytes, cut]`;
+  let keep = Buffer.from(text).subarray(0, Math.max(0, max - Buffer.byteLength(marker))).toString('utf8');
+  // A multi-byte character cut in half decodes to U+FFFD: drop it.
+  if (keep.endsWith('\ufffd')) keep = keep.slice(0, -1);
+  while (Buffer.byteLength(keep + marker) > max) keep = keep.slice(0, -1);
+  return keep + marker;
+}
+
+/** One syslog message for an entry, within `max` bytes. */
+export function syslogMessage(r: AuditRecord, f: ExportFormat, max = SYSLOG_MAX_BYTES): string {
+  let line = syslogLine(r, format(r, f));
+  if (Buffer.byteLength(line) > max && r.details !== undefined) {
+    const d = JSON.stringify(r.details);
+    line = syslogLine(r, format({ ...r, details: { truncated: { bytes: Buffer.byteLength(d), sha256: sha256Hex(d) } } }, f));
+  }
+  return cutToBytes(line, max);
+}
+
 export interface SyslogTarget {
   proto: 'udp' | 'tcp';
   host: string;
@@ -80,21 +114,46 @@ export function parseSyslogUrl(url: string): SyslogTarget | undefined {
   return { proto: m[1] === '+tcp' ? 'tcp' : 'udp', host: m[2]!.replace(/^\[|\]$/g, ''), port };
 }
 
-export async function sendSyslog(target: SyslogTarget, records: readonly AuditRecord[], f: ExportFormat): Promise<void> {
-  const lines = records.map((r) => syslogLine(r, format(r, f)));
+export interface SendReport {
+  sent: number;
+  failed: { seq: number; error: string }[];
+}
+
+export async function sendSyslog(target: SyslogTarget, records: readonly AuditRecord[], f: ExportFormat): Promise<SendReport> {
+  const report: SendReport = { sent: 0, failed: [] };
+  const messages: { seq: number; text: string }[] = [];
+  for (const r of records) {
+    try {
+      messages.push({ seq: r.seq, text: syslogMessage(r, f) });
+    } catch (e) {
+      report.failed.push({ seq: r.seq, error: (e as Error).message });
+    }
+  }
   if (target.proto === 'udp') {
     const sock = createSocket(target.host.includes(':') ? 'udp6' : 'udp4');
     try {
-      for (const l of lines) await new Promise<void>((res, rej) => sock.send(Buffer.from(l), target.port, target.host, (e) => (e ? rej(e) : res())));
+      for (const m of messages) {
+        try {
+          await new Promise<void>((res, rej) => sock.send(Buffer.from(m.text), target.port, target.host, (e) => (e ? rej(e) : res())));
+          report.sent++;
+        } catch (e) {
+          report.failed.push({ seq: m.seq, error: (e as Error).message });
+        }
+      }
     } finally {
       sock.close();
     }
-    return;
+    return report;
   }
+  // RFC 6587 octet counting: each frame is its length, a space, then the message, so no
+  // byte inside a message can end it or start another.
+  const frames = messages.map((m) => `${Buffer.byteLength(m.text)} ${m.text}`).join('');
   await new Promise<void>((res, rej) => {
     const s = createConnection({ host: target.host, port: target.port }, () => {
-      s.end(lines.map((l) => l + '\n').join(''), () => res());
+      s.end(frames, () => res());
     });
     s.on('error', rej);
   });
+  report.sent += messages.length;
+  return report;
 }

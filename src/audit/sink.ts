@@ -11,29 +11,14 @@
  * entry records its size and hash, so nothing is dropped silently.
  * Payloads (file contents, bodies) are never passed here; callers hash them.
  */
-import { createHash, createHmac, createPrivateKey, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { createHash, createHmac, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import { closeSync, existsSync, linkSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, fstatSync, ftruncateSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { sha256Hex } from '../hash.js';
 
-export interface AuditEntry {
-  session: string;
-  agent: string;
-  action: string;
-  resource: string;
-  decision: 'allow' | 'deny' | 'info';
-  reason: string;
-  details?: Record<string, unknown>;
-}
+import { GENESIS, legacySignedBytes, lineOf, parseLine, signedBytes, type AuditEntry, type AuditRecord } from './record.js';
 
-export interface AuditRecord extends AuditEntry {
-  seq: number;
-  time: string;
-  prev: string;
-  sig: string;
-}
-
-export const GENESIS = '0'.repeat(64);
+export { GENESIS, signedBytes, type AuditEntry, type AuditRecord };
 
 export { sha256Hex };
 
@@ -73,24 +58,21 @@ export function dlpDigest(state: string): (match: string) => string {
   return (match) => `hmac-sha256:${createHmac('sha256', key).update(match, 'utf8').digest('hex')}`;
 }
 
-/** The bytes a signature covers: the record without `sig`, fields in their fixed order. */
-export function signedBytes(r: Omit<AuditRecord, 'sig'> | AuditRecord): string {
-  const { seq, time, session, agent, action, resource, decision, reason, details, prev } = r;
-  return JSON.stringify({ seq, time, session, agent, action, resource, decision, reason, ...(details !== undefined ? { details } : {}), prev });
-}
-
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
 export class AuditSink {
   readonly file: string;
   private readonly lockFile: string;
   private readonly key: KeyObject;
+  private readonly publicKey: KeyObject;
 
   constructor(private readonly state: string) {
     mkdirSync(state, { recursive: true });
     this.file = join(state, 'audit.jsonl');
     this.lockFile = join(state, 'audit.jsonl.lock');
-    this.key = deviceKey(state).privateKey;
+    const k = deviceKey(state);
+    this.key = k.privateKey;
+    this.publicKey = k.publicKey;
   }
 
   /** Appends one entry; returns it once it is on disk. */
@@ -109,12 +91,14 @@ export class AuditSink {
         let text = '';
         for (const e of entries) {
           const unsigned = { seq: ++seq, time: new Date().toISOString(), session: e.session, agent: e.agent, action: e.action, resource: e.resource, decision: e.decision, reason: e.reason, ...(e.details !== undefined ? { details: e.details } : {}), prev };
-          const body = signedBytes(unsigned);
-          const sig = sign(null, Buffer.from(body), this.key).toString('base64');
-          const line = `${body.slice(0, -1)},"sig":"${sig}"}`;
+          // JSON has no undefined: a value that would vanish or change on the way to disk is made explicit first.
+          const clean = JSON.parse(JSON.stringify(unsigned)) as Omit<AuditRecord, 'sig'>;
+          const sig = sign(null, Buffer.from(signedBytes(clean)), this.key).toString('base64');
+          const record = { ...clean, sig };
+          const line = lineOf(record);
           prev = sha256Hex(line);
           text += line + '\n';
-          out.push({ ...unsigned, sig });
+          out.push(record);
         }
         writeSync(fd, text);
         fsyncSync(fd);
@@ -151,15 +135,29 @@ export class AuditSink {
       fsyncSync(fd);
       const before = this.tail(fd);
       const note = { seq: before.seq + 1, time: new Date().toISOString(), session: '-', agent: '-', action: 'audit.torn-tail', resource: 'audit.jsonl', decision: 'info' as const, reason: 'an append was interrupted before it was acknowledged; its bytes were moved aside', details: { bytes: torn.length, sha256: sha256Hex(torn), savedAs: saved }, prev: before.prev };
-      const body = signedBytes(note);
-      const line = `${body.slice(0, -1)},"sig":"${sign(null, Buffer.from(body), this.key).toString('base64')}"}`;
+      const line = lineOf({ ...note, sig: sign(null, Buffer.from(signedBytes(note)), this.key).toString('base64') });
       writeSync(fd, line + '\n');
       fsyncSync(fd);
       return { seq: note.seq, prev: sha256Hex(line) };
     }
     const lines = buf.subarray(0, buf.length - 1).toString('utf8').split('\n');
     const last = lines[lines.length - 1]!;
-    const seq = (JSON.parse(last) as { seq: number }).seq;
+    const parsed = parseLine(last);
+    // The entry this one chains to must be one agentbox wrote: an altered last line is
+    // recorded (chained to it, so the break is dated) rather than silently vouched for.
+    const valid = parsed.ok && verify(null, Buffer.from(parsed.format === 'jcs' ? signedBytes(parsed.record) : legacySignedBytes(parsed.record)), this.publicKey, Buffer.from(parsed.record.sig, 'base64'));
+    const seq = parsed.ok ? parsed.record.seq : (() => {
+      const m = /"seq":(\d+)/.exec(last);
+      return m ? Number(m[1]) : lines.length;
+    })();
+    if (!valid) {
+      const note = { seq: seq + 1, time: new Date().toISOString(), session: '-', agent: '-', action: 'audit.tail-invalid', resource: 'audit.jsonl', decision: 'info' as const, reason: `the last entry does not verify (${parsed.ok ? 'its signature does not match' : parsed.problem}); agentbox appended after it and recorded this`, details: { sha256: sha256Hex(last), bytes: Buffer.byteLength(last) }, prev: sha256Hex(last) };
+      const sig = sign(null, Buffer.from(signedBytes(note)), this.key).toString('base64');
+      const line = lineOf({ ...note, sig });
+      writeSync(fd, line + '\n');
+      fsyncSync(fd);
+      return { seq: note.seq, prev: sha256Hex(line) };
+    }
     return { seq, prev: sha256Hex(last) };
   }
 

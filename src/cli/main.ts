@@ -43,7 +43,8 @@ async function registrations(argv: string[]): Promise<Register[]> {
   return [...seen];
 }
 
-export const VERSION = '0.1.0';
+export { VERSION } from '../version.js';
+import { VERSION } from '../version.js';
 
 /** The build's precompiled schema validator, when present (start-up time). */
 async function precompiledValidator(): Promise<void> {

@@ -15,7 +15,7 @@ import { writeFileSync } from 'node:fs';
 import { posix } from 'node:path';
 import type { Model, RuntimeKind } from '../model/types.js';
 import { AuditSink, deviceKey } from '../audit/sink.js';
-import { mintToken, modelScopes, readRevoked } from '../audit/token.js';
+import { mintToken, modelScopes, readRevoked } from '../tokens/token.js';
 import type { SessionPaths } from '../box/common.js';
 import type { Labels } from '../policy/entities.js';
 import type { Authorizer } from '../policy/verdict.js';
@@ -178,7 +178,7 @@ export async function runSession(model: Model, opts: LaunchOptions, box: Box): P
     // The session's capability token: its scopes, its lifetime, revocable by jti.
     const ttlExp = model.ttlSeconds !== undefined ? Math.floor(started.getTime() / 1000) + model.ttlSeconds : null;
     const exp = opts.tokenExp != null && (ttlExp === null || opts.tokenExp < ttlExp) ? opts.tokenExp : ttlExp;
-    const minted = mintToken(deviceKey(opts.state).privateKey, { sub: model.name, sid: id, scopes: modelScopes(model), exp });
+    const minted = await mintToken(deviceKey(opts.state).privateKey, { sub: model.name, sid: id, scopes: modelScopes(model), exp });
     session.jti = minted.claims.jti;
     writeFileSync(posix.join(opts.state, 'sessions', `${id}.token`), minted.token + '\n', { mode: 0o600 });
 

@@ -8,7 +8,7 @@
  * 3. evidence streamed to files; a part that cannot be taken is named in its manifest,
  *    and a failure here is audited, never fatal.
  */
-import { revoke } from '../audit/token.js';
+import { revoke } from '../tokens/token.js';
 import type { SessionProxy } from '../egress/session-proxy.js';
 import { collectEvidence, type Evidence, type EvidenceInput } from './evidence.js';
 import { writeSession, type Session } from './records.js';

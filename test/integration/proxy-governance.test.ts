@@ -174,7 +174,7 @@ egress: { consent: { ask: [${JSON.stringify(ask)}] } }`);
     const { p, asked } = await withConsent(`127.0.0.1:${sinkPort}`, 10);
     const first = viaProxy(p, `http://127.0.0.1:${sinkPort}/once`, 'payload');
     const id = await nextRequest();
-    expect(pendingApprovals(state)[0]!.question).toBe(`gov wants to connect to 127.0.0.1:${sinkPort} to upload (POST /once). Allow once / allow for this session / deny?`);
+    expect(pendingApprovals(state)[0]!.question).toBe(`gov wants to connect to 127.0.0.1:${sinkPort} to upload 7 bytes (POST /once). Allow once / allow for this session / deny?`);
     answerApproval(state, id, 'once', 'alice on /dev/pts/1');
     expect((await first).status).toBe(200);
     expect(received.at(-1)).toMatchObject({ url: '/once' });

@@ -46,8 +46,10 @@ export async function exportCommand(opts: { format: string; since?: string; to?:
   if (opts.to) {
     const target = parseSyslogUrl(opts.to);
     if (!target) throw new AgentboxError('USAGE', `--to ${opts.to}: use syslog://HOST:PORT (UDP) or syslog+tcp://HOST:PORT`);
-    await sendSyslog(target, records, f);
-    io.info(`sent ${records.length} entries to ${opts.to} as ${f}`);
+    const sent = await sendSyslog(target, records, f);
+    io.info(`sent ${sent.sent} entries to ${opts.to} as ${f}`);
+    for (const x of sent.failed) io.warn(`entry seq ${x.seq} was not sent: ${x.error}`);
+    if (sent.failed.length > 0) return 1;
   } else for (const r of records) io.out(format(r, f));
   return 0;
 }

@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { AgentboxError, ExitCode } from '../../errors.js';
 import { AuditSink, deviceKey } from '../../audit/sink.js';
-import { checkToken, mintToken, modelScopes, readRevoked, revoke } from '../../audit/token.js';
+import { checkToken, mintToken, modelScopes, readRevoked, revoke } from '../../tokens/token.js';
 import { parseTtl } from '../../manifest/scope.js';
 import { collectEvidence } from '../../session/evidence.js';
 import { readSession, signalSession, type Session } from '../../session/records.js';
@@ -137,7 +137,7 @@ export async function tokenMintCommand(arg: string, opts: ManifestOptions & { tt
   if (ttl && !ttl.ok) throw new AgentboxError('USAGE', `--ttl ${opts.ttl}: ${ttl.message}`);
   const seconds = ttl?.ok ? ttl.value : model.ttlSeconds;
   const state = stateDir();
-  const { token, claims } = mintToken(deviceKey(state).privateKey, { sub: model.name, sid: '-', scopes: modelScopes(model), exp: seconds !== undefined ? Math.floor(Date.now() / 1000) + seconds : null });
+  const { token, claims } = await mintToken(deviceKey(state).privateKey, { sub: model.name, sid: '-', scopes: modelScopes(model), exp: seconds !== undefined ? Math.floor(Date.now() / 1000) + seconds : null });
   new AuditSink(state).append({ session: '-', agent: model.name, action: 'token.minted', resource: claims.jti, decision: 'info', reason: 'minted for a later launch', details: { scopes: claims.scopes, exp: claims.exp } });
   if (io.json) io.data({ token, claims });
   else io.out(token);
@@ -153,7 +153,7 @@ export function readTokenArg(arg: string): string {
 
 export async function tokenVerifyCommand(arg: string, io: Io): Promise<number> {
   const state = stateDir();
-  const r = checkToken(readTokenArg(arg), deviceKey(state).publicKey, readRevoked(state));
+  const r = await checkToken(readTokenArg(arg), deviceKey(state).publicKey, readRevoked(state));
   if (io.json) io.data(r);
   else if (r.ok) io.out(`${io.style.green('valid')}  ${r.claims.jti}: ${r.claims.sub}, ${r.claims.scopes.length} scopes, ${r.claims.exp === null ? 'no expiry' : `expires ${new Date(r.claims.exp * 1000).toISOString()}`}`);
   else io.out(`${io.style.red('refused')}  ${r.reason}`);

@@ -19,7 +19,7 @@ import { shellLine } from '../../generate/escape/shell.js';
 import { termSafe } from '../../generate/escape/terminal.js';
 import { spawnReaper } from '../../session/reaper.js';
 import { showPath } from '../../model/describe.js';
-import { checkToken, intersect, readRevoked } from '../../audit/token.js';
+import { checkToken, intersect, readRevoked } from '../../tokens/token.js';
 import { readTokenArg } from './incident.js';
 import { AuditSink, deviceKey } from '../../audit/sink.js';
 import { EnvVar } from '../../env.js';
@@ -53,7 +53,7 @@ export async function launchCommand(arg: string, cmd: string[], opts: LaunchCliO
   if (opts.token) {
     // The session runs with exactly the token's scopes intersected with the manifest.
     const state = stateDir();
-    const check = checkToken(readTokenArg(opts.token), deviceKey(state).publicKey, readRevoked(state));
+    const check = await checkToken(readTokenArg(opts.token), deviceKey(state).publicKey, readRevoked(state));
     if (!check.ok) throw new AgentboxError('DENIED', `--token refused: ${check.reason}`);
     if (check.claims.sub !== model.name) throw new AgentboxError('DENIED', `--token refused: it was minted for agent ${check.claims.sub}, not ${model.name}`);
     const narrowed = intersect(model, check.claims.scopes);
