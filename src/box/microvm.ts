@@ -141,7 +141,7 @@ export function buildMicrovmPlan(model: Model, command: string[], f: MicrovmFact
     '-fsdev', 'local,id=usr,path=/usr,security_model=passthrough,readonly=on', '-device', 'virtio-9p-device,fsdev=usr,mount_tag=usr',
     '-fsdev', `local,id=ctl,path=${ctlDir},security_model=passthrough`, '-device', 'virtio-9p-device,fsdev=ctl,mount_tag=ctl',
   ];
-  for (const s of shares) argv.push('-fsdev', `local,id=${s.tag},path=${s.path},security_model=passthrough${s.readonly ? ',readonly=on' : ''}`, '-device', `virtio-9p-device,fsdev=${s.tag},mount_tag=${s.tag}`);
+  for (const s of shares) argv.push('-fsdev', `local,id=${s.tag},path=${s.path},security_model=passthrough,multidevs=remap${s.readonly ? ',readonly=on' : ''}`, '-device', `virtio-9p-device,fsdev=${s.tag},mount_tag=${s.tag}`);
   if (proxySocket) {
     argv.push('-netdev', `user,id=net0,restrict=on,guestfwd=tcp:${GUEST_PROXY}-cmd:${f.socat} - UNIX-CONNECT:${proxySocket}`, '-device', 'virtio-net-device,netdev=net0');
   }
