@@ -29,7 +29,14 @@ export const hostResolver: PathResolver = {
         continue;
       }
       if (++hops > MAX_LINKS) return { ok: false, link: candidate, target: '(too many links)', container: real };
-      const target = readlinkSync(candidate);
+      let target: string;
+      try {
+        target = readlinkSync(candidate);
+      } catch {
+        // The link went away between lstat and readlink: resolve the path again as it is now.
+        pending.unshift(seg);
+        continue;
+      }
       const resolvedTarget = posix.resolve(real, target);
       if (!isWithin(resolvedTarget, real)) return { ok: false, link: candidate, target, container: real };
       // Continue resolving the target's own components from the root.
