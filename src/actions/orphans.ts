@@ -82,15 +82,15 @@ async function endBox(s: Session): Promise<string[]> {
   if (signalIdentity(s.box, 'SIGKILL', s.runtime === 'process')) did.push(`box process ${s.box!.pid} killed`);
   // Give the kernel a moment to empty the cgroups, then remove them.
   for (let i = 0; i < 50 && removeCgroupDirs(s.cgroups ?? []).length > 0; i++) await new Promise((r) => setTimeout(r, 20));
-  if (s.run) {
-    unmountUnder(s.run);
-    removeSessionDir(s.run);
-  }
   // An image-backed layer is kept on disk; a tmpfs one stays mounted (it is the only copy).
-  // A record from before layers were recorded: whatever it mounted under its directory.
   const layers = layersOf(s);
-  if (layers?.fs === 'ext4-image') unmountUnder(layers.mount);
-  else if (!layers && s.dir) unmountUnder(s.dir);
+  const keep = layers?.fs === 'tmpfs' ? [layers.mount] : [];
+  if (s.run) {
+    unmountUnder(s.run, keep);
+    if (keep.length === 0) removeSessionDir(s.run);
+  }
+  // A record from before layers were recorded this way: whatever it mounted under its directory.
+  if (!layers && s.dir) unmountUnder(s.dir);
   return did;
 }
 
@@ -142,6 +142,7 @@ export async function finishOrphan(state: string, s: Session, by: string): Promi
         event('session.cleanup-error', 'info', (e as Error).message.split('\n')[0] ?? 'failed');
       }
     }
+    if (now.run) removeSessionDir(now.run);
     removeSessionDir(now.dir);
     const rec: Session = { ...now, state: 'exited', endedAt: now.endedAt ?? new Date().toISOString(), endReason: `${now.endReason ?? 'the launcher is gone'}; ended by agentbox kill`, layers: null };
     writeSession(state, rec);

@@ -55,14 +55,16 @@ export interface SessionPaths {
   run: string;
 }
 
-/** Where a session's layers file system is mounted (0700, root). */
-export const layersMount = (s: SessionPaths) => posix.join(s.dir, 'layers');
+/** Where a session's layers file system is mounted (0700, root): under the run dir, so an overlay's options name nothing but the session. */
+export const layersMount = (s: SessionPaths) => posix.join(s.run, 'layers');
 /** The sparse image that holds it. */
 export const layersImage = (s: SessionPaths) => posix.join(s.dir, 'layers.img');
 /** The directory bound at /run/agentbox in the box: the proxy socket. */
 export const proxyDir = (s: SessionPaths) => posix.join(s.run, 'proxy');
 /** The empty, mode-000 directory bound over denied directories (container runtime). */
 export const denyDir = (s: SessionPaths) => posix.join(s.run, 'denied-dir');
+/** An empty mode-000 file bound over unix sockets inside grants (gVisor's gofer cannot mount a device node there). */
+export const maskFile = (s: SessionPaths) => posix.join(s.run, 'masked');
 /** Where the host binds the opened grant i for an engine that takes paths (container, micro-VM). */
 export const grantBind = (s: SessionPaths, i: number) => posix.join(s.run, 'binds', String(i));
 

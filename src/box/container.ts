@@ -25,7 +25,7 @@ import { posix } from 'node:path';
 import { isWithin } from '../manifest/normalise.js';
 import { agentEnvironment } from '../generate/linux/systemd.js';
 import { usesProxy, type Model } from '../model/types.js';
-import { BOX_PROXY_PORT, BOX_RUN, denyDir, forwarderInit, grantBind, layersFor, proxyDir, visibleDenies, type GrantFact, type LayerPaths, type PathKind, type SessionPaths } from './common.js';
+import { BOX_PROXY_PORT, BOX_RUN, denyDir, forwarderInit, grantBind, layersFor, maskFile, proxyDir, visibleDenies, type GrantFact, type LayerPaths, type PathKind, type SessionPaths } from './common.js';
 import { parentsFirst } from './bwrap.js';
 import { dockerSeccompProfile } from './seccomp.js';
 
@@ -153,7 +153,7 @@ export function buildContainerPlan(model: Model, command: string[], f: Container
       else if (kind === 'file') mounts.push({ Type: 'bind', Source: '/dev/null', Target: d.path, ReadOnly: true });
     } else if (kind !== 'missing') mounts.push(bind(d.path, d.path, true));
   }
-  for (const sock of f.socketMasks) mounts.push({ Type: 'bind', Source: '/dev/null', Target: sock, ReadOnly: true });
+  for (const sock of f.socketMasks) mounts.push(bind(maskFile(f.session), sock, true));
   if (f.runtime === 'runsc' && f.statxCompat) {
     mounts.push({ Type: 'bind', Source: f.statxCompat, Target: STATX_COMPAT_TARGET, ReadOnly: true });
     env.push(['LD_PRELOAD', STATX_COMPAT_TARGET]);

@@ -62,6 +62,8 @@ export async function main(argv: string[]): Promise<number> {
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
     if (e.code === 'EPIPE' && process.stdout.listenerCount('error') === 1) process.exit(0);
   });
+  // A person's terminal that went away (stderr EPIPE) changes nothing: messages are dropped, the exit code stands.
+  process.stderr.on('error', () => undefined);
   await precompiledValidator();
   let exitCode: number = ExitCode.ok;
   const program = new Command('agentbox');

@@ -71,6 +71,7 @@ export function diskLimit(state: string, requested: number | undefined): number 
 export function createLayers(paths: SessionPaths, writes: readonly { opened: OpenedGrant; index: number }[], limitBytes: number): SessionLayers {
   const mount = layersMount(paths);
   const image = layersImage(paths);
+  mkdirSync(posix.dirname(mount), { recursive: true, mode: 0o711 });
   mkdirSync(mount, { recursive: true, mode: 0o700 });
   chmodSync(mount, 0o700);
   let fs: SessionLayers['fs'] = 'ext4-image';
@@ -182,9 +183,10 @@ export function commitLayers(layers: readonly LayerRecord[], uid: number, gid: n
   return res;
 }
 
-/** Unmounts everything mounted under `dir`, deepest first (lazily when busy). */
-export function unmountUnder(dir: string): void {
+/** Unmounts everything mounted under `dir`, deepest first (lazily when busy), except the mount points in `keep`. */
+export function unmountUnder(dir: string, keep: readonly string[] = []): void {
   for (const m of mountsUnder(dir)) {
+    if (keep.includes(m)) continue;
     try {
       execFileSync('umount', [m], { stdio: 'ignore' });
     } catch {
@@ -195,6 +197,11 @@ export function unmountUnder(dir: string): void {
       }
     }
   }
+}
+
+/** Unmounts what a box mounted under the session's run dir; the layers stay for listing and commit. */
+export function unmountBox(paths: SessionPaths): void {
+  unmountUnder(paths.run, [layersMount(paths)]);
 }
 
 /** Mounts a kept layers image again (an orphaned session's layers, for kill to finish). */

@@ -111,11 +111,29 @@ export async function runSession(model: Model, opts: LaunchOptions, box: Box): P
     }
   };
   // A failure nobody awaited must not take the supervisor (and the box's cleanup) down.
+  // Recorded once per kind, at most 20 in all, and never through the channel that failed:
+  // a launcher whose terminal went away (EPIPE) keeps supervising in silence.
+  let internalErrors = 0;
+  let reporting = false;
   const internal = (e: unknown) => {
-    const msg = (e as Error)?.message ?? String(e);
-    event('session.internal-error', id, 'info', msg.split('\n')[0] ?? 'error');
-    opts.log(`agentbox: internal error in session ${id} (recorded; the session goes on): ${msg.split('\n')[0]}`);
+    if (reporting) return;
+    reporting = true;
+    try {
+      const code = (e as NodeJS.ErrnoException)?.code;
+      if (code === 'EPIPE' || code === 'ERR_STREAM_DESTROYED' || code === 'ERR_STREAM_WRITE_AFTER_END') return;
+      const msg = ((e as Error)?.message ?? String(e)).split('\n')[0] ?? 'error';
+      if (++internalErrors > 20) return;
+      event('session.internal-error', id, 'info', msg);
+      if (internalErrors <= 3) opts.log(`agentbox: internal error in session ${id} (recorded; the session goes on): ${msg}`);
+    } catch {
+      // nothing more can be done about it here
+    } finally {
+      reporting = false;
+    }
   };
+  // The operator's terminal closing is not the session's end: messages are dropped.
+  const quietStderr = () => undefined;
+  process.stderr.on('error', quietStderr);
   process.on('unhandledRejection', internal);
   process.on('uncaughtException', internal);
 
@@ -182,7 +200,34 @@ export async function runSession(model: Model, opts: LaunchOptions, box: Box): P
     session.jti = minted.claims.jti;
     writeFileSync(posix.join(opts.state, 'sessions', `${id}.token`), minted.token + '\n', { mode: 0o600 });
 
+    let boxRunning = false;
+    const end = (reason: string) => {
+      if (endReason !== 'exited') return;
+      endReason = reason;
+      // Before the box runs there is nothing to signal: start() sees endReason and stops it.
+      if (!boxRunning) return;
+      (async () => {
+        // A frozen process cannot act on a signal: thaw first (egress stays cut).
+        await box.thaw();
+        await box.signal('SIGCONT');
+        await box.signal('SIGTERM');
+        setTimeout(() => void Promise.resolve(box.signal('SIGKILL')).catch(internal), 2000).unref();
+      })().catch(internal);
+    };
+    // The launcher's stdout reader went away (`agentbox launch … | head`): the session
+    // ends through the normal path, as the agent itself would on SIGPIPE.
+    const onStdoutError = (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') end('stdout closed');
+    };
+    process.stdout.on('error', onStdoutError);
+    cleanups.push(() => process.stdout.off('error', onStdoutError));
     const agent = await box.start();
+    boxRunning = true;
+    if (endReason !== 'exited') {
+      const why = endReason;
+      endReason = 'exited';
+      end(why);
+    }
     startedBox = true;
     session.pid = agent.pid;
     session.box = agent.identity;
@@ -210,17 +255,6 @@ export async function runSession(model: Model, opts: LaunchOptions, box: Box): P
       ...(model.egress.maxUploadBytes !== undefined ? { maxUploadBytes: model.egress.maxUploadBytes, maxSessionUploadBytes: model.egress.maxSessionUploadBytes, uploadWindowSeconds: model.egress.uploadWindowSeconds, onViolation: model.egress.onViolation } : {}),
     });
 
-    const end = (reason: string) => {
-      if (endReason !== 'exited') return;
-      endReason = reason;
-      (async () => {
-        // A frozen process cannot act on a signal: thaw first (egress stays cut).
-        await box.thaw();
-        await box.signal('SIGCONT');
-        await box.signal('SIGTERM');
-        setTimeout(() => void Promise.resolve(box.signal('SIGKILL')).catch(internal), 2000).unref();
-      })().catch(internal);
-    };
     if (model.ttlSeconds !== undefined) {
       const t = setTimeout(() => {
         opts.log(`agentbox: ${id} reached its ttl of ${model.ttlSeconds}s; ending the session`);
@@ -234,13 +268,6 @@ export async function runSession(model: Model, opts: LaunchOptions, box: Box): P
       process.on(s, onSignal);
       cleanups.push(() => process.off(s, onSignal));
     }
-    // The launcher's stdout reader went away (`agentbox launch … | head`): the session
-    // ends through the normal path, as the agent itself would on SIGPIPE.
-    const onStdoutError = (e: NodeJS.ErrnoException) => {
-      if (e.code === 'EPIPE') end('stdout closed');
-    };
-    process.stdout.on('error', onStdoutError);
-    cleanups.push(() => process.stdout.off('error', onStdoutError));
 
     // Quarantine (SIGUSR1 from `agentbox quarantine`, or a violation under onViolation:
     // quarantine): cut egress and freeze; a violation then revokes and takes evidence.
@@ -299,6 +326,7 @@ export async function runSession(model: Model, opts: LaunchOptions, box: Box): P
       await finish(model, opts, box, session, { endReason, exitCode, startedBox, sp, event });
       process.off('unhandledRejection', internal);
       process.off('uncaughtException', internal);
+      process.stderr.off('error', quietStderr);
       throw e;
     }
     // After the box started, a failure is recorded and the session ends the normal way.
@@ -308,6 +336,7 @@ export async function runSession(model: Model, opts: LaunchOptions, box: Box): P
   const result = await finish(model, opts, box, session, { endReason, exitCode, startedBox, sp, event });
   process.off('unhandledRejection', internal);
   process.off('uncaughtException', internal);
+  process.stderr.off('error', quietStderr);
   return result;
 }
 

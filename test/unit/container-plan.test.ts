@@ -83,7 +83,7 @@ describe('container plan', () => {
 
   it('covers unix sockets found inside grants with /dev/null, and gates the agent on the memfd sysctl under runc', () => {
     const q = buildContainerPlan(m, m.agent.command, facts({ socketMasks: ['/home/user/Documents/.s.agent'], memfdGate: true }));
-    expect(q.create.HostConfig.Mounts).toContainEqual({ Type: 'bind', Source: '/dev/null', Target: '/home/user/Documents/.s.agent', ReadOnly: true });
+    expect(q.create.HostConfig.Mounts).toContainEqual(expect.objectContaining({ Source: '/run/agentbox/c-1/masked', Target: '/home/user/Documents/.s.agent', ReadOnly: true }));
     expect(q.create.HostConfig.Mounts).toContainEqual(expect.objectContaining({ Source: '/run/agentbox/c-1/ctl', Target: '/run/agentbox-ctl', ReadOnly: true }));
     expect(q.create.Cmd.slice(0, 4)).toEqual(['/bin/sh', '-c', memfdGateInit(), 'agentbox-gate']);
     expect(q.controls).toContain('vm.memfd_noexec=2');

@@ -109,7 +109,7 @@ async function containerEvidence(s: Session) {
   const { dockerClient, engineProcesses } = await import('../../runtimes/container/runtime.js');
   const docker = await dockerClient();
   return {
-    processes: () => engineProcesses(docker, s.container!),
+    processes: () => engineProcesses(docker, s.container!, s.isolation === 'gvisor' ? 'gvisor' : 'runc'),
     ...(s.isolation === 'gvisor' ? { connectionsUnavailable: "under gVisor the sandbox's sockets live in its own network stack (the Sentry), not in any host table" } : {}),
   };
 }

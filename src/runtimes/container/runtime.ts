@@ -7,18 +7,18 @@
  * when the session ends, and a reaper process does so if the launcher dies.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { posix } from 'node:path';
 import type Docker from 'dockerode';
 import { AgentboxError } from '../../errors.js';
 import type { Model } from '../../model/types.js';
-import { denyDir, reservedOverlaps } from '../../box/common.js';
+import { denyDir, maskFile, reservedOverlaps } from '../../box/common.js';
 import { buildContainerPlan, CONTAINER_RESERVED, ctlDir, SESSION_LABEL, type ContainerPlan } from '../../box/container.js';
 import { BASE_IMAGE } from './image.js';
 import { runSession, type Box, type LaunchOptions, type LaunchResult } from '../../session/lifecycle.js';
 import { newSessionId } from '../../session/records.js';
 import { prepareSession } from '../../session/prepare.js';
-import { DEFAULT_DISK_BYTES, unmountUnder } from '../../session/layers.js';
+import { DEFAULT_DISK_BYTES, unmountBox } from '../../session/layers.js';
 import { bindOpened, mountLayers, pathKind } from '../host-mounts.js';
 import { packageRoot } from '../../host/files.js';
 import { identify } from '../../host/proc.js';
@@ -72,8 +72,47 @@ function containerLimitHits(fullId: string): { pids: number; memory: number } {
   };
 }
 
+/** Where runsc keeps a container's state: under the Engine's exec root (found from running dockerd processes). */
+function runscRoots(): string[] {
+  const roots = new Set(['/run/docker/runtime-runc/moby', '/var/run/docker/runtime-runc/moby']);
+  try {
+    for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+      let argv: string[];
+      try {
+        argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      } catch {
+        continue;
+      }
+      if (!argv[0]?.endsWith('dockerd')) continue;
+      const i = argv.findIndex((a) => a === '--exec-root' || a.startsWith('--exec-root='));
+      if (i >= 0) roots.add(posix.join(argv[i]!.includes('=') ? argv[i]!.split('=')[1]! : argv[i + 1]!, 'runtime-runc', 'moby'));
+    }
+  } catch {
+    // no /proc
+  }
+  return [...roots];
+}
+
+/** gVisor's own process table for a sandbox (`runsc ps`, which answers while it is paused). */
+async function runscProcesses(id: string): Promise<{ entries: ProcessEntry[]; source: string } | { unavailable: string }> {
+  const root = runscRoots().find((r) => existsSync(r) && readdirSync(r).some((f) => f.includes(id)));
+  if (!root) return { unavailable: `runsc's state for container ${id.slice(0, 12)} was not found under the Engine's exec root` };
+  const { execa } = await import('execa');
+  const r = await execa('runsc', ['--root', root, 'ps', id], { reject: false, timeout: 5000 });
+  if (r.exitCode !== 0) return { unavailable: `runsc ps failed: ${String(r.stderr).split('\n')[0]}` };
+  const lines = String(r.stdout).trim().split('\n').slice(1);
+  const entries = lines.map((l) => {
+    const f = l.trim().split(/\s+/);
+    return { pid: Number(f[1]), ppid: Number(f[2]), user: f[0] ?? '', state: '', command: f.slice(7) };
+  });
+  return { entries, source: 'runsc ps (the gVisor sandbox\'s own process table)' };
+}
+
 /** The processes the Engine reports for a container (under gVisor: the sandbox's own, from runsc). */
-export async function engineProcesses(docker: Docker, id: string): Promise<{ entries: ProcessEntry[]; source: string } | { unavailable: string }> {
+export async function engineProcesses(docker: Docker, id: string, isolation: 'runc' | 'gvisor' = 'runc'): Promise<{ entries: ProcessEntry[]; source: string } | { unavailable: string }> {
+  // The Engine's `top` maps runsc's sandbox pids onto host pids, which names host
+  // processes that are not the agent's: ask gVisor itself.
+  if (isolation === 'gvisor') return runscProcesses(id);
   try {
     const top = (await docker.getContainer(id).top({ ps_args: '-eo pid,ppid,user,stat,args' })) as { Titles: string[]; Processes: string[][] };
     const col = (name: string) => top.Titles.findIndex((t) => t.toUpperCase() === name);
@@ -102,6 +141,8 @@ export async function removeSessionContainer(docker: Docker, session: string, id
   let removed = false;
   for (const c of ids) {
     try {
+      // A paused (quarantined) container cannot be removed under gVisor: thaw it first.
+      await docker.getContainer(c).unpause().catch(() => undefined);
       await docker.getContainer(c).remove({ force: true, v: true });
       removed = true;
     } catch {
@@ -122,6 +163,14 @@ export async function launchContainer(model: Model, opts: LaunchOptions & { isol
     if (gaps.length > 0) throw new AgentboxError('CONTROL_UNAVAILABLE', `cannot build the ${isolation === 'gvisor' ? 'gVisor ' : ''}container for ${model.name} on this host; nothing was started`, { details: gaps });
   }
   const prep = prepareSession(model, { state: opts.state, id, root: true, uid, gid: uid, dryRun: opts.dryRun, log: opts.log, socketsReachable: true });
+  // gVisor's gofer (Debian's 2022 runsc) cannot mount anything over a socket, and its
+  // --host-uds=open (the proxy needs it) would let the agent connect to one: refuse.
+  if (isolation === 'gvisor' && prep.socketMasks.length > 0) {
+    prep.undo();
+    throw new AgentboxError('CONTROL_UNAVAILABLE', `the grants hold unix sockets that gVisor cannot cover (a host service behind one would bypass the egress proxy); nothing was started`, {
+      details: [...prep.socketMasks.slice(0, 10).map((s) => `socket ${s}`), 'grant narrower folders, grant a socket explicitly if the agent needs it, or use --isolation runc, which covers them'],
+    });
+  }
   const memfdGate = isolation === 'runc' && existsSync('/proc/sys/vm/memfd_noexec');
   const plan = buildContainerPlan(model, opts.command, {
     session: prep.paths,
@@ -184,6 +233,7 @@ export async function launchContainer(model: Model, opts: LaunchOptions & { isol
       if (plan.proxySocket) mkdirSync(posix.dirname(plan.proxySocket), { recursive: true });
       mkdirSync(denyDir(prep.paths), { mode: 0o000 });
       chmodSync(denyDir(prep.paths), 0o000);
+      closeSync(openSync(maskFile(prep.paths), 'w', 0o000));
       if (memfdGate) mkdirSync(ctlDir(prep.paths), { recursive: true, mode: 0o755 });
       const c = await docker.createContainer({ ...plan.create, name: id } as unknown as Docker.ContainerCreateOptions);
       container = c;
@@ -246,14 +296,14 @@ export async function launchContainer(model: Model, opts: LaunchOptions & { isol
       return hits;
     },
     evidence: () => ({
-      processes: () => engineProcesses(docker, fullId),
+      processes: () => engineProcesses(docker, fullId, isolation),
       ...(isolation === 'gvisor' ? { connectionsUnavailable: "under gVisor the sandbox's sockets live in its own network stack (the Sentry), not in any host table; egress.json lists what it had open through the proxy" } : {}),
     }),
     cleanup: async () => {
       clearInterval(sampler);
       // The container and its writable layer go; then every host mount of the session.
       await removeSessionContainer(docker, id, fullId || null);
-      unmountUnder(prep.paths.run);
+      unmountBox(prep.paths);
     },
   };
   return runSession(model, opts, box);

@@ -15,7 +15,7 @@ import { whichSync } from '../../host/which.js';
 import { reservedOverlaps } from '../../box/common.js';
 import { debugEnabled, EnvVar, imageCache } from '../../env.js';
 import { prepareSession } from '../../session/prepare.js';
-import { unmountUnder } from '../../session/layers.js';
+import { unmountBox } from '../../session/layers.js';
 import { readMicrovmImage } from './image.js';
 import { BOOT_DEADLINE_SECONDS, buildMicrovmPlan, SAFE_SESSION_PATH, type MicrovmPlan } from '../../box/microvm.js';
 import { seccompBytes } from '../../box/seccomp.js';
@@ -276,7 +276,7 @@ export async function launchMicrovm(model: Model, opts: LaunchOptions): Promise<
           // no console output
         }
       }
-      unmountUnder(prep.paths.run);
+      unmountBox(prep.paths);
       rmSync(plan.ctlDir, { recursive: true, force: true });
     },
   };

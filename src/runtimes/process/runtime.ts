@@ -18,7 +18,7 @@ import { usesProxy } from '../../model/types.js';
 import { seccompBytes } from '../../box/seccomp.js';
 import { newSessionId } from '../../session/records.js';
 import { prepareSession } from '../../session/prepare.js';
-import { makeMountPoints, DEFAULT_DISK_BYTES, unmountUnder } from '../../session/layers.js';
+import { makeMountPoints, DEFAULT_DISK_BYTES, unmountBox } from '../../session/layers.js';
 import { bindOpened, mountLayers, pathKind } from '../host-mounts.js';
 import { runSession, type Box, type LaunchOptions, type LaunchResult } from '../../session/lifecycle.js';
 export type { LaunchOptions, LaunchResult, Change } from '../../session/lifecycle.js';
@@ -176,7 +176,7 @@ export async function launchProcess(model: Model, opts: LaunchOptions): Promise<
     limitHits: () => cgroups?.hits() ?? { pids: 0, memory: 0 },
     cleanup: async () => {
       await cgroups?.removeWhenEmpty(() => killGroup('SIGKILL'));
-      unmountUnder(prep.paths.run);
+      unmountBox(prep.paths);
     },
   };
   return runSession(model, opts, box);
