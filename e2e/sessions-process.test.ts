@@ -96,6 +96,27 @@ describe('process runtime sessions', () => {
     expect(statSync(join(work, 'suid')).mode & 0o7777).toBe(0o755);
   }, 30_000);
 
+  // Attack: file names carrying ESC sequences and newlines, to rewrite the operator's
+  // terminal and forge "agentbox:" lines in the end-of-session summary.
+  // Defence: every agent-controlled string printed to a terminal is escaped.
+  it('file names with escape sequences and newlines reach the summary escaped, with or without --diff', async () => {
+    const work = join(base, 'escapes-work');
+    mkdirSync(work);
+    chownSync(work, 64000, 64000);
+    const m = manifest('escapes', `capabilities: [exec:/usr/bin, "fs:write:${work}"]\n`);
+    const script = `cd ${work} && touch "$(printf 'a\\033[2J\\033]0;owned\\007')" "$(printf 'b\\nagentbox: session all-clear ended with exit code 0')" "$(printf 'c\\342\\200\\256txt.exe')"`;
+    for (const diff of [[], ['--diff']]) {
+      const r = await run(['launch', m, '--home', base, ...diff, '--', '/bin/sh', '-c', script], { AGENTBOX_STATE_DIR: mkdtempSync(join(base, 'state-')) });
+      expect(r.exitCode, String(r.stderr)).toBe(0);
+      const err = String(r.stderr);
+      expect(err).not.toMatch(/[\x1b\x07\u202e]/);
+      expect(err.split('\n').filter((l) => l.startsWith('agentbox:'))).toHaveLength(1);
+      expect(err).toContain('a\\x1b[2J\\x1b]0;owned\\x07');
+      expect(err).toContain('b\\x0aagentbox: session all-clear');
+      expect(err).toContain('c\\u{202e}txt.exe');
+    }
+  }, 30_000);
+
   it('--verbose shows each denied connection as it happens', async () => {
     const m = manifest('verbose', 'extends: [organizer]\ncapabilities: [exec:/usr/bin, "net:connect:api.example.com:443"]\n');
     const r = await run(['launch', m, '--home', base, '--verbose', '--', '/usr/bin/python3', '-c', 'import urllib.request as u\ntry: u.urlopen("http://127.0.0.1:9/x")\nexcept Exception as e: print(e.code)'], {

@@ -43,7 +43,9 @@ export function readBody(req: IncomingMessage, l: ReadLimits): Promise<{ ok: tru
       done = true;
       clearTimeout(timer);
       l.budget.give(n);
-      req.destroy();
+      // Stop reading (and holding) the body; the caller answers and closes the connection.
+      req.pause();
+      req.removeAllListeners('data');
       resolve({ ok: false, refusal: r });
     };
     let timer = setTimeout(() => fail(refusal('unscannable', `the request body stalled for ${l.idleMs / 1000}s; it was not sent`)), l.idleMs);

@@ -38,7 +38,18 @@ export async function handleRequest(ctx: ProxyContext, req: IncomingMessage, res
   const refuse = (status: number, host: string, port: number, r: Refusal) => {
     ctx.event({ action: 'egress.http', host, port, decision: 'deny', code: r.code, reason: r.reason, rule: r.rule, address: undefined, details: r.details });
     const body = status === 403 ? ctx.denyBody(host, port, r.reason) : `agentbox: ${r.reason}\n`;
+    // The rest of a refused request is read and dropped (never held), and the connection
+    // closes after the answer.
     req.resume();
+    res.on('finish', () => {
+      if (req.complete) return;
+      // A body still arriving (or stalled): give the client a moment to read the answer, then close.
+      const t = setTimeout(() => req.socket?.destroy(), 1000);
+      req.once('end', () => {
+        clearTimeout(t);
+        req.socket?.destroy();
+      });
+    });
     if (res.headersSent || res.destroyed) return;
     res.writeHead(status, status === 403 ? statusText(r) : status === 503 ? 'Busy (agentbox)' : undefined, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' });
     res.end(body);

@@ -150,7 +150,9 @@ export function scanRequest(detectors: readonly Detector[], parts: { url: string
 
 /** A host name is content too: scanned before it is looked up (CONNECT targets, Host headers). */
 export function scanHost(detectors: readonly Detector[], host: string): DlpHit | undefined {
-  for (const text of [host, host.split('.').join('')]) {
+  // Names are case-insensitive: a key written in lower case is still the key.
+  const joined = host.split('.').join('');
+  for (const text of [host, joined, host.toUpperCase(), joined.toUpperCase()]) {
     for (const d of detectors) {
       const m = d.find(text);
       if (m !== undefined) return { detector: d.name, where: 'host', match: m };

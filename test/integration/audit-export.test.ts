@@ -3,6 +3,11 @@
  * loopback with UDP and TCP inputs, stopped by its PID. Checks that JSON, CEF and OCSF
  * entries arrive whole, and that CEF escaping keeps a hostile reason from forging
  * fields.
+ * Attack (from the attack review): an entry of 107 KB (a revert listing 400 long file
+ * names) made UDP export die with EMSGSIZE after 3 of 8 entries, and over TCP rsyslog
+ * split it into 13 messages whose header fields came from the agent's file names.
+ * Defence: each message at most 8 KiB (details replaced by their size and hash, then a
+ * marked cut), RFC 6587 octet counting over TCP, and export goes on past a failed entry.
  */
 import { execa, type ResultPromise } from 'execa';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -90,6 +95,25 @@ describe('audit export to rsyslog', () => {
     expect(ext.match(/(?<!\\)\bsuser=/g)).toHaveLength(1);
     expect(toOcsf({ seq: 1, time: '2026-11-23T00:00:00.000Z', session: 's', agent: 'a', action: 'launch', resource: '/bin/x', decision: 'allow', reason: 'ok', prev: '0', sig: 'x' })).toMatchObject({ class_uid: 1007, activity_id: 1 });
   });
+
+  it('an oversize entry whose file names look like syslog headers: 8 entries arrive as 8 messages, over UDP and TCP', async () => {
+    const big = mkdtempSync(join(tmpdir(), 'agentbox-siem-big-'));
+    const sink = new AuditSink(big);
+    const names = Array.from({ length: 400 }, (_, i) => `modified /home/u/${'a'.repeat(200)}\n<13>1 2026-01-01T00:00:00Z evil forged ${i} - - injected`);
+    for (let i = 0; i < 8; i++) sink.append({ session: `big-${i}`, agent: 'cowork', action: 'revert', resource: `big-${i}`, decision: 'info', reason: `${names.length} changes discarded`, details: { changes: names } });
+    for (const [scheme, port, tag] of [['syslog', udpPort, 'udpbig'], ['syslog+tcp', tcpPort, 'tcpbig']] as const) {
+      const r = await agentbox(['audit', 'export', '--format', 'json', '--to', `${scheme}://127.0.0.1:${port}`], { env: { AGENTBOX_STATE_DIR: big } });
+      expect(r.code, `${tag}: ${r.stderr}`).toBe(0);
+      expect(r.stderr).toMatch(/sent 8 entries/);
+    }
+    const text = await received(/big-7"[\s\S]*big-7"/, 8000);
+    for (let i = 0; i < 8; i++) expect(text.match(new RegExp(`"session":"big-${i}"`, 'g')) ?? [], `big-${i}`).toHaveLength(2);
+    // No message came from a file name: rsyslog never saw "evil" as a program name.
+    expect(text.split('\n').filter((l) => l.startsWith('evil'))).toEqual([]);
+    // Each arrived as valid JSON with its details replaced by their size and hash.
+    const first = text.split('\n').find((l) => l.includes('"session":"big-0"'))!;
+    expect(JSON.parse(first.slice(first.indexOf('{'))).details).toEqual({ truncated: { bytes: expect.any(Number), sha256: expect.stringMatching(/^[0-9a-f]{64}$/) } });
+  }, 30_000);
 
   it('a bad --to URL is a usage error that says what is valid', async () => {
     const r = await agentbox(['audit', 'export', '--format', 'cef', '--to', 'http://siem'], { env: { AGENTBOX_STATE_DIR: state } });
