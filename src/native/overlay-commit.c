@@ -227,6 +227,28 @@ static int remove_tree(int dirfd, const char *name, int depth) {
   return unlinkat(dirfd, name, 0);
 }
 
+/* chmod of an open fd (O_PATH too) through /proc/self/fd: no lookup, no search permission needed. */
+static int chmod_fd(int fd, mode_t mode) {
+  char self[64];
+  snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
+  return fchmodat(AT_FDCWD, self, mode, 0);
+}
+
+/* Removes NAME in DIRFD even if the agent's own folder was just made unsearchable or
+ * read-only by the commit (chmod 500 or 600): its owner's bits are lifted for the removal
+ * and put back. */
+static int remove_in(int dirfd, const char *name) {
+  /* Through /proc/self/fd: the fd may be O_PATH, and "." is not reachable without search permission. */
+  char self[64];
+  snprintf(self, sizeof self, "/proc/self/fd/%d", dirfd);
+  struct stat st;
+  int lifted = 0;
+  if (fstat(dirfd, &st) == 0 && st.st_uid == geteuid() && (st.st_mode & 0300) != 0300) lifted = fchmodat(AT_FDCWD, self, (st.st_mode & 07777) | 0300, 0) == 0;
+  int rc = remove_tree(dirfd, name, 0);
+  if (lifted) fchmodat(AT_FDCWD, self, st.st_mode & 07777, 0);
+  return rc;
+}
+
 /* ---------- diff (root, read-only) ---------- */
 
 static int diff_dir(int ufd, int lfd, int opaque, struct path *p, int depth) {
@@ -391,6 +413,9 @@ static int read_upper(int sock, int ufd, struct path *p, int depth) {
 enum { OP_RENAME = 1, OP_EXCHANGE, OP_TRASH, OP_CHMOD, OP_INPLACE };
 struct op {
   int type, dirfd, applied, fellback;
+  /* OP_CHMOD: the folder's own fd (chmod'ed through /proc/self/fd, no lookup), and
+   * whether the folder's owner bits were lifted while staging (restored on rollback). */
+  int selffd, lifted, have_old;
   char *name, *tmp, *rel;
   mode_t mode, oldmode;
   int tmpfd, backupfd;
@@ -473,15 +498,10 @@ static int do_op(struct op *o) {
   case OP_TRASH:
     return renameat2(o->dirfd, o->name, o->dirfd, o->tmp, RENAME_NOREPLACE);
   case OP_CHMOD: {
-    int fd = o->name[0] ? openat(o->dirfd, o->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : openat(o->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return -1;
     struct stat st;
-    int rc = fstat(fd, &st);
-    if (rc == 0) { o->oldmode = st.st_mode & 07777; rc = fchmod(fd, o->mode); }
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return rc;
+    if (fstat(o->selffd, &st) != 0) return -1;
+    if (!o->have_old) { o->oldmode = st.st_mode & 07777; o->have_old = 1; }
+    return chmod_fd(o->selffd, o->mode);
   }
   case OP_INPLACE: {
     int fd = openat(o->dirfd, o->name, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
@@ -520,13 +540,8 @@ static int undo_op(struct op *o) {
     }
   case OP_TRASH:
     return renameat2(o->dirfd, o->tmp, o->dirfd, o->name, RENAME_NOREPLACE);
-  case OP_CHMOD: {
-    int fd = o->name[0] ? openat(o->dirfd, o->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : openat(o->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    int rc = fchmod(fd, o->oldmode);
-    close(fd);
-    return rc;
-  }
+  case OP_CHMOD:
+    return chmod_fd(o->selffd, o->oldmode);
   case OP_INPLACE: {
     if (o->backupfd < 0) { errno = ENODATA; return -1; }
     int fd = openat(o->dirfd, o->name, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
@@ -540,11 +555,15 @@ static int undo_op(struct op *o) {
   return -1;
 }
 
+/* The order steps were applied in (undo runs it backwards). */
+static size_t *applied_order;
+static size_t napplied;
+
 /* What is staged but not applied goes; applied steps are undone, last first. */
-static int rollback(size_t upto) {
+static int rollback(void) {
   int clean = 1;
-  for (size_t i = upto; i-- > 0;) {
-    struct op *o = &ops[i];
+  for (size_t k = napplied; k-- > 0;) {
+    struct op *o = &ops[applied_order[k]];
     if (o->applied && undo_op(o) != 0) {
       clean = 0;
       size_t l = strlen(reason);
@@ -555,9 +574,37 @@ static int rollback(size_t upto) {
   }
   for (size_t i = 0; i < nops; i++) {
     struct op *o = &ops[i];
-    if (!o->applied && (o->type == OP_RENAME || o->type == OP_EXCHANGE) && o->tmp) remove_tree(o->dirfd, o->tmp, 0);
+    if (!o->applied && (o->type == OP_RENAME || o->type == OP_EXCHANGE) && o->tmp) remove_in(o->dirfd, o->tmp);
+  }
+  /* Folders whose owner bits were lifted to stage inside them get their mode back, last. */
+  for (size_t i = nops; i-- > 0;) {
+    struct op *o = &ops[i];
+    if (o->type == OP_CHMOD && o->lifted && !o->applied) chmod_fd(o->selffd, o->oldmode);
   }
   return clean;
+}
+
+/*
+ * A merged folder of the agent's own: its final mode is set last (deepest first, after
+ * every rename inside it), and if it is not writable and searchable by its owner now,
+ * its owner bits are lifted while the commit works inside it. Returns 1 when an op was
+ * recorded (the fd must stay open), 0 when nothing is needed, -1 on failure.
+ */
+static int stage_dir_mode(int fd, const struct stat *st, mode_t final, const char *rel) {
+  mode_t orig = st->st_mode & 07777;
+  int lift = (orig & 0700) != 0700;
+  if ((orig & 03777) == final && !lift) return 0;
+  struct op *o = add_op(OP_CHMOD, -1, rel, NULL, rel);
+  o->selffd = fd;
+  o->mode = (orig & 03777) == final ? orig : final;
+  o->oldmode = orig;
+  o->have_old = 1;
+  if ((orig & 03777) != final) out("modified", rel);
+  if (lift) {
+    if (chmod_fd(fd, orig | 0700) != 0) return failf("%s: cannot lift the owner's permissions to commit inside it: %s", rel, strerror(errno)), -1;
+    o->lifted = 1;
+  }
+  return 1;
 }
 
 static int writer(int sock, int gfd, uid_t uid) {
@@ -604,23 +651,18 @@ static int writer(int sock, int gfd, uid_t uid) {
         nf.fd = gfd;
         nf.keep = 1;
         struct stat gst;
-        if (fstat(gfd, &gst) == 0 && gst.st_uid == my_uid && (gst.st_mode & 03777) != dir_mode(m.mode)) {
-          struct op *o = add_op(OP_CHMOD, gfd, "", NULL, ".");
-          o->mode = dir_mode(m.mode);
-          out("modified", ".");
-        }
+        if (fstat(gfd, &gst) == 0 && gst.st_uid == my_uid && stage_dir_mode(gfd, &gst, dir_mode(m.mode), ".") < 0) { rc = -1; break; }
       } else if (F->isnew) {
         if (mkdirat(F->fd, name, 0700) != 0 || (nf.fd = openat(F->fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) { rc = failf("%s: %s", rel, strerror(errno)); break; }
         nf.isnew = 1;
         out("added", rel);
       } else if (!m.opaque && dexists && S_ISDIR(dst.st_mode)) {
-        nf.fd = openat(F->fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        nf.fd = openat(F->fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (nf.fd < 0) { rc = failf("%s: changed during the commit: %s", rel, strerror(errno)); break; }
-        if ((dst.st_mode & 03777) != dir_mode(m.mode) && dst.st_uid == my_uid) {
-          struct op *o = add_op(OP_CHMOD, F->fd, name, NULL, rel);
-          o->mode = dir_mode(m.mode);
-          F->keep = 1;
-          out("modified", rel);
+        if (dst.st_uid == my_uid) {
+          int k = stage_dir_mode(nf.fd, &dst, dir_mode(m.mode), rel);
+          if (k < 0) { rc = -1; break; }
+          if (k > 0) nf.keep = 1;
         }
       } else {
         /* New, opaque (rm -rf d; mkdir d) or replacing a non-directory: a staged tree. */
@@ -719,25 +761,32 @@ static int writer(int sock, int gfd, uid_t uid) {
     if (m.type != M_DIR && m.type != M_END) path_pop(&p, old);
   }
   if (rc != 0) {
-    int clean = rollback(nops);
+    int clean = rollback();
     return clean ? 1 : 3;
   }
-  /* Apply: renames and metadata first (each reversible), rewrites in place last. */
-  for (int pass = 0; pass < 2; pass++) {
-    for (size_t i = 0; i < nops; i++) {
+  /* Apply: renames first (each reversible), then rewrites in place, then permission
+   * changes, deepest first: a folder that becomes unsearchable (chmod 600) must not stop
+   * the steps inside it. */
+  applied_order = malloc((nops + 1) * sizeof *applied_order);
+  if (!applied_order) { perror("malloc"); exit(2); }
+  for (int pass = 0; pass < 3; pass++) {
+    for (size_t k = 0; k < nops; k++) {
+      size_t i = pass == 2 ? nops - 1 - k : k;
       struct op *o = &ops[i];
-      if ((o->type == OP_INPLACE) != (pass == 1)) continue;
+      int kind = o->type == OP_INPLACE ? 1 : o->type == OP_CHMOD ? 2 : 0;
+      if (kind != pass) continue;
       if (do_op(o) != 0) {
         failf("%s: %s", o->rel, strerror(errno));
-        return rollback(nops) ? 1 : 3;
+        return rollback() ? 1 : 3;
       }
       o->applied = 1;
+      applied_order[napplied++] = i;
     }
   }
   /* Done: what was replaced or deleted goes (a leftover is reported, not a failure). */
   for (size_t i = 0; i < nops; i++) {
     struct op *o = &ops[i];
-    if ((o->type == OP_EXCHANGE || o->type == OP_TRASH) && remove_tree(o->dirfd, o->tmp, 0) != 0) out("leftover", o->rel);
+    if ((o->type == OP_EXCHANGE || o->type == OP_TRASH) && remove_in(o->dirfd, o->tmp) != 0) out("leftover", o->rel);
   }
   char n[32];
   snprintf(n, sizeof n, "%ld", committed);
