@@ -53,9 +53,9 @@ limits: { pids: 64, memory: 1GiB, cpus: 1.5 }
     expect(fsdevs).toEqual([
       'local,id=usr,path=/usr,security_model=passthrough,readonly=on',
       'local,id=ctl,path=/var/lib/agentbox/sessions/v-1/ctl,security_model=passthrough',
-      'local,id=g0,path=/run/agentbox/v-1/binds/0,security_model=passthrough,readonly=on',
-      'local,id=g1,path=/run/agentbox/v-1/binds/1,security_model=passthrough,readonly=on',
-      'local,id=g2,path=/run/agentbox/v-1/mnt/0/merged,security_model=passthrough',
+      'local,id=g0,path=/run/agentbox/v-1/binds/0,security_model=passthrough,multidevs=remap,readonly=on',
+      'local,id=g1,path=/run/agentbox/v-1/binds/1,security_model=passthrough,multidevs=remap,readonly=on',
+      'local,id=g2,path=/run/agentbox/v-1/mnt/0/merged,security_model=passthrough,multidevs=remap',
     ]);
     expect(p.binds).toEqual([
       { grant: 0, at: '/run/agentbox/v-1/binds/0', kind: 'dir', source: 'fd' },
