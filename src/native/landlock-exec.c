@@ -8,7 +8,8 @@
  * --x: execute under PATH; --connect PORT: the only TCP port that may be connected to
  * (needs ABI 4; without any --connect and ABI >= 4, no TCP connect or bind at all).
  * Exits 4 without running CMD if Landlock is unavailable or a rule cannot be added
- * (fail closed); prints the ABI it enforced with --abi.
+ * (fail closed); prints the ABI it enforced with --abi. Every fd above 2 is closed
+ * before CMD runs.
  * Written against the kernel UAPI with its own definitions, so no kernel headers are needed.
  */
 #define _GNU_SOURCE
@@ -63,6 +64,9 @@ int main(int argc, char **argv) {
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return fail("no_new_privs");
   if (ll_restrict(rs) != 0) return fail("landlock_restrict_self");
   close(rs);
+  /* Nothing inherited beyond stdio reaches the agent (an fd of a host folder would be a
+   * path out of the box's mounts). */
+  syscall(436 /* close_range */, 3U, ~0U, 0U);
   execvp(argv[i], &argv[i]);
   fprintf(stderr, "agentbox: cannot run %s: %s\n", argv[i], strerror(errno));
   return errno == ENOENT ? 127 : 126;

@@ -49,7 +49,7 @@ interface Started {
   asked: { host: string; port: number; purpose: string }[];
 }
 
-async function start(caps: string, extra: Partial<ProxyOptions> & { consent?: 'ask-all' | 'loopback'; answer?: 'once' | 'session' | 'deny'; maxQuestions?: number } = {}): Promise<Started> {
+async function start(caps: string, extra: Omit<Partial<ProxyOptions>, 'consent'> & { consent?: 'ask-all' | 'loopback'; answer?: 'once' | 'session' | 'deny'; maxQuestions?: number } = {}): Promise<Started> {
   const m = model(`apiVersion: agentbox/v1\nkind: Agent\nmetadata: { name: atk }\nagent: { command: [/bin/true] }\n${caps}`);
   const events: EgressEvent[] = [];
   const violations: Violation[] = [];
