@@ -61,6 +61,8 @@ function legacyLine(r: AuditRecord): string {
   return `${body.slice(0, -1)},"sig":${JSON.stringify(r.sig)}}`;
 }
 
+const SIG = /^[A-Za-z0-9+/]{86}==$/;
+
 export type ParsedLine = { ok: true; record: AuditRecord; format: 'jcs' | 'legacy' } | { ok: false; problem: string };
 
 /** Parses one line strictly: the fields agentbox writes, of their types, in canonical bytes. */
@@ -78,6 +80,10 @@ export function parseLine(line: string): ParsedLine {
   if (!Number.isSafeInteger(r.seq) || (r.seq as number) < 1) return { ok: false, problem: 'seq is not a positive integer' };
   for (const k of ['time', 'session', 'agent', 'action', 'resource', 'reason', 'prev', 'sig']) if (typeof r[k] !== 'string') return { ok: false, problem: `${k} is missing or not a string` };
   if (!DECISIONS.has(r.decision as string)) return { ok: false, problem: 'decision is not allow, deny or info' };
+  // An Ed25519 signature in its one base64 spelling: the last character's unused bits are
+  // zero, so no other spelling decodes to the same signature and still verifies.
+  if (!SIG.test(r.sig as string) || Buffer.from(r.sig as string, 'base64').toString('base64') !== r.sig) return { ok: false, problem: 'sig is not an Ed25519 signature in canonical base64' };
+  if (!/^[0-9a-f]{64}$/.test(r.prev as string)) return { ok: false, problem: 'prev is not a sha256 in lowercase hex' };
   if (r.details !== undefined && (typeof r.details !== 'object' || r.details === null || Array.isArray(r.details))) return { ok: false, problem: 'details is not an object' };
   const record = r as unknown as AuditRecord;
   let canonical: string;

@@ -5,7 +5,9 @@
  * Defence: every line must be exactly the RFC 8785 serialisation of what it parses to,
  * with only the fields agentbox writes, and the signature covers that serialisation; the
  * appender records an `audit.tail-invalid` entry when the line it chains to does not
- * verify. Lines of the older fixed-order format verify in that exact form only.
+ * verify. Lines of the older fixed-order format verify in that exact form only. The
+ * signature must be in its one canonical base64 spelling (the property test below found
+ * that a changed last character could decode to the same signature).
  */
 import { createPublicKey, sign } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -34,6 +36,16 @@ describe('canonical audit lines', () => {
     ['an extra field', (l) => l.replace('{', '{"approvedBy":"ceo",')],
     ['a re-escaped character', (l) => l.replace('"reason":"entry', '"reason":"\\u0065ntry')],
     ['whitespace', (l) => l.replace('","', '", "')],
+    // The signature's last base64 character carries 2 unused bits: another spelling decodes
+    // to the same 64 bytes, so the signature itself still checks out.
+    ['a signature spelled with other unused bits', (l) => {
+      const o = JSON.parse(l) as { sig: string };
+      const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+      const last = o.sig[85]!;
+      const other = B64[(B64.indexOf(last) & ~3) | ((B64.indexOf(last) + 1) & 3)]!;
+      expect(Buffer.from(o.sig.slice(0, 85) + other + '==', 'base64')).toEqual(Buffer.from(o.sig, 'base64'));
+      return l.replace(o.sig, o.sig.slice(0, 85) + other + '==');
+    }],
     ['reordered keys', (l) => {
       const o = JSON.parse(l) as Record<string, unknown>;
       return JSON.stringify(Object.fromEntries(Object.entries(o).reverse()));
