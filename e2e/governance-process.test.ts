@@ -214,7 +214,13 @@ print("not frozen", flush=True)
     expect(state).toBe('quarantined');
     expect(tcpBytes).toBeLessThanOrEqual(64 * 1024);
     expect(readFileSync(`/sys/fs/cgroup/freezer/agentbox/${id}/freezer.state`, 'utf8').trim()).toBe('FROZEN');
-    const events = audit(env.AGENTBOX_STATE_DIR);
+    // Cut and freeze come first (the state says quarantined); the token is revoked and the
+    // evidence streamed to files after that, while the session stays frozen.
+    let events = audit(env.AGENTBOX_STATE_DIR);
+    for (let i = 0; i < 200 && !events.some((e) => e.action.startsWith('quarantine.evidence')); i++) {
+      await new Promise((x) => setTimeout(x, 50));
+      events = audit(env.AGENTBOX_STATE_DIR);
+    }
     const violation = events.find((e) => e.action === 'violation.upload-limit');
     expect(violation?.reason).toMatch(/would pass 65536 bytes within 60s.*onViolation: quarantine/);
     for (const a of ['quarantine.egress-cut', 'quarantine.frozen', 'quarantine.evidence', 'token.revoked']) expect(events.map((e) => e.action)).toContain(a);

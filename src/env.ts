@@ -32,3 +32,7 @@ export const imageCache = (env: NodeJS.ProcessEnv = process.env) => env[EnvVar.i
 export const debianMirror = (env: NodeJS.ProcessEnv = process.env) => env[EnvVar.debianMirror] || DEFAULT_DEBIAN_MIRROR;
 /** True when stack traces (and kept consoles) are asked for. */
 export const debugEnabled = (env: NodeJS.ProcessEnv = process.env) => Boolean(env[EnvVar.debug]);
+/** The organisation policy directory launch checks against when --policy is not given. */
+export const policyDir = (env: NodeJS.ProcessEnv = process.env) => env[EnvVar.policyDir] || undefined;
+/** A forced micro-VM accelerator, when one is set. */
+export const microvmAccel = (env: NodeJS.ProcessEnv = process.env): string | undefined => env[EnvVar.microvmAccel] || undefined;

@@ -60,7 +60,7 @@ function withLock<T>(state: string, id: string, fn: () => Promise<T>): Promise<T
 async function endBox(s: Session): Promise<string[]> {
   const did: string[] = [];
   if (s.runtime === 'container' && s.container) {
-    const { dockerClient, removeSessionContainer } = await import('../runtimes/container/runtime.js');
+    const { dockerClient, removeSessionContainer } = await import('../runtimes/container/engine.js');
     if (await removeSessionContainer(await dockerClient(), s.id, s.container)) did.push(`container ${s.container.slice(0, 12)} removed`);
   }
   for (const dir of s.cgroups ?? []) {

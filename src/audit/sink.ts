@@ -15,6 +15,7 @@ import { createHash, createHmac, createPrivateKey, createPublicKey, generateKeyP
 import { closeSync, existsSync, linkSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, fstatSync, ftruncateSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { sha256Hex } from '../hash.js';
+import { pidExists } from '../host/proc.js';
 
 import { GENESIS, legacySignedBytes, lineOf, parseLine, signedBytes, type AuditEntry, type AuditRecord } from './record.js';
 
@@ -172,7 +173,7 @@ export class AuditSink {
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
         const holder = Number(readFileSyncSafe(this.lockFile));
-        if (holder > 0 && !isAlive(holder)) {
+        if (holder > 0 && !pidExists(holder)) {
           // The holder died mid-append: the lock is stale.
           try {
             unlinkSync(this.lockFile);
@@ -204,14 +205,6 @@ function readFileSyncSafe(p: string): string {
   }
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** Reads every complete entry (summaries and tests). */
 export function readAudit(dir: string): AuditRecord[] {

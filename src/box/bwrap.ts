@@ -25,10 +25,11 @@
  *    the grants, closes every inherited fd above 2, then execs the agent.
  */
 import { posix } from 'node:path';
-import { isWithin } from '../manifest/normalise.js';
-import { usesProxy, type Model } from '../model/types.js';
-import { agentEnvironment } from '../generate/linux/systemd.js';
-import { shQuote } from '../generate/escape/shell.js';
+import { isWithin } from '../model/paths.js';
+import { type Model } from '../model/types.js';
+import { usesProxy } from '../model/grants.js';
+import { agentEnvironment } from '../model/environment.js';
+import { shQuote } from '../escape/shell.js';
 import { BOX_PROXY_PORT, BOX_RUN, forwarderInit, grantBind, layersFor, proxyDir, visibleDenies, type GrantFact, type LayerPaths, type PathKind, type SessionPaths } from './common.js';
 
 export const BOX_HELPER = '/run/agentbox-helper/landlock-exec';

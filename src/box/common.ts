@@ -4,9 +4,9 @@
  * check that no grant overlaps what a runtime builds itself.
  */
 import { posix } from 'node:path';
-import { isWithin } from '../manifest/normalise.js';
+import { isWithin } from '../model/paths.js';
 import type { Model } from '../model/types.js';
-import { effectiveFs } from '../plan/plan.js';
+import { effectiveFs } from '../model/grants.js';
 
 export const BOX_PROXY_PORT = 3128;
 export const BOX_RUN = '/run/agentbox';

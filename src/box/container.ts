@@ -22,9 +22,10 @@
  * - private /tmp and /var/tmp (tmpfs), the environment only from the manifest.
  */
 import { posix } from 'node:path';
-import { isWithin } from '../manifest/normalise.js';
-import { agentEnvironment } from '../generate/linux/systemd.js';
-import { usesProxy, type Model } from '../model/types.js';
+import { isWithin } from '../model/paths.js';
+import { agentEnvironment } from '../model/environment.js';
+import { type Model } from '../model/types.js';
+import { usesProxy } from '../model/grants.js';
 import { BOX_PROXY_PORT, BOX_RUN, denyDir, forwarderInit, grantBind, layersFor, maskFile, proxyDir, visibleDenies, type GrantFact, type LayerPaths, type PathKind, type SessionPaths } from './common.js';
 import { parentsFirst } from './bwrap.js';
 import { dockerSeccompProfile } from './seccomp.js';

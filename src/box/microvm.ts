@@ -23,9 +23,10 @@
  * the session's own, from a checked alphabet).
  */
 import { posix } from 'node:path';
-import { isWithin } from '../manifest/normalise.js';
-import { agentEnvironment } from '../generate/linux/systemd.js';
-import { usesProxy, type Model } from '../model/types.js';
+import { isWithin } from '../model/paths.js';
+import { agentEnvironment } from '../model/environment.js';
+import { type Model } from '../model/types.js';
+import { usesProxy } from '../model/grants.js';
 import { grantBind, layerNeedsExec, layersFor, proxyDir, visibleDenies, type GrantFact, type LayerPaths, type PathKind, type SessionPaths } from './common.js';
 
 export const GUEST_PROXY = '10.0.2.100:3128';

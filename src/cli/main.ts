@@ -4,7 +4,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { AgentboxError, ExitCode } from '../errors.js';
-import { EnvVar } from '../env.js';
+import { debugEnabled } from '../env.js';
 import { createIo, type Io } from './io.js';
 import { usePrecompiledValidator } from '../manifest/parse.js';
 
@@ -71,7 +71,7 @@ export async function main(argv: string[]): Promise<number> {
     const o = program.opts<{ json?: boolean; color?: boolean }>();
     return createIo({ json: Boolean(o.json), ...(o.color === false ? { color: false } : {}) });
   };
-  const debug = () => Boolean(program.opts<{ debug?: boolean }>().debug) || Boolean(process.env[EnvVar.debug]);
+  const debug = () => Boolean(program.opts<{ debug?: boolean }>().debug) || debugEnabled();
 
   const run = async (fn: (io: Io) => Promise<number>) => {
     const io = ioFor();

@@ -18,7 +18,7 @@ import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { identify, isRunning, type ProcessIdentity } from '../host/proc.js';
-import { termSafe } from '../generate/escape/terminal.js';
+import { termSafe } from '../escape/terminal.js';
 
 export interface ConsentRequest {
   id: string;

@@ -90,7 +90,7 @@ export class EgressProxy {
   private closed = false;
   private clients = 0;
 
-  constructor(private readonly opts: ProxyOptions) {
+  constructor(opts: ProxyOptions) {
     this.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     const admissions = new Admissions({
       rules: opts.rules,

@@ -11,7 +11,7 @@ import type { Model } from '../model/types.js';
 import { dlpDigest } from '../audit/sink.js';
 import type { Labels } from '../policy/entities.js';
 import type { Authorizer } from '../policy/verdict.js';
-import { termSafe } from '../generate/escape/terminal.js';
+import { termSafe } from '../escape/terminal.js';
 import type { ConsentBroker } from './consent.js';
 import { EgressProxy, type EgressEvent, type ProxyOptions, type Violation } from './proxy.js';
 

@@ -5,7 +5,7 @@
 import { execa } from 'execa';
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { whichSync } from './which.js';
-import { imageCache } from '../env.js';
+
 
 export interface Probe {
   /** Short control name: bubblewrap, iptables, ... */
@@ -178,17 +178,6 @@ function probeKvm(): Probe {
   };
 }
 
-/** The micro-VM kernel and initramfs built by `agentbox image build --microvm`, and the accelerator its boot probe chose. */
-async function probeMicrovmImage(): Promise<Probe> {
-  const { readMicrovmImage } = await import('../runtimes/microvm/image.js');
-  const cache = imageCache();
-  const img = readMicrovmImage(cache);
-  const base = { name: 'microvm-image', purpose: 'the micro-VM runtime\'s kernel and initramfs', hint: 'agentbox image build --microvm' };
-  return img && existsSync(img.kernel) && existsSync(img.initramfs)
-    ? { ...base, available: true, detail: `kernel ${img.version}, ${img.accel === 'kvm' ? 'KVM (boot probe passed)' : 'TCG (the KVM boot probe failed or there is no /dev/kvm)'}`, hint: undefined }
-    : { ...base, available: false, detail: `not built in ${cache}` };
-}
-
 /** The Cedar policy engine (WebAssembly) loads and evaluates here. */
 export async function probeCedar(): Promise<Probe> {
   const base = { name: 'cedar', purpose: 'organisation policy (policy check, launch --policy)', hint: 'reinstall agentbox (npm ci): @cedar-policy/cedar-wasm is missing or broken' };
@@ -200,8 +189,8 @@ export async function probeCedar(): Promise<Probe> {
   }
 }
 
-/** Every probe `agentbox doctor` reports. */
-export async function allProbes(): Promise<Probe[]> {
+/** Every probe `agentbox doctor` reports; the runtimes' own (their images) come from the caller. */
+export async function allProbes(runtimeProbes: () => Promise<Probe>[] = () => []): Promise<Probe[]> {
   const lsm = await probeApparmorLsm();
   const sd = await probeSystemd();
   const aaParser = await version('apparmor_parser');
@@ -222,7 +211,7 @@ export async function allProbes(): Promise<Probe[]> {
     probeTool('runsc', 'gVisor isolation for containers', 'runsc', 'apt-get install runsc', ['--version']),
     probeTool('qemu', 'micro-VM runtime', 'qemu-system-x86_64', 'apt-get install qemu-system-x86'),
     Promise.resolve(probeKvm()),
-    probeMicrovmImage(),
+    ...runtimeProbes(),
     probeCedar(),
   ]);
   return [...list, ...(await docker)];

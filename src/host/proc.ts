@@ -33,6 +33,16 @@ export function identify(pid: number): ProcessIdentity | undefined {
 }
 
 /** True when the recorded process is still the one running under that pid (not a zombie). */
+/** True when some process has this pid (it may be one we may not signal). */
+export function pidExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 export function isRunning(id: ProcessIdentity | null | undefined): boolean {
   if (!id) return false;
   if (processStart(id.pid) !== id.start) return false;

@@ -4,8 +4,8 @@
  */
 import { lstatSync, readlinkSync } from 'node:fs';
 import { posix } from 'node:path';
-import type { PathResolver, ResolveResult } from '../manifest/normalise.js';
-import { isWithin } from '../manifest/normalise.js';
+import type { PathResolver, ResolveResult } from '../model/paths.js';
+import { isWithin } from '../model/paths.js';
 
 const MAX_LINKS = 40;
 

@@ -3,9 +3,11 @@
  * profiles/agentbox.schema.json for editors (a test keeps the two identical).
  *
  * The schema checks shape; the scope grammar and path rules that need more than a
- * regular expression live in scope.ts and rules.ts and report through the same
+ * regular expression live in model/grammar.ts and load.ts and report through the same
  * located-error channel.
  */
+
+import type { DlpDetectorName } from '../model/types.js';
 
 /** Names of agents and presets: they become systemd unit names, AppArmor profile names,
  * firewall chain names and file names, so they are kept to a safe alphabet. */
@@ -201,8 +203,6 @@ export const manifestSchema = {
     },
   },
 } as const;
-
-export type DlpDetectorName = 'private-key' | 'aws-access-key' | 'us-ssn' | 'payment-card';
 
 /** A manifest as the schema admits it (before the scope grammar and path rules). */
 export interface RawManifest {

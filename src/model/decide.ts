@@ -5,8 +5,8 @@
  * specific matching grant allows; otherwise the default deny refuses.
  */
 
-import { isWithin, lexicalPath } from '../manifest/normalise.js';
-import { parseGrant, type ScopeResult } from '../manifest/scope.js';
+import { isWithin, lexicalPath } from './paths.js';
+import { parseGrant, type ScopeResult } from './grammar.js';
 import type { Model, NetDeny, NetGrant, RuleSource } from './types.js';
 import { canonicalHost } from './address.js';
 

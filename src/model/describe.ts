@@ -3,7 +3,7 @@
  * folders, which hosts, what it will not do, for how long. Pure.
  */
 import type { Model } from './types.js';
-import { effectiveFs, viaProxy } from '../plan/plan.js';
+import { effectiveFs, viaProxy } from './grants.js';
 
 export interface Description {
   agent: string;

@@ -12,8 +12,10 @@
  * - `limits.*` undefined: no limit of that kind is requested.
  */
 
-import type { FsAccess, HostKind } from '../manifest/scope.js';
-import type { DlpDetectorName } from '../manifest/schema.js';
+import type { FsAccess, HostKind } from './grammar.js';
+
+/** The built-in DLP detectors (egress.dlp.detectors). */
+export type DlpDetectorName = 'private-key' | 'aws-access-key' | 'us-ssn' | 'payment-card';
 
 /** Where a rule came from, so every decision can name it. */
 export interface RuleSource {
@@ -163,7 +165,3 @@ export const DEFAULT_CONSENT_TIMEOUT_SECONDS = 60;
 export const DEFAULT_UPLOAD_WINDOW_SECONDS = 60;
 export const DEFAULT_CONSENT_MAX_QUESTIONS = 20;
 
-/** True when the session needs its egress proxy: a network grant, or hosts to ask about. */
-export function usesProxy(model: Pick<Model, 'grants' | 'egress'>): boolean {
-  return model.grants.net.length > 0 || model.egress.consent !== undefined;
-}

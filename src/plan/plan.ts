@@ -5,9 +5,8 @@
  * plan.json; `apply` reads it back.
  */
 
-import { isWithin } from '../manifest/normalise.js';
-import { describeSource } from '../manifest/load.js';
-import type { FsDeny, FsGrant, Model, NetGrant, RuleSource } from '../model/types.js';
+import { describeSource, effectiveFs, viaProxy } from '../model/grants.js';
+import type { Model, RuleSource } from '../model/types.js';
 
 export type Target = 'linux' | 'windows' | 'macos';
 export const TARGETS: readonly Target[] = ['linux', 'windows', 'macos'];
@@ -67,31 +66,7 @@ export interface Plan {
 
 const src = (s: RuleSource) => describeSource(s);
 
-/**
- * Filesystem grants reduced to the smallest equivalent set: a grant inside another
- * grant of the same or wider access adds nothing (access is the union of grants),
- * and grants wholly inside an all-access deny are dropped (deny wins).
- */
-export function effectiveFs(model: Model): { fs: FsGrant[]; masked: { grant: FsGrant; deny: FsDeny }[] } {
-  const masked: { grant: FsGrant; deny: FsDeny }[] = [];
-  const live = model.grants.fs.filter((g) => {
-    const d = model.denies.fs.find((x) => x.access === 'all' && isWithin(g.path, x.path));
-    if (d) masked.push({ grant: g, deny: d });
-    return !d;
-  });
-  const fs = live.filter(
-    (g, i) =>
-      !live.some(
-        (o, j) => j !== i && isWithin(g.path, o.path) && (o.access === 'write' || g.access === 'read') && (o.path !== g.path || o.access !== g.access || j < i),
-      ),
-  );
-  return { fs, masked };
-}
 
-/** Net grants that go through the egress proxy (names) versus direct firewall accepts (literal addresses). */
-export function viaProxy(g: NetGrant): boolean {
-  return g.hostKind === 'name' || g.hostKind === 'wildcard';
-}
 
 export function buildPlan(model: Model, targets: readonly Target[], bundles: readonly Bundle[] = []): Plan {
   const { fs, masked } = effectiveFs(model);

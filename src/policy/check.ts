@@ -3,8 +3,8 @@
  * (`policy check`, `launch --policy`), and an organisation's policy unit cases
  * (`policy test`). Pure apart from the engine itself.
  */
-import { lexicalPath } from '../manifest/normalise.js';
-import { parseGrant, parseTtl } from '../manifest/scope.js';
+import { lexicalPath } from '../model/paths.js';
+import { parseGrant, parseTtl } from '../model/grammar.js';
 import type { Model } from '../model/types.js';
 import type { Authorizer, Verdict } from './verdict.js';
 import { agentEntity, connectRequest, fsRequest, launchRequest, manifestRequests, type AgentFacts, type Labels, type Phase, type PolicyRequest, type SegmentFinder } from './entities.js';

@@ -7,7 +7,7 @@
  * only to be hashed, never logged.
  */
 import type { DlpCustomDetector } from '../model/types.js';
-import type { DlpDetectorName } from '../manifest/schema.js';
+import type { DlpDetectorName } from '../model/types.js';
 
 export interface Detector {
   name: string;

@@ -8,10 +8,11 @@
  * Manifest values only ever enter Cedar as JSON entity data (ids and attribute
  * values), never as policy text, so no manifest value can change what a policy says.
  */
-import { isWithin } from '../manifest/normalise.js';
+import { isWithin } from '../model/paths.js';
 import { hostMatches } from '../model/decide.js';
-import { effectiveFs } from '../plan/plan.js';
-import { usesProxy, type Model, type RuleSource } from '../model/types.js';
+import { effectiveFs } from '../model/grants.js';
+import { type Model, type RuleSource } from '../model/types.js';
+import { usesProxy } from '../model/grants.js';
 
 export const NS = 'Agentbox';
 export type CedarAction = 'read' | 'write' | 'exec' | 'connect' | 'launch';

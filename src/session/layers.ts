@@ -11,7 +11,7 @@
  *   layers file system, bound in its place.
  * - Listing and committing are done by the native overlay-commit helper, which walks by
  *   fd without following links and writes as the agent's uid, confined by Landlock to
- *   the grant (see src/native/overlay-commit.c); reverting is unmounting the layers and
+ *   the grant (see src/native/overlay-commit/); reverting is unmounting the layers and
  *   deleting one image file, whatever the agent wrote.
  */
 import { execFileSync } from 'node:child_process';

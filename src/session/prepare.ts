@@ -7,13 +7,13 @@
 import { chmodSync, lstatSync, mkdirSync } from 'node:fs';
 import { posix } from 'node:path';
 import { AgentboxError } from '../errors.js';
-import { isWithin } from '../manifest/normalise.js';
+import { isWithin } from '../model/paths.js';
 import type { Model } from '../model/types.js';
-import { effectiveFs } from '../plan/plan.js';
+import { effectiveFs } from '../model/grants.js';
 import type { GrantFact, SessionPaths } from '../box/common.js';
 import { closeGrants, findSockets, openGrants, swappableAncestor, type OpenedGrant } from './grants.js';
 import { createLayers, diskLimit, dropLayers, removeSessionDir, type SessionLayers } from './layers.js';
-import { termSafe } from '../generate/escape/terminal.js';
+import { termSafe } from '../escape/terminal.js';
 
 /** At most this many entries are walked inside the grants looking for unix sockets. */
 export const SOCKET_SCAN_LIMIT = 200_000;

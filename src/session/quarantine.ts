@@ -12,15 +12,15 @@ import { revoke } from '../tokens/token.js';
 import type { SessionProxy } from '../egress/session-proxy.js';
 import { collectEvidence, type Evidence, type EvidenceInput } from './evidence.js';
 import { writeSession, type Session } from './records.js';
+import type { EventFn } from './events.js';
 
-type Event = (action: string, resource: string, decision: 'allow' | 'deny' | 'info', reason: string, details?: Record<string, unknown>) => void;
 
 interface Freezable {
   freeze(): string | Promise<string>;
 }
 
 /** Cuts egress and freezes the box (the launcher's half of a quarantine). */
-export async function isolate(session: Session, box: Freezable, sp: SessionProxy | undefined, why: string, event: Event, state: string): Promise<void> {
+export async function isolate(session: Session, box: Freezable, sp: SessionProxy | undefined, why: string, event: EventFn, state: string): Promise<void> {
   const t0 = performance.now();
   session.egressCut = true;
   const closing = sp?.close();
@@ -38,19 +38,24 @@ export async function isolate(session: Session, box: Freezable, sp: SessionProxy
   event('quarantine.frozen', session.id, 'deny', frozenBy, { ms: Number((performance.now() - t0).toFixed(2)), trigger: why });
 }
 
-/** Revokes the session's token, then takes the evidence; returns what was taken. */
-export async function revokeAndCollect(state: string, session: Session, why: string, event: Event, input: EvidenceInput = {}): Promise<Evidence | undefined> {
+/** Revokes the session's token (step 2); a failure is audited, never thrown. */
+export function revokeToken(state: string, session: Pick<Session, 'id' | 'jti'>, why: string, event: EventFn): void {
   try {
     if (session.jti && revoke(state, session.jti, why)) event('token.revoked', session.jti, 'deny', why);
   } catch (e) {
     event('token.revoke-failed', session.jti ?? '-', 'info', (e as Error).message);
   }
+}
+
+/** Takes the evidence of a frozen session (step 3): what was taken, or why nothing was (audited, never thrown). */
+export async function takeEvidence(state: string, session: Session, why: string, event: EventFn, input: EvidenceInput = {}): Promise<Evidence | { failed: string }> {
   try {
     const ev = await collectEvidence(state, session, why, input);
     event('quarantine.evidence', ev.dir, 'info', ev.notTaken.length ? `forensic snapshot taken while frozen; ${ev.notTaken.length} part(s) could not be taken` : 'forensic snapshot taken while frozen', { files: ev.files, notTaken: ev.notTaken });
     return ev;
   } catch (e) {
-    event('quarantine.evidence-failed', session.id, 'info', (e as Error).message.split('\n')[0] ?? 'failed');
-    return undefined;
+    const failed = (e as Error).message.split('\n')[0] ?? 'failed';
+    event('quarantine.evidence-failed', session.id, 'info', failed);
+    return { failed };
   }
 }

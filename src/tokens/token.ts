@@ -12,8 +12,8 @@ import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CompactSign, compactVerify } from 'jose';
 import type { Model } from '../model/types.js';
-import { effectiveFs } from '../plan/plan.js';
-import { isWithin } from '../manifest/normalise.js';
+import { effectiveFs } from '../model/grants.js';
+import { isWithin } from '../model/paths.js';
 
 export interface TokenClaims {
   /** Token id, for revocation. */

@@ -5,7 +5,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadManifest, type LoadContext, type SourceFile } from '../../src/manifest/load.js';
-import { identityResolver, type PathResolver } from '../../src/manifest/normalise.js';
+import { identityResolver, type PathResolver } from '../../src/model/paths.js';
 import type { Model } from '../../src/model/types.js';
 import { readTemplates } from '../../src/host/files.js';
 

@@ -18,11 +18,8 @@
  * timeout; consent questions say what is sent, answers are scoped to that kind of use,
  * and questions per session are bounded.
  */
-import { mkdtempSync } from 'node:fs';
 import { createServer as createHttp, request, type Server } from 'node:http';
 import { connect, createServer as createTcp, type AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EgressProxy, type EgressEvent, type ProxyOptions, type Violation } from '../../src/egress/proxy.js';

@@ -3,7 +3,7 @@
  * to host files and folders, links replaced by folders, type changes, deep renames,
  * deletions under opaque folders, setuid bits) and the persist commit applies it to the
  * host as root.
- * Defence (src/native/overlay-commit.c): the commit applies exactly what the overlay
+ * Defence (src/native/overlay-commit/): the commit applies exactly what the overlay
  * showed, as the agent's uid, never following a link, and nothing outside the grant
  * changes.
  * Property: for random host trees and random operations of the agent inside a real
@@ -16,7 +16,7 @@ import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, r
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, it } from 'vitest';
 import { ROOT } from '../helpers/load.js';
 
 const HELPER = join(ROOT, 'dist', 'native', 'overlay-commit');

@@ -4,9 +4,9 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { psString } from '../../src/generate/escape/powershell.js';
-import { xmlComment, xmlText } from '../../src/generate/escape/xml.js';
-import { shQuote } from '../../src/generate/escape/shell.js';
+import { psString } from '../../src/escape/powershell.js';
+import { xmlComment, xmlText } from '../../src/escape/xml.js';
+import { shQuote } from '../../src/escape/shell.js';
 import { execa } from 'execa';
 
 const printable = fc.string({ unit: 'grapheme', maxLength: 30 }).filter((s) => !/[\p{Cc}\p{Cf}\u2028\u2029]/u.test(s));

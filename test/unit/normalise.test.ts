@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { identityResolver, isWithin, normalisePath } from '../../src/manifest/normalise.js';
+import { identityResolver, isWithin, normalisePath } from '../../src/model/paths.js';
 import { linkResolver } from '../helpers/load.js';
 
 const HOME = '/home/user';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkPathAlphabet, parseDeny, parseGrant, parseHost, parseMemory, parseTtl } from '../../src/manifest/scope.js';
+import { checkPathAlphabet, parseDeny, parseGrant, parseHost, parseMemory, parseTtl } from '../../src/model/grammar.js';
 
 describe('scope grammar: grants', () => {
   it.each([

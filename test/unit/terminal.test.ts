@@ -8,7 +8,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { termSafe, termUnescape } from '../../src/generate/escape/terminal.js';
+import { termSafe, termUnescape } from '../../src/escape/terminal.js';
 import { summaryLines } from '../../src/cli/commands/launch.js';
 
 const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;

@@ -3,93 +3,19 @@
  * DIR is a `generate` output: its plan.json hashes are checked before anything runs.
  */
 import type { Command } from 'commander';
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
-import { AgentboxError } from '../../errors.js';
-import { sha256Hex } from '../../hash.js';
-import { APPLY_CONTROLS, applyLinux, type ApplyControl, type ApplyInput } from '../../apply/linux.js';
-import { generate, planJson } from '../../generate/index.js';
-import { buildPlan, type Plan } from '../../plan/plan.js';
-import { readTemplates } from '../../host/files.js';
-import { NAME_PATTERN, USER_PATTERN } from '../../manifest/schema.js';
-
-const ARTIFACT_EXT: Record<string, string> = { systemd: '.service', apparmor: '.apparmor', iptables: '.iptables', ip6tables: '.ip6tables', nftables: '.nft' };
-import { loadModel, manifestOptionsHelp, type ManifestOptions } from '../context.js';
+import { manifestOptionsHelp } from '../context.js';
+import { APPLY_CONTROLS, applyControls, type ApplyOptions } from '../../actions/apply.js';
 import type { Io } from '../io.js';
 
-export interface ApplyCliOptions extends ManifestOptions {
-  dryRun?: boolean;
-  root: string;
-  offline?: boolean;
-  firewall: string;
-  allowMissing?: string;
-}
-
-function parseAllowMissing(value: string | undefined): ApplyControl[] {
-  if (!value) return [];
-  const list = value.split(',').map((s) => s.trim()).filter(Boolean);
-  for (const c of list) {
-    if (!(APPLY_CONTROLS as readonly string[]).includes(c)) {
-      throw new AgentboxError('USAGE', `--allow-missing ${c}: unknown control`, { details: [`valid controls: ${APPLY_CONTROLS.join(', ')}`] });
-    }
-  }
-  return list as ApplyControl[];
-}
-
-/** Reads a generate output directory, refusing it if any artifact differs from plan.json. */
-export function readGeneratedDir(dir: string): ApplyInput {
-  const planPath = join(dir, 'plan.json');
-  if (!existsSync(planPath)) throw new AgentboxError('USAGE', `${dir}: no plan.json; give a directory written by agentbox generate`);
-  const plan = JSON.parse(readFileSync(planPath, 'utf8')) as Omit<Plan, 'artifacts'> & { artifacts: { path: string; control: string; sha256: string | null }[] };
-  if (plan.schema !== 'agentbox.plan/v1') throw new AgentboxError('USAGE', `${planPath}: not an agentbox plan (schema ${String(plan.schema)})`);
-  // plan.json is data from disk: every value that reaches a path or a command is re-checked.
-  const account = plan.effective?.account;
-  if (typeof plan.agent !== 'string' || !new RegExp(NAME_PATTERN).test(plan.agent)) throw new AgentboxError('CHECK_FAILED', `${planPath}: agent ${JSON.stringify(plan.agent)} is not a valid agent name`);
-  if (!account || typeof account.user !== 'string' || !new RegExp(USER_PATTERN).test(account.user) || !Number.isInteger(account.uid) || account.uid < 1000 || account.uid > 2147483646) {
-    throw new AgentboxError('CHECK_FAILED', `${planPath}: effective.account ${JSON.stringify(account)} is not a valid account`);
-  }
-  const expected = new Map(Object.entries(ARTIFACT_EXT).map(([control, ext]) => [`linux/agentbox-${plan.agent}${ext}`, control]));
-  const artifacts = plan.artifacts
-    .filter((a) => a.path.startsWith('linux/'))
-    .map((a) => {
-      if (expected.get(a.path) !== a.control) throw new AgentboxError('CHECK_FAILED', `${planPath}: artifact ${JSON.stringify(a.path)} (${a.control}) is not one agentbox generates for ${plan.agent}`);
-      const content = readFileSync(join(dir, a.path), 'utf8');
-      const sha = sha256Hex(content);
-      if (sha !== a.sha256) {
-        throw new AgentboxError('CHECK_FAILED', `${join(dir, a.path)} does not match plan.json (sha256 ${sha.slice(0, 12)}…, plan says ${String(a.sha256).slice(0, 12)}…); it was changed after generate`, {
-          details: ['regenerate it with agentbox generate rather than editing it'],
-        });
-      }
-      return { path: a.path, control: a.control as ApplyInput['artifacts'][number]['control'], content };
-    });
-  if (artifacts.length !== expected.size) throw new AgentboxError('CHECK_FAILED', `${planPath}: lists ${artifacts.length} Linux artifacts, expected ${expected.size}`);
-  return { agent: plan.agent, user: account.user, uid: account.uid, artifacts, planJson: readFileSync(planPath, 'utf8') };
-}
+export type ApplyCliOptions = ApplyOptions;
 
 export async function applyCommand(arg: string, opts: ApplyCliOptions, io: Io): Promise<number> {
-  if (opts.firewall !== 'iptables' && opts.firewall !== 'nft') throw new AgentboxError('USAGE', `--firewall ${opts.firewall}: use iptables or nft`);
-  const allowMissing = parseAllowMissing(opts.allowMissing);
-  let input: ApplyInput;
-  if (existsSync(arg) && statSync(arg).isDirectory()) input = readGeneratedDir(arg);
-  else {
-    const { model } = loadModel(arg, opts, io);
-    const plan = buildPlan(model, ['linux']);
-    const artifacts = generate(model, plan, readTemplates());
-    input = { agent: model.name, user: model.agent.user, uid: model.agent.uid, artifacts, planJson: planJson(plan, artifacts) };
-  }
-  const reports = await applyLinux(input, {
-    root: opts.root,
-    dryRun: Boolean(opts.dryRun),
-    offline: Boolean(opts.offline),
-    firewall: opts.firewall,
-    allowMissing,
-    log: (line) => (opts.dryRun && !io.json ? io.out(line) : io.info(line)),
-  });
+  const { agent, reports } = await applyControls(arg, opts, io, (line) => (opts.dryRun && !io.json ? io.out(line) : io.info(line)));
   for (const r of reports.filter((x) => x.status === 'skipped')) io.warn(`${r.control} not enforced: ${r.note ?? ''}`);
-  if (io.json) io.data({ agent: input.agent, root: opts.root, dryRun: Boolean(opts.dryRun), steps: reports });
+  if (io.json) io.data({ agent, root: opts.root, dryRun: Boolean(opts.dryRun), steps: reports });
   else if (!opts.dryRun) {
     const changed = reports.filter((r) => r.status === 'done').length;
-    io.out(changed === 0 ? `agentbox-${input.agent}: already applied, nothing changed` : `agentbox-${input.agent}: applied (${changed} step${changed === 1 ? '' : 's'} changed)`);
+    io.out(changed === 0 ? `agentbox-${agent}: already applied, nothing changed` : `agentbox-${agent}: applied (${changed} step${changed === 1 ? '' : 's'} changed)`);
   }
   return 0;
 }

@@ -2,29 +2,14 @@
  * `agentbox audit verify` and `agentbox audit export`.
  */
 import type { Command } from 'commander';
-import { createPublicKey } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { AgentboxError } from '../../errors.js';
-import { format, parseSyslogUrl, sendSyslog, type ExportFormat } from '../../audit/export.js';
-import type { AuditRecord } from '../../audit/sink.js';
-import { verifyLog } from '../../audit/verify.js';
-import { stateDir } from '../../session/state.js';
+import { auditRecords, EXPORT_FORMATS, formatRecords, sendRecords, verifyAudit, type ExportFormat } from '../../actions/audit.js';
 import type { Io } from '../io.js';
 
-function publicKey(opts: { key?: string }) {
-  const path = opts.key ?? join(stateDir(), 'keys', 'device-ed25519.pub.pem');
-  if (!existsSync(path)) throw new AgentboxError('USAGE', `no public key at ${path}`, { details: ['give the device public key with --key PEM'] });
-  return createPublicKey(readFileSync(path));
-}
-
 export async function verifyCommand(file: string | undefined, opts: { full?: boolean; key?: string }, io: Io): Promise<number> {
-  const path = file ?? join(stateDir(), 'audit.jsonl');
-  if (!existsSync(path)) throw new AgentboxError('USAGE', `${path}: no audit log`);
-  const t0 = performance.now();
-  const r = verifyLog(readFileSync(path, 'utf8'), publicKey(opts), Boolean(opts.full));
-  const ms = performance.now() - t0;
-  if (io.json) io.data({ file: path, ...r, ms: Math.round(ms) });
+  const { ms, ...r } = verifyAudit(file, opts);
+  const path = r.file;
+  if (io.json) io.data({ ...r, ms: Math.round(ms) });
   else if (r.firstBad) io.out(`${io.style.red('BAD')}  ${path}: entry at line ${r.firstBad.line}${r.firstBad.seq !== null ? ` (seq ${r.firstBad.seq})` : ''}: ${r.firstBad.problem}`);
   else if (r.tornLine !== null) io.out(`${io.style.yellow('TORN')}  ${path}: entries 1-${r.entries} intact; line ${r.tornLine} is torn (an append interrupted by a crash, or the log cut short); the next append moves it aside`);
   else io.out(`${io.style.green('ok')}  ${path}: ${r.entries} entries, chain intact, ${r.checkedSignatures} signature${r.checkedSignatures === 1 ? '' : 's'} checked (${ms.toFixed(0)} ms)`);
@@ -32,26 +17,20 @@ export async function verifyCommand(file: string | undefined, opts: { full?: boo
 }
 
 export async function exportCommand(opts: { format: string; since?: string; to?: string; file?: string }, io: Io): Promise<number> {
-  if (!['json', 'cef', 'ocsf'].includes(opts.format)) throw new AgentboxError('USAGE', `--format ${opts.format}: use json, cef or ocsf`);
-  const path = opts.file ?? join(stateDir(), 'audit.jsonl');
-  if (!existsSync(path)) throw new AgentboxError('USAGE', `${path}: no audit log`);
+  if (!(EXPORT_FORMATS as readonly string[]).includes(opts.format)) throw new AgentboxError('USAGE', `--format ${opts.format}: use json, cef or ocsf`);
   const since = opts.since ? Date.parse(opts.since) : undefined;
   if (opts.since && Number.isNaN(since)) throw new AgentboxError('USAGE', `--since ${opts.since}: give an ISO time such as 2026-11-23T08:00:00Z`);
-  const records = readFileSync(path, 'utf8')
-    .split('\n')
-    .filter((l) => l.endsWith('}'))
-    .map((l) => JSON.parse(l) as AuditRecord)
-    .filter((r) => since === undefined || Date.parse(r.time) >= since);
   const f = opts.format as ExportFormat;
+  const { records, skipped } = auditRecords(opts.file, since);
+  for (const x of skipped.slice(0, 20)) io.warn(`line ${x.line} is not exported: ${x.problem} (agentbox audit verify checks the whole log)`);
+  if (skipped.length > 20) io.warn(`${skipped.length - 20} more lines are not exported`);
   if (opts.to) {
-    const target = parseSyslogUrl(opts.to);
-    if (!target) throw new AgentboxError('USAGE', `--to ${opts.to}: use syslog://HOST:PORT (UDP) or syslog+tcp://HOST:PORT`);
-    const sent = await sendSyslog(target, records, f);
+    const sent = await sendRecords(opts.to, records, f);
     io.info(`sent ${sent.sent} entries to ${opts.to} as ${f}`);
     for (const x of sent.failed) io.warn(`entry seq ${x.seq} was not sent: ${x.error}`);
     if (sent.failed.length > 0) return 1;
-  } else for (const r of records) io.out(format(r, f));
-  return 0;
+  } else for (const line of formatRecords(records, f)) io.out(line);
+  return skipped.length > 0 ? 1 : 0;
 }
 
 export function registerAudit(program: Command, run: (fn: (io: Io) => Promise<number>) => Promise<void>): void {

@@ -7,39 +7,29 @@
  */
 import type { Command } from 'commander';
 import { AgentboxError } from '../../errors.js';
-import { answerApproval, answererIdentity, APPROVAL_ID, pendingApprovals, type ConsentDecision } from '../../egress/consent.js';
-import { stateDir } from '../../session/state.js';
+import { answer, pending, type ConsentDecision } from '../../actions/consent.js';
 import type { Io } from '../io.js';
 
 export async function approvalsCommand(io: Io): Promise<number> {
-  const pending = pendingApprovals(stateDir());
+  const { state, requests } = pending();
   if (io.json) {
-    io.data(pending.map((r) => ({ ...r, secondsLeft: Math.max(0, Math.round((Date.parse(r.expiresAt) - Date.now()) / 1000)) })));
+    io.data(requests);
     return 0;
   }
-  if (pending.length === 0) {
-    io.info(`no agent is waiting for an answer in ${stateDir()} (a session started by another account keeps its requests in that account's state dir: sudo agentbox approvals for root's)`);
+  if (requests.length === 0) {
+    io.info(`no agent is waiting for an answer in ${state} (a session started by another account keeps its requests in that account's state dir: sudo agentbox approvals for root's)`);
     return 0;
   }
-  for (const r of pending) {
-    const left = Math.max(0, Math.round((Date.parse(r.expiresAt) - Date.now()) / 1000));
+  for (const r of requests) {
     io.out(`${io.style.bold(r.id)}  ${r.question}`);
-    io.out(`          session ${r.session}; denied in ${left}s without an answer`);
+    io.out(`          session ${r.session}; denied in ${r.secondsLeft}s without an answer`);
     io.out(`          agentbox approve ${r.id} --once | agentbox approve ${r.id} --session | agentbox deny ${r.id}`);
   }
   return 0;
 }
 
-function answer(id: string, decision: ConsentDecision, io: Io): number {
-  const state = stateDir();
-  if (!APPROVAL_ID.test(id)) throw new AgentboxError('USAGE', `"${id}" is not a request id; ids are 8 hex digits as agentbox approvals lists them`);
-  let req;
-  try {
-    req = answerApproval(state, id, decision, answererIdentity());
-  } catch (e) {
-    const pending = pendingApprovals(state).map((r) => `${r.id}  ${r.agent} → ${r.host}:${r.port}`);
-    throw new AgentboxError('USAGE', (e as Error).message, { details: pending.length ? ['waiting now:', ...pending] : [`no agent is waiting for an answer in ${state} (answer as the account that launched the session)`] });
-  }
+function answerCommand(id: string, decision: ConsentDecision, io: Io): number {
+  const req = answer(id, decision);
   const what = decision === 'deny' ? 'denied' : decision === 'once' ? 'allowed once' : 'allowed for the rest of the session';
   if (io.json) io.data({ id, answer: decision, agent: req.agent, session: req.session, host: req.host, port: req.port });
   else io.out(`${req.agent} → ${req.host}:${req.port}: ${what}`);
@@ -68,7 +58,7 @@ Examples:
     .action((id: string, opts: { once?: boolean; session?: boolean }) =>
       run(async (io) => {
         if (Boolean(opts.once) === Boolean(opts.session)) throw new AgentboxError('USAGE', 'say how long: --once (this connection) or --session (until the session ends)');
-        return answer(id, opts.once ? 'once' : 'session', io);
+        return answerCommand(id, opts.once ? 'once' : 'session', io);
       }),
     );
   program
@@ -78,5 +68,5 @@ Examples:
     .addHelpText('after', `
 Examples:
   agentbox deny 3f9a01c2`)
-    .action((id: string) => run(async (io) => answer(id, 'deny', io)));
+    .action((id: string) => run(async (io) => answerCommand(id, 'deny', io)));
 }

@@ -3,7 +3,8 @@
  */
 import type { Command } from 'commander';
 import { describeModel, describeText } from '../../model/describe.js';
-import { loadModel, manifestOptionsHelp, type ManifestOptions } from '../context.js';
+import { manifestOptionsHelp, type ManifestOptions } from '../context.js';
+import { loadModel } from '../../actions/load.js';
 import type { Io } from '../io.js';
 
 export async function describeCommand(arg: string, opts: ManifestOptions, io: Io): Promise<number> {

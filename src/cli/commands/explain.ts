@@ -5,7 +5,8 @@
 import type { Command } from 'commander';
 import { AgentboxError } from '../../errors.js';
 import { decide } from '../../model/decide.js';
-import { loadModel, manifestOptionsHelp, type ManifestOptions } from '../context.js';
+import { manifestOptionsHelp, type ManifestOptions } from '../context.js';
+import { loadModel } from '../../actions/load.js';
 import type { Io } from '../io.js';
 
 export async function explainCommand(arg: string, request: string, opts: ManifestOptions, io: Io): Promise<number> {

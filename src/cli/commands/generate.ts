@@ -4,10 +4,10 @@
  */
 import type { Command } from 'commander';
 import { AgentboxError } from '../../errors.js';
-import { generate, planJson } from '../../generate/index.js';
-import { buildPlan, TARGETS, type Target } from '../../plan/plan.js';
-import { readTemplates, writeTree } from '../../host/files.js';
-import { loadModel, manifestOptionsHelp, type ManifestOptions } from '../context.js';
+import { generateTo } from '../../actions/generate.js';
+import { TARGETS, type Target } from '../../plan/plan.js';
+import { manifestOptionsHelp, type ManifestOptions } from '../context.js';
+import { loadModel } from '../../actions/load.js';
 import type { Io } from '../io.js';
 
 /** Targets whose generators exist in this version. */
@@ -47,11 +47,7 @@ export async function generateCommand(arg: string, opts: GenerateOptions, io: Io
   for (const b of bundles) if (b !== 'intune' && b !== 'jamf') throw new AgentboxError('USAGE', `--bundle ${b}: use intune or jamf`);
   const needs: Record<string, Target> = { intune: 'windows', jamf: 'macos' };
   for (const b of bundles) if (!targets.includes(needs[b]!)) throw new AgentboxError('USAGE', `--bundle ${b} needs --target ${needs[b]} (or all)`);
-  const plan = buildPlan(model, targets.filter((t) => AVAILABLE_TARGETS.includes(t)), bundles as ('intune' | 'jamf')[]);
-  const artifacts = generate(model, plan, readTemplates());
-  const json = planJson(plan, artifacts);
-  // Shell scripts are run directly by MDM agents; everything else is data or run by an interpreter.
-  writeTree(opts.out, [...artifacts.map((a) => ({ path: a.path, content: a.content, ...(a.path.endsWith('.sh') ? { mode: 0o755 } : {}) })), { path: 'plan.json', content: json }]);
+  const { artifacts, planJson: json } = generateTo(model, targets.filter((t) => AVAILABLE_TARGETS.includes(t)), bundles as ('intune' | 'jamf')[], opts.out);
   if (io.json) io.data(JSON.parse(json));
   else {
     io.out(`wrote ${artifacts.length + 1} files to ${opts.out}`);

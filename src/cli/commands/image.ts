@@ -3,39 +3,20 @@
  * debootstrap rootfs and imported into the Docker Engine.
  */
 import type { Command } from 'commander';
-import { AgentboxError } from '../../errors.js';
-import { debianMirror, imageCache } from '../../env.js';
-import { dockerClient } from '../../runtimes/container/runtime.js';
-import { BASE_IMAGE, buildRootfs, importRootfs } from '../../runtimes/container/image.js';
+import { BASE_IMAGE, buildContainerImage, buildMicrovm } from '../../actions/image.js';
 import type { Io } from '../io.js';
 
 export async function imageBuildCommand(opts: { tag: string; fresh?: boolean; microvm?: boolean }, io: Io): Promise<number> {
+  const progress = (l: string) => io.info(io.style.dim(l));
+  const t0 = Date.now();
   if (opts.microvm) {
-    const { buildMicrovmImage } = await import('../../runtimes/microvm/image.js');
-    const t0 = Date.now();
-    const img = await buildMicrovmImage({ cache: imageCache(), fresh: Boolean(opts.fresh), progress: (l) => io.info(io.style.dim(l)) });
+    const img = await buildMicrovm(Boolean(opts.fresh), progress);
     if (io.json) io.data({ ...img, seconds: (Date.now() - t0) / 1000 });
     else io.out(`micro-VM kernel ${img.version} and initramfs ready (${img.accel}) in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${img.kernel}, ${img.initramfs}`);
     return 0;
   }
-  if (!/^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9._-]{1,128})?$/.test(opts.tag)) throw new AgentboxError('USAGE', `--tag ${opts.tag}: an image name such as agentbox/base:1 (lowercase name, optional :tag)`);
-  const o = {
-    tag: opts.tag,
-    cache: imageCache(),
-    mirror: debianMirror(),
-    fresh: Boolean(opts.fresh),
-    progress: (l: string) => io.info(io.style.dim(l)),
-  };
-  const docker = await dockerClient();
-  try {
-    await docker.ping();
-  } catch (e) {
-    throw new AgentboxError('CONTROL_UNAVAILABLE', `the Docker Engine does not answer (${(e as Error).message.split('\n')[0]})`, { details: ['start dockerd, or set DOCKER_HOST'] });
-  }
-  const t0 = Date.now();
-  const dir = await buildRootfs(o);
-  const id = await importRootfs(docker, dir, o);
-  if (io.json) io.data({ tag: opts.tag, id, rootfs: dir, seconds: (Date.now() - t0) / 1000 });
+  const { id, rootfs } = await buildContainerImage(opts.tag, Boolean(opts.fresh), progress);
+  if (io.json) io.data({ tag: opts.tag, id, rootfs, seconds: (Date.now() - t0) / 1000 });
   else io.out(`${opts.tag} ${id.slice(0, 19)} built in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   return 0;
 }

@@ -5,50 +5,10 @@
  * `agentbox policy test DIR`: the policy unit cases in DIR/tests (exit 0 all pass, 1 not).
  */
 import type { Command } from 'commander';
-import { relative } from 'node:path';
-import { AgentboxError } from '../../errors.js';
-import { findSegments, readPolicyCases, readPolicyDir, type PolicyDir } from '../../host/policy-files.js';
-import { checkManifest, runCase, type ManifestCheck } from '../../policy/check.js';
-import { cedarVersion, PolicyEngine, verdictText, type PolicyProblem } from '../../host/cedar-engine.js';
-import { loadModel, manifestOptionsHelp, type ManifestOptions } from '../context.js';
+import { manifestOptionsHelp, type ManifestOptions } from '../context.js';
+import { loadModel } from '../../actions/load.js';
 import type { Io } from '../io.js';
-import type { Model } from '../../model/types.js';
-
-const rel = (f: string) => {
-  const r = relative(process.cwd(), f);
-  return r.startsWith('..') ? f : r;
-};
-
-function problemText(p: PolicyProblem): string {
-  const where = p.line === undefined ? rel(p.file) : `${rel(p.file)}:${p.line}:${p.column ?? 1}`;
-  return `${where}${p.policy ? ` policy ${p.policy}:` : ''} ${p.message}`;
-}
-
-/** Reads and validates a policy directory into an engine, or throws a located error (exit 2). */
-export function loadPolicies(dir: string): { engine: PolicyEngine; policy: PolicyDir } {
-  const policy = readPolicyDir(dir);
-  const loaded = PolicyEngine.load(policy.sources, policy.schema);
-  if (!loaded.engine) {
-    throw new AgentboxError('USAGE', `the policies in ${dir} have ${loaded.problems.length} error${loaded.problems.length === 1 ? '' : 's'}; nothing was evaluated`, {
-      details: loaded.problems.map(problemText),
-    });
-  }
-  return { engine: loaded.engine, policy };
-}
-
-/** The manifest's grants against the policies; used by `policy check` and `launch --policy`. */
-export function checkAgainst(model: Model, dir: string): { check: ManifestCheck; engine: PolicyEngine; policy: PolicyDir } {
-  const { engine, policy } = loadPolicies(dir);
-  return { check: checkManifest(engine, model, policy.labels, findSegments), engine, policy };
-}
-
-/** The lines naming each forbidden grant, its place in the manifest and the policy that forbade it. */
-export function forbiddenLines(check: ManifestCheck): string[] {
-  return check.forbidden.map((r) => {
-    const at = r.request.source ? ` (${r.request.source.pointer}${r.request.source.origin === 'preset' ? `, preset ${r.request.source.preset}` : ''}: ${r.request.source.text})` : '';
-    return `${r.request.text}${at} is forbidden by ${verdictText(r.verdict)}`;
-  });
-}
+import { cedarVersion, checkAgainst, policyTest, rel, verdictText } from '../../actions/policy.js';
 
 export async function policyCheckCommand(arg: string, opts: ManifestOptions & { policy: string }, io: Io): Promise<number> {
   const { model } = loadModel(arg, opts, io);
@@ -85,8 +45,7 @@ export async function policyCheckCommand(arg: string, opts: ManifestOptions & { 
 }
 
 export async function policyTestCommand(dir: string, io: Io): Promise<number> {
-  const { engine, policy } = loadPolicies(dir);
-  const results = readPolicyCases(dir).flatMap(({ file, cases }) => cases.map((c) => runCase(engine, c, policy.labels, file)));
+  const results = policyTest(dir);
   const failed = results.filter((r) => !r.pass);
   if (io.json) io.data({ policyDir: dir, passed: results.length - failed.length, failed: failed.length, results: results.map(({ got: _got, ...r }) => r) });
   else {

@@ -2,20 +2,16 @@
  * `agentbox ps` and `agentbox kill`, and the reaper's hidden command.
  */
 import type { Command } from 'commander';
-import { AgentboxError, ExitCode } from '../../errors.js';
-import { finishOrphan, reapOrphan, reconcile } from '../../actions/orphans.js';
-import { launcherGone, REAPER_COMMAND } from '../../session/reaper.js';
-import { launcherAlive, readSession, signalSession, type Session } from '../../session/records.js';
-import { stateDir } from '../../session/state.js';
-import { signalIdentity } from '../../host/proc.js';
-import { termSafe } from '../../generate/escape/terminal.js';
+import { ExitCode } from '../../errors.js';
+import { kill, listSessions, reap, REAPER_COMMAND, type Session } from '../../actions/sessions.js';
+import { termSafe } from '../../escape/terminal.js';
 import type { Io } from '../io.js';
 
 /** The state as a person reads it: a released session's egress stays cut. */
 const shownState = (s: Session) => (s.state === 'running' && s.egressCut ? 'egress-cut' : s.state);
 
 export async function psCommand(opts: { all?: boolean }, io: Io): Promise<number> {
-  const sessions = (await reconcile(stateDir())).filter((s) => opts.all || s.state !== 'exited');
+  const sessions = await listSessions(Boolean(opts.all));
   if (io.json) {
     io.data(sessions);
     return 0;
@@ -32,67 +28,10 @@ export async function psCommand(opts: { all?: boolean }, io: Io): Promise<number
 }
 
 export async function killCommand(id: string | undefined, opts: { agent?: string }, io: Io): Promise<number> {
-  const state = stateDir();
-  if (!id && !opts.agent) throw new AgentboxError('USAGE', 'name a session, or --agent NAME');
-  const sessions = await reconcile(state);
-  const targets = opts.agent ? sessions.filter((s) => s.agent === opts.agent && s.state !== 'exited') : sessions.filter((s) => s.id === id);
-  if (targets.length === 0) throw new AgentboxError('USAGE', opts.agent ? `no running session of agent ${opts.agent}` : `no session ${id}`, { details: ['agentbox ps lists sessions'] });
-  let code: number = ExitCode.ok;
-  const ended: string[] = [];
-  for (const s of targets) {
-    if (s.state === 'exited') {
-      io.info(`${s.id} has already ended (${s.endReason ?? 'exited'}${s.exitCode === null ? '' : `, exit code ${s.exitCode}`}); nothing to kill`);
-      code = ExitCode.checkFailed;
-      continue;
-    }
-    if (s.state === 'orphaned' || !launcherAlive(s)) {
-      if (process.getuid?.() !== 0) throw new AgentboxError('CONTROL_UNAVAILABLE', `${s.id}: its launcher is gone; ending it needs root (its box and layers are root's)`);
-      await finishOrphan(state, s, 'agentbox kill');
-      io.info(`ended ${s.id} (its launcher was gone; ${s.snapshot === 'persist' ? 'its changes were committed' : 'its changes were reverted'})`);
-    } else {
-      // The launcher ends the session cleanly (revert, audit).
-      signalSession(s, 'end');
-      io.info(`ending ${s.id}`);
-    }
-    ended.push(s.id);
-  }
-  if (io.json) io.data(ended);
-  return code;
-}
-
-/** The reaper (see session/reaper.ts): waits for the launcher to go, then finishes the session if it did not. */
-export async function reapCommand(id: string): Promise<number> {
-  const state = stateDir();
-  const first = readSession(state, id);
-  if (!first) return 0;
-  let ttl: NodeJS.Timeout | undefined;
-  if (first.expiresAt) {
-    // A launcher that hangs past the ttl: the box is ended anyway (the launcher, if it
-    // wakes, finds it gone and closes the session the usual way).
-    const due = Date.parse(first.expiresAt) + 10_000 - Date.now();
-    ttl = setTimeout(async () => {
-      const s = readSession(state, id);
-      if (s && s.state !== 'exited') {
-        if (s.runtime === 'container' && s.container) {
-          const { dockerClient } = await import('../../runtimes/container/runtime.js');
-          await (await dockerClient()).getContainer(s.container).kill({ signal: 'SIGKILL' }).catch(() => undefined);
-        } else signalIdentity(s.box, 'SIGKILL');
-      }
-    }, Math.max(0, due));
-    ttl.unref();
-  }
-  await launcherGone();
-  clearTimeout(ttl);
-  // The launcher closes the record as it exits; give a clean end a moment to land.
-  for (let i = 0; i < 20; i++) {
-    const s = readSession(state, id);
-    if (!s || s.state === 'exited') return 0;
-    if (s.state === 'orphaned') break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  const s = readSession(state, id);
-  if (s && s.state === 'orphaned') await reapOrphan(state, s, 'the session reaper');
-  return 0;
+  const r = await kill({ ...(id ? { id } : {}), ...(opts.agent ? { agent: opts.agent } : {}) }, io);
+  for (const s of r.alreadyEnded) io.info(`${s.id} has already ended (${s.endReason ?? 'exited'}${s.exitCode === null ? '' : `, exit code ${s.exitCode}`}); nothing to kill`);
+  if (io.json) io.data(r.ended);
+  return r.alreadyEnded.length > 0 ? ExitCode.checkFailed : ExitCode.ok;
 }
 
 export function registerSessions(program: Command, run: (fn: (io: Io) => Promise<number>) => Promise<void>): void {
@@ -124,5 +63,5 @@ Examples:
   program
     .command(REAPER_COMMAND, { hidden: true })
     .argument('<session>')
-    .action((id: string) => run(() => reapCommand(id)));
+    .action((id: string) => run(async () => (await reap(id), 0)));
 }

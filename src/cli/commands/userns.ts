@@ -4,18 +4,11 @@
  * kernel.apparmor_restrict_unprivileged_userns), instead of an opaque bwrap error.
  */
 import type { Command } from 'commander';
-import { AgentboxError } from '../../errors.js';
-import { apparmorPath } from '../../generate/escape/apparmor.js';
-import { render, template } from '../../generate/template.js';
-import { readTemplates } from '../../host/files.js';
-import { whichSync } from '../../host/which.js';
+import { usernsProfile } from '../../actions/userns.js';
 import type { Io } from '../io.js';
 
 export async function usernsProfileCommand(opts: { bwrap?: string }, io: Io): Promise<number> {
-  const bwrap = opts.bwrap ?? whichSync('bwrap');
-  if (!bwrap) throw new AgentboxError('CONTROL_UNAVAILABLE', 'bubblewrap is not installed (apt-get install bubblewrap)');
-  if (!bwrap.startsWith('/')) throw new AgentboxError('USAGE', `--bwrap ${bwrap}: give the absolute path of bwrap`);
-  io.out(render('bwrap-userns.apparmor', template(readTemplates(), 'linux/bwrap-userns.apparmor'), { bwrap, bwrapQuoted: apparmorPath(bwrap) }).trimEnd());
+  io.out(usernsProfile(opts.bwrap));
   return 0;
 }
 

@@ -2,39 +2,12 @@
  * `agentbox validate FILE...`: exit 0 when every manifest is valid, 2 otherwise.
  */
 import type { Command } from 'commander';
-import { homedir } from 'node:os';
-import { resolve } from 'node:path';
-import { AgentboxError } from '../../errors.js';
-import { formatDiagnostic, type Diagnostic } from '../../manifest/diagnostics.js';
-import { loadManifest, loadPresetFile, peekKind } from '../../manifest/load.js';
-import { readManifestArg, readPresets } from '../../host/files.js';
-import { hostResolver } from '../../host/resolver.js';
+import { formatDiagnostic } from '../../manifest/diagnostics.js';
+import { validateDocuments } from '../../actions/load.js';
 import type { Io } from '../io.js';
 
-interface Result {
-  file: string;
-  valid: boolean;
-  errors: Diagnostic[];
-  warnings: Diagnostic[];
-}
-
 export async function validateCommand(args: string[], opts: { home?: string; profile?: string }, io: Io): Promise<number> {
-  const home = opts.home ? resolve(opts.home) : homedir();
-  const presets = readPresets();
-  const results: Result[] = [];
-  for (const arg of args) {
-    let src;
-    try {
-      src = readManifestArg(arg);
-    } catch (e) {
-      if (!(e instanceof AgentboxError)) throw e;
-      results.push({ file: arg, valid: false, errors: [{ severity: 'error', file: arg, pointer: '', line: undefined, column: undefined, message: e.message }], warnings: [] });
-      continue;
-    }
-    const ctx = { presets, home, resolver: hostResolver, ...(opts.profile ? { profileOverride: opts.profile.split(',') } : {}) };
-    const r = peekKind(src.text) === 'Preset' ? loadPresetFile(src, ctx) : loadManifest(src, ctx);
-    results.push({ file: src.file, valid: r.errors.length === 0, errors: r.errors, warnings: r.warnings });
-  }
+  const results = validateDocuments(args, opts);
   if (io.json) io.data(results);
   else {
     for (const r of results) {

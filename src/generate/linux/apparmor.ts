@@ -2,8 +2,8 @@
  * The AppArmor profile (templates/linux/agent.apparmor). Pure.
  */
 import type { Model } from '../../model/types.js';
-import { effectiveFs } from '../../plan/plan.js';
-import { apparmorPath, apparmorPathGlob } from '../escape/apparmor.js';
+import { effectiveFs } from '../../model/grants.js';
+import { apparmorPath, apparmorPathGlob } from '../../escape/apparmor.js';
 import { header } from '../header.js';
 import { render, template, type Templates } from '../template.js';
 

@@ -8,8 +8,8 @@
  * grants are admitted directly. Literal address denies come first, since deny wins.
  */
 import type { Model, NetDeny, NetGrant } from '../../model/types.js';
-import { viaProxy } from '../../plan/plan.js';
-import { iptablesChain, ipv4, ipv6, netfilterComment, nftTable, port } from '../escape/netfilter.js';
+import { viaProxy } from '../../model/grants.js';
+import { iptablesChain, ipv4, ipv6, netfilterComment, nftTable, port } from '../../escape/netfilter.js';
 import { header } from '../header.js';
 import { render, template, type Templates } from '../template.js';
 

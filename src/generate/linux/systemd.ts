@@ -2,36 +2,16 @@
  * The hardened systemd unit (templates/linux/agent.service). Pure.
  */
 import type { Model } from '../../model/types.js';
-import { effectiveFs, viaProxy } from '../../plan/plan.js';
-import { isWithin } from '../../manifest/normalise.js';
-import { systemdEnv, systemdExecArg, systemdPath } from '../escape/systemd.js';
+import { agentEnvironment } from '../../model/environment.js';
+import { effectiveFs, viaProxy } from '../../model/grants.js';
+import { isWithin } from '../../model/paths.js';
+import { systemdEnv, systemdExecArg, systemdPath } from '../../escape/systemd.js';
 import { header } from '../header.js';
 import { render, template, type Templates } from '../template.js';
 
 /** Paths hidden by ProtectHome=tmpfs or TemporaryFileSystem=: programs there must be bound in. */
 const HIDDEN = ['/home', '/root', '/run/user', '/mnt', '/media', '/srv'];
 
-/** Environment variables agentbox sets itself and a manifest may not override. */
-export const PROXY_ENV = ['HTTP_PROXY', 'HTTPS_PROXY', 'ALL_PROXY', 'http_proxy', 'https_proxy', 'all_proxy', 'NO_PROXY', 'no_proxy'];
-
-export function agentEnvironment(model: Model, proxyUrl: string | undefined): [string, string][] {
-  const env: [string, string][] = [
-    ['HOME', model.home],
-    ['PATH', '/usr/local/bin:/usr/bin:/bin'],
-    ['LANG', 'C.UTF-8'],
-  ];
-  for (const [k, v] of Object.entries(model.agent.env).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-    if (PROXY_ENV.includes(k)) continue;
-    const i = env.findIndex(([n]) => n === k);
-    if (i >= 0) env[i] = [k, v];
-    else env.push([k, v]);
-  }
-  if (proxyUrl) {
-    for (const k of ['HTTP_PROXY', 'HTTPS_PROXY', 'ALL_PROXY', 'http_proxy', 'https_proxy', 'all_proxy']) env.push([k, proxyUrl]);
-    env.push(['NO_PROXY', ''], ['no_proxy', '']);
-  }
-  return env;
-}
 
 export function systemdUnit(model: Model, templates: Templates): string {
   const { fs } = effectiveFs(model);

@@ -4,11 +4,11 @@
  * plist through xmlText and bash through shQuote.
  */
 import { stableUuid } from '../../hash.js';
-import { isWithin } from '../../manifest/normalise.js';
+import { isWithin } from '../../model/paths.js';
 import type { Model } from '../../model/types.js';
-import { effectiveFs } from '../../plan/plan.js';
-import { shQuote } from '../escape/shell.js';
-import { xmlComment, xmlText } from '../escape/xml.js';
+import { effectiveFs } from '../../model/grants.js';
+import { shQuote } from '../../escape/shell.js';
+import { xmlComment, xmlText } from '../../escape/xml.js';
 import { header } from '../header.js';
 import { render, template, type Templates } from '../template.js';
 

@@ -5,11 +5,11 @@
  * PowerShell through psString and XML through xmlText; all logic is in the templates.
  */
 import { stableUuid } from '../../hash.js';
-import { isWithin } from '../../manifest/normalise.js';
+import { isWithin } from '../../model/paths.js';
 import type { Model } from '../../model/types.js';
-import { effectiveFs } from '../../plan/plan.js';
-import { psArray, psString } from '../escape/powershell.js';
-import { xmlComment, xmlText } from '../escape/xml.js';
+import { effectiveFs } from '../../model/grants.js';
+import { psArray, psString } from '../../escape/powershell.js';
+import { xmlComment, xmlText } from '../../escape/xml.js';
 import { header } from '../header.js';
 import { render, template, type Templates } from '../template.js';
 

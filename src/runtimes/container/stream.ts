@@ -15,15 +15,25 @@ export interface Sinks {
 /** Relays a multiplexed attach stream; resolves when it ends. */
 export function demux(stream: Readable, sinks: Sinks): Promise<void> {
   let buf: Buffer = Buffer.alloc(0);
-  let waiting = 0;
+  const blocked = new Set<Writable>();
+  const unblock = (to: Writable) => {
+    if (!blocked.delete(to)) return;
+    to.off('drain', onDrain.get(to)!);
+    to.off('close', onDrain.get(to)!);
+    if (blocked.size === 0) stream.resume();
+  };
+  const onDrain = new Map<Writable, () => void>();
+  // A writer that goes away (the reader of the launcher's stdout closed it) unblocks the
+  // stream too: its output is dropped from then on, and the attach stream keeps being
+  // read to its end, so it never holds the launcher open.
   const write = (to: Writable, chunk: Buffer) => {
     if (to.destroyed || to.writableEnded) return;
-    if (!to.write(chunk)) {
-      waiting++;
+    if (!to.write(chunk) && !blocked.has(to)) {
+      blocked.add(to);
       stream.pause();
-      to.once('drain', () => {
-        if (--waiting === 0) stream.resume();
-      });
+      if (!onDrain.has(to)) onDrain.set(to, () => unblock(to));
+      to.once('drain', onDrain.get(to)!);
+      to.once('close', onDrain.get(to)!);
     }
   };
   stream.on('data', (c: Buffer) => {

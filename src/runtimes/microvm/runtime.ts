@@ -1,7 +1,7 @@
 /**
  * The micro-VM runtime: the agent in its own kernel under QEMU `-M microvm`, built from
- * microvm-plan.ts and the image of microvm-image.ts; the session (proxy, governance,
- * ttl, quarantine as QMP `stop`, revert, audit) is session.ts. The engine sits behind
+ * box/microvm.ts and the image of image.ts; the session (proxy, governance,
+ * ttl, quarantine as QMP `stop`, revert, audit) is session/lifecycle.ts. The engine sits behind
  * this one module, so Firecracker or cloud-hypervisor can take QEMU's place where
  * they exist.
  */
@@ -13,13 +13,14 @@ import { AgentboxError } from '../../errors.js';
 import type { Model } from '../../model/types.js';
 import { whichSync } from '../../host/which.js';
 import { reservedOverlaps } from '../../box/common.js';
-import { debugEnabled, EnvVar, imageCache } from '../../env.js';
+import { debugEnabled, imageCache, microvmAccel } from '../../env.js';
 import { prepareSession } from '../../session/prepare.js';
 import { unmountBox } from '../../session/layers.js';
 import { readMicrovmImage } from './image.js';
 import { BOOT_DEADLINE_SECONDS, buildMicrovmPlan, SAFE_SESSION_PATH, type MicrovmPlan } from '../../box/microvm.js';
 import { seccompBytes } from '../../box/seccomp.js';
-import { runSession, type Box, type LaunchOptions, type LaunchResult } from '../../session/lifecycle.js';
+import type { Box } from '../../session/box.js';
+import type { BuildOptions, Built } from '../build.js';
 import { newSessionId } from '../../session/records.js';
 import { identify } from '../../host/proc.js';
 import { bindOpened, bindPath, mountLayers, pathKind } from '../host-mounts.js';
@@ -68,7 +69,7 @@ export function qmp(socket: string, command: string, timeoutMs = 3000): Promise<
   });
 }
 
-export async function launchMicrovm(model: Model, opts: LaunchOptions): Promise<LaunchResult | MicrovmPlan> {
+export async function buildMicrovmBox(model: Model, opts: BuildOptions): Promise<Built<MicrovmPlan>> {
   const gaps: string[] = [];
   const image = readMicrovmImage(imageCache());
   if (!image || !existsSync(image.kernel) || !existsSync(image.initramfs)) gaps.push(`no micro-VM kernel and initramfs in ${imageCache()}: agentbox image build --microvm`);
@@ -81,6 +82,8 @@ export async function launchMicrovm(model: Model, opts: LaunchOptions): Promise<
   if (process.getuid?.() !== 0) gaps.push('the micro-VM runtime needs root (9p passthrough keeps the agent uid on writable grants; the session overlays)');
   if (!SAFE_SESSION_PATH.test(opts.state)) gaps.push(`the state directory ${JSON.stringify(opts.state)} must contain only letters, digits and . _ - / (its paths go into QEMU options; set AGENTBOX_STATE_DIR)`);
   gaps.push(...reservedOverlaps(model, ['/usr', '/proc', '/sys', '/dev', '/ctl', '/run'], [], 'which the guest builds itself'));
+  const forcedAccel = microvmAccel();
+  if (forcedAccel !== undefined && forcedAccel !== 'kvm' && forcedAccel !== 'tcg') throw new AgentboxError('USAGE', `AGENTBOX_MICROVM_ACCEL=${JSON.stringify(forcedAccel)}: use kvm or tcg, or unset it for the boot probe's choice`);
   if (gaps.length > 0 && !opts.dryRun) throw new AgentboxError('CONTROL_UNAVAILABLE', `cannot build the micro-VM for ${model.name} on this host; nothing was started`, { details: gaps });
   const id = newSessionId(model.name);
   const uid = model.agent.uid;
@@ -91,7 +94,7 @@ export async function launchMicrovm(model: Model, opts: LaunchOptions): Promise<
     session: prep.paths,
     kernel: image?.kernel ?? '(not built)',
     initramfs: image?.initramfs ?? '(not built)',
-    accel: (process.env[EnvVar.microvmAccel] as 'kvm' | 'tcg' | undefined) ?? image?.accel ?? 'tcg',
+    accel: (forcedAccel as 'kvm' | 'tcg' | undefined) ?? image?.accel ?? 'tcg',
     uid,
     gid: uid,
     kind: pathKind,
@@ -102,7 +105,7 @@ export async function launchMicrovm(model: Model, opts: LaunchOptions): Promise<
   });
   if (opts.dryRun) {
     prep.release();
-    return plan;
+    return { plan, box: null };
   }
 
   let child: ChildProcess | undefined;
@@ -280,5 +283,5 @@ export async function launchMicrovm(model: Model, opts: LaunchOptions): Promise<
       rmSync(plan.ctlDir, { recursive: true, force: true });
     },
   };
-  return runSession(model, opts, box);
+  return { plan, box };
 }

@@ -8,20 +8,20 @@ import { existsSync, lstatSync, readlinkSync } from 'node:fs';
 import { posix } from 'node:path';
 import { AgentboxError } from '../../errors.js';
 import type { Model } from '../../model/types.js';
-import { effectiveFs } from '../../plan/plan.js';
+import { effectiveFs } from '../../model/grants.js';
 import { whichSync } from '../../host/which.js';
 import { identify } from '../../host/proc.js';
 import { buildLaunchPlan, RESERVED, type LaunchFacts, type LaunchPlan } from '../../box/bwrap.js';
 import { reservedOverlaps } from '../../box/common.js';
 import { createCgroups, unenforceable, type SessionCgroups } from './cgroups.js';
-import { usesProxy } from '../../model/types.js';
+import { usesProxy } from '../../model/grants.js';
 import { seccompBytes } from '../../box/seccomp.js';
 import { newSessionId } from '../../session/records.js';
 import { prepareSession } from '../../session/prepare.js';
 import { makeMountPoints, DEFAULT_DISK_BYTES, unmountBox } from '../../session/layers.js';
 import { bindOpened, mountLayers, pathKind } from '../host-mounts.js';
-import { runSession, type Box, type LaunchOptions, type LaunchResult } from '../../session/lifecycle.js';
-export type { LaunchOptions, LaunchResult, Change } from '../../session/lifecycle.js';
+import type { Box } from '../../session/box.js';
+import type { BuildOptions, Built } from '../build.js';
 
 function topLinks(): Record<string, string> {
   const out: Record<string, string> = {};
@@ -39,7 +39,7 @@ function topLinks(): Record<string, string> {
 export const SAFE_STATE = /^\/[A-Za-z0-9._/-]*$/;
 
 /** Checks what the box needs before anything starts; exit 4 names every gap. */
-function preflight(model: Model, root: boolean, opts: LaunchOptions): { bwrap: string; setpriv: string; unshare: string; socat: string | undefined } {
+function preflight(model: Model, root: boolean, opts: BuildOptions): { bwrap: string; setpriv: string; unshare: string; socat: string | undefined } {
   const gaps: string[] = [];
   const bwrap = whichSync('bwrap');
   if (!bwrap) gaps.push('bubblewrap is not installed (apt-get install bubblewrap)');
@@ -65,7 +65,7 @@ function preflight(model: Model, root: boolean, opts: LaunchOptions): { bwrap: s
   return { bwrap: bwrap!, setpriv, unshare, socat };
 }
 
-export async function launchProcess(model: Model, opts: LaunchOptions): Promise<LaunchResult | LaunchPlan> {
+export async function buildProcessBox(model: Model, opts: BuildOptions): Promise<Built<LaunchPlan>> {
   const root = process.getuid?.() === 0;
   const tools = preflight(model, root, opts);
   const id = newSessionId(model.name);
@@ -99,7 +99,7 @@ export async function launchProcess(model: Model, opts: LaunchOptions): Promise<
     plan = buildLaunchPlan(model, opts.command, facts);
     if (opts.dryRun) {
       prep.release();
-      return plan;
+      return { plan, box: null };
     }
     makeMountPoints(plan.mountPoints.dirs, plan.mountPoints.files);
   } catch (e) {
@@ -179,5 +179,5 @@ export async function launchProcess(model: Model, opts: LaunchOptions): Promise<
       unmountBox(prep.paths);
     },
   };
-  return runSession(model, opts, box);
+  return { plan, box };
 }

@@ -1,0 +1,60 @@
+/**
+ * The audit log as a reviewer uses it: verify its chain and signatures, and export its
+ * entries (to stdout, or to syslog over UDP or TCP) as JSON, CEF or OCSF.
+ */
+import { createPublicKey } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { AgentboxError } from '../errors.js';
+import { format, parseSyslogUrl, sendSyslog, type ExportFormat, type SendReport } from '../audit/export.js';
+import { parseLine, type AuditRecord } from '../audit/record.js';
+import { verifyLog, type VerifyReport } from '../audit/verify.js';
+import { stateDir } from '../session/state.js';
+
+export type { ExportFormat };
+
+export const EXPORT_FORMATS: readonly ExportFormat[] = ['json', 'cef', 'ocsf'];
+
+function logPath(file: string | undefined): string {
+  const path = file ?? join(stateDir(), 'audit.jsonl');
+  if (!existsSync(path)) throw new AgentboxError('USAGE', `${path}: no audit log`);
+  return path;
+}
+
+export function verifyAudit(file: string | undefined, opts: { full?: boolean; key?: string }): VerifyReport & { file: string; ms: number } {
+  const path = logPath(file);
+  const keyPath = opts.key ?? join(stateDir(), 'keys', 'device-ed25519.pub.pem');
+  if (!existsSync(keyPath)) throw new AgentboxError('USAGE', `no public key at ${keyPath}`, { details: ['give the device public key with --key PEM'] });
+  const key = createPublicKey(readFileSync(keyPath));
+  const t0 = performance.now();
+  const r = verifyLog(readFileSync(path, 'utf8'), key, Boolean(opts.full));
+  return { file: path, ...r, ms: performance.now() - t0 };
+}
+
+/**
+ * The entries of the log since a time. A line that is not a well-formed entry (torn,
+ * altered) is not exported: it is listed in `skipped` with why, for the caller to say so.
+ */
+export function auditRecords(file: string | undefined, since: number | undefined): { records: AuditRecord[]; skipped: { line: number; problem: string }[] } {
+  const records: AuditRecord[] = [];
+  const skipped: { line: number; problem: string }[] = [];
+  readFileSync(logPath(file), 'utf8')
+    .split('\n')
+    .forEach((line, i) => {
+      if (!line) return;
+      const p = parseLine(line);
+      if (!p.ok) skipped.push({ line: i + 1, problem: p.problem });
+      else if (since === undefined || Date.parse(p.record.time) >= since) records.push(p.record);
+    });
+  return { records, skipped };
+}
+
+export function formatRecords(records: readonly AuditRecord[], f: ExportFormat): string[] {
+  return records.map((r) => format(r, f));
+}
+
+export async function sendRecords(to: string, records: readonly AuditRecord[], f: ExportFormat): Promise<SendReport> {
+  const target = parseSyslogUrl(to);
+  if (!target) throw new AgentboxError('USAGE', `--to ${to}: use syslog://HOST:PORT (UDP) or syslog+tcp://HOST:PORT`);
+  return sendSyslog(target, records, f);
+}

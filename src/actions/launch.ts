@@ -1,0 +1,154 @@
+/**
+ * `launch`: everything between a loaded model and a running session.
+ *
+ * prepareLaunch: the token narrows the model, organisation policy checks every grant
+ * (refused with exit 3 and audited), the runtime is chosen and the command resolved.
+ * launch: the runtime builds the box (a dry run stops at its plan), and the session
+ * runs it to the end.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { AgentboxError } from '../errors.js';
+import { policyDir as envPolicyDir } from '../env.js';
+import type { Model, RuntimeKind } from '../model/types.js';
+import type { LaunchPlan } from '../box/bwrap.js';
+import type { ContainerPlan } from '../box/container.js';
+import type { MicrovmPlan } from '../box/microvm.js';
+import type { Labels } from '../policy/entities.js';
+import type { Authorizer } from '../policy/verdict.js';
+import { AuditSink } from '../audit/sink.js';
+import { packageRoot } from '../host/files.js';
+import { whichSync } from '../host/which.js';
+import { stateDir } from '../session/state.js';
+import { spawnReaper } from '../session/reaper.js';
+import { runSession, type LaunchResult } from '../session/lifecycle.js';
+import type { SessionControl } from '../session/control.js';
+import type { BuildOptions, Built } from '../runtimes/build.js';
+import { narrowToToken } from './tokens.js';
+import type { Notify } from './notify.js';
+
+export type { LaunchResult } from '../session/lifecycle.js';
+
+export interface LaunchRequest {
+  /** The manifest as the user named it (for messages). */
+  manifest?: string;
+  /** Replaces agent.command when not empty. */
+  command: string[];
+  runtime?: string;
+  isolation?: string;
+  dryRun?: boolean;
+  verbose?: boolean;
+  /** A capability token (inline, @FILE or a path). */
+  token?: string;
+  /** Organisation policy directory (default: $AGENTBOX_POLICY). */
+  policyDir?: string;
+  /** The launcher's terminal is interactive. */
+  tty?: boolean;
+  /** Where requests come from (default: the launcher's signals). */
+  control?: SessionControl;
+}
+
+export interface PreparedLaunch {
+  model: Model;
+  runtime: RuntimeKind;
+  isolation?: 'runc' | 'gvisor';
+  command: string[];
+  tokenExp?: number | null;
+  policy?: { engine: Authorizer; labels: Labels; dir: string };
+}
+
+export type DryRun = { runtime: 'process'; plan: LaunchPlan } | { runtime: 'container'; plan: ContainerPlan } | { runtime: 'microvm'; plan: MicrovmPlan };
+
+export type LaunchOutcome = { dryRun: DryRun } | { result: LaunchResult };
+
+const RUNTIMES: readonly RuntimeKind[] = ['process', 'container', 'microvm'];
+
+/** The landlock-exec helper, when it is built and the kernel has Landlock. */
+export function landlockHelper(): string | undefined {
+  const helper = join(packageRoot(), 'dist', 'native', 'landlock-exec');
+  if (!existsSync(helper)) return undefined;
+  const r = spawnSync(helper, ['--abi'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  return r.status === 0 && Number(r.stdout.trim()) > 0 ? helper : undefined;
+}
+
+export async function prepareLaunch(loaded: Model, req: LaunchRequest, notify: Notify): Promise<PreparedLaunch> {
+  let model = loaded;
+  let tokenExp: number | null | undefined;
+  if (req.token) {
+    // The session runs with exactly the token's scopes intersected with the manifest.
+    const narrowed = await narrowToToken(model, req.token, notify);
+    model = narrowed.model;
+    tokenExp = narrowed.exp;
+  }
+  // Organisation policy: every effective grant is checked before anything starts; the
+  // proxy then consults the same policies per connection.
+  const policyDir = req.policyDir ?? envPolicyDir();
+  let policy: PreparedLaunch['policy'];
+  if (policyDir) {
+    // Loaded only here: Cedar and the policy readers stay out of a plain launch's start-up.
+    const { checkAgainst, forbiddenLines } = await import('./policy.js');
+    const { check, engine, policy: dir } = checkAgainst(model, policyDir);
+    if (check.forbidden.length > 0) {
+      new AuditSink(stateDir()).append({ session: '-', agent: model.name, action: 'policy.launch-refused', resource: model.origin.file, decision: 'deny', reason: `${check.forbidden.length} grant${check.forbidden.length === 1 ? '' : 's'} forbidden by organisation policy`, details: { policyDir: dir.dir, forbidden: check.forbidden.map((r) => ({ request: r.request.text, pointer: r.request.source?.pointer ?? null, policies: r.verdict.forbiddenBy.map((p) => p.id), errors: r.verdict.errors })) } });
+      throw new AgentboxError('DENIED', `${model.name} was not launched: organisation policy (${dir.dir}) forbids ${check.forbidden.length} of its grants and settings; nothing was started`, { details: [...forbiddenLines(check), `check it with: agentbox policy check ${req.manifest ?? model.origin.file} --policy ${dir.dir}`] });
+    }
+    policy = { engine, labels: dir.labels, dir: dir.dir };
+  }
+  const runtime = (req.runtime ?? model.runtime.kind) as RuntimeKind;
+  if (!RUNTIMES.includes(runtime)) throw new AgentboxError('USAGE', `--runtime ${runtime}: valid runtimes are ${RUNTIMES.join(', ')}`);
+  if (req.isolation !== undefined && !['runc', 'gvisor'].includes(req.isolation)) throw new AgentboxError('USAGE', `--isolation ${req.isolation}: valid isolations are runc, gvisor (container runtime)`);
+  if (req.isolation !== undefined && runtime !== 'container') throw new AgentboxError('USAGE', '--isolation applies to the container runtime only (--runtime container)');
+  const command = req.command.length > 0 ? [...req.command] : [...model.agent.command];
+  if (runtime === 'process' && req.command.length > 0 && !command[0]!.startsWith('/')) {
+    const found = command[0]!.includes('/') ? undefined : whichSync(command[0]!);
+    if (!found) throw new AgentboxError('USAGE', `${command[0]}: command not found`, { exitCode: 127 });
+    command[0] = found;
+  }
+  return { model, runtime, command, ...(req.isolation ? { isolation: req.isolation as 'runc' | 'gvisor' } : {}), ...(tokenExp !== undefined ? { tokenExp } : {}), ...(policy ? { policy } : {}) };
+}
+
+/** The runtime's build (loaded only when used: Docker's client and QEMU's glue stay out of a process launch). */
+async function build(p: PreparedLaunch, opts: BuildOptions): Promise<{ dryRun: DryRun; built: Built<unknown> }> {
+  switch (p.runtime) {
+    case 'container': {
+      const built = await (await import('../runtimes/container/runtime.js')).buildContainerBox(p.model, opts);
+      return { dryRun: { runtime: 'container', plan: built.plan }, built };
+    }
+    case 'microvm': {
+      const built = await (await import('../runtimes/microvm/runtime.js')).buildMicrovmBox(p.model, opts);
+      return { dryRun: { runtime: 'microvm', plan: built.plan }, built };
+    }
+    default: {
+      const built = await (await import('../runtimes/process/runtime.js')).buildProcessBox(p.model, opts);
+      return { dryRun: { runtime: 'process', plan: built.plan }, built };
+    }
+  }
+}
+
+export async function launch(p: PreparedLaunch, req: LaunchRequest, notify: Notify): Promise<LaunchOutcome> {
+  const state = stateDir();
+  const log = (line: string) => notify.info(line);
+  const { dryRun, built } = await build(p, {
+    command: p.command,
+    state,
+    dryRun: Boolean(req.dryRun),
+    verbose: Boolean(req.verbose),
+    log,
+    landlockHelper: landlockHelper(),
+    ...(p.isolation ? { isolation: p.isolation } : {}),
+  });
+  if (!built.box) return { dryRun };
+  const result = await runSession(p.model, {
+    command: p.command,
+    state,
+    verbose: Boolean(req.verbose),
+    log,
+    tty: Boolean(req.tty),
+    spawnReaper,
+    ...(p.tokenExp !== undefined ? { tokenExp: p.tokenExp } : {}),
+    ...(p.policy ? { policy: p.policy } : {}),
+    ...(req.control ? { control: req.control } : {}),
+  }, built.box);
+  return { result };
+}

@@ -1,0 +1,87 @@
+/**
+ * Sessions as a person manages them: list them (orphans found and finished first),
+ * end them (through their launcher, or directly when it is gone), and the reaper's
+ * watch over a container session whose launcher might die.
+ */
+import { AgentboxError } from '../errors.js';
+import { signalIdentity } from '../host/proc.js';
+import { launcherGone } from '../session/reaper.js';
+import { launcherAlive, readSession, signalSession, type Session } from '../session/records.js';
+import { stateDir } from '../session/state.js';
+import { finishOrphan, reapOrphan, reconcile } from './orphans.js';
+import type { Notify } from './notify.js';
+
+export type { Session } from '../session/records.js';
+export { REAPER_COMMAND } from '../session/reaper.js';
+
+/** Every session record, orphans reconciled first; `all` includes ended ones. */
+export async function listSessions(all: boolean): Promise<Session[]> {
+  return (await reconcile(stateDir())).filter((s) => all || s.state !== 'exited');
+}
+
+export interface KillReport {
+  ended: string[];
+  /** Sessions that had already ended (the command exits 1 for them). */
+  alreadyEnded: Session[];
+}
+
+/** Ends a session, or every live session of an agent. */
+export async function kill(target: { id?: string; agent?: string }, notify: Notify): Promise<KillReport> {
+  const state = stateDir();
+  if (!target.id && !target.agent) throw new AgentboxError('USAGE', 'name a session, or --agent NAME');
+  const sessions = await reconcile(state);
+  const targets = target.agent ? sessions.filter((s) => s.agent === target.agent && s.state !== 'exited') : sessions.filter((s) => s.id === target.id);
+  if (targets.length === 0) throw new AgentboxError('USAGE', target.agent ? `no running session of agent ${target.agent}` : `no session ${target.id}`, { details: ['agentbox ps lists sessions'] });
+  const report: KillReport = { ended: [], alreadyEnded: [] };
+  for (const s of targets) {
+    if (s.state === 'exited') {
+      report.alreadyEnded.push(s);
+      continue;
+    }
+    if (s.state === 'orphaned' || !launcherAlive(s)) {
+      if (process.getuid?.() !== 0) throw new AgentboxError('CONTROL_UNAVAILABLE', `${s.id}: its launcher is gone; ending it needs root (its box and layers are root's)`);
+      await finishOrphan(state, s, 'agentbox kill');
+      notify.info(`ended ${s.id} (its launcher was gone; ${s.snapshot === 'persist' ? 'its changes were committed' : 'its changes were reverted'})`);
+    } else {
+      // The launcher ends the session cleanly (revert, audit).
+      signalSession(s, 'end');
+      notify.info(`ending ${s.id}`);
+    }
+    report.ended.push(s.id);
+  }
+  return report;
+}
+
+/** The reaper (see session/reaper.ts): waits for the launcher to go, then finishes the session if it did not. */
+export async function reap(id: string): Promise<void> {
+  const state = stateDir();
+  const first = readSession(state, id);
+  if (!first) return;
+  let ttl: NodeJS.Timeout | undefined;
+  if (first.expiresAt) {
+    // A launcher that hangs past the ttl: the box is ended anyway (the launcher, if it
+    // wakes, finds it gone and closes the session the usual way).
+    const due = Date.parse(first.expiresAt) + 10_000 - Date.now();
+    ttl = setTimeout(async () => {
+      const s = readSession(state, id);
+      if (s && s.state !== 'exited') {
+        if (s.runtime === 'container' && s.container) {
+          const { dockerClient } = await import('../runtimes/container/engine.js');
+          await (await dockerClient()).getContainer(s.container).kill({ signal: 'SIGKILL' }).catch(() => undefined);
+        } else signalIdentity(s.box, 'SIGKILL');
+      }
+    }, Math.max(0, due));
+    ttl.unref();
+  }
+  await launcherGone();
+  clearTimeout(ttl);
+  // The launcher closes the record as it exits; give a clean end a moment to land.
+  for (let i = 0; i < 20; i++) {
+    const s = readSession(state, id);
+    if (!s || s.state === 'exited') return;
+    if (s.state === 'orphaned') break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const s = readSession(state, id);
+  if (s && s.state === 'orphaned') await reapOrphan(state, s, 'the session reaper');
+}

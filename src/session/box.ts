@@ -1,0 +1,50 @@
+/**
+ * What a runtime hands the session: a `Box` starts the agent, signals, freezes and
+ * thaws it, and removes what the runtime made. The session (lifecycle.ts) drives any
+ * box the same way; runtimes/ build them, and a test can hand it a fake one.
+ */
+import type { RuntimeKind } from '../model/types.js';
+import type { SessionPaths } from '../box/common.js';
+import type { ProcessIdentity } from '../host/proc.js';
+import type { SessionLayers } from './layers.js';
+import type { EvidenceInput } from './evidence.js';
+
+/** What a runtime provides to the session. */
+export interface Box {
+  runtime: RuntimeKind;
+  isolation: 'runc' | 'gvisor' | null;
+  id: string;
+  paths: SessionPaths;
+  /** The writable layers (null when nothing is granted for writing). */
+  layers: SessionLayers | null;
+  /** Where the session's egress proxy listens, if the agent has network. */
+  proxySocket: string | undefined;
+  /** The agent's uid and gid (owner of the proxy socket; the commit runs as them). */
+  uid: number;
+  gid: number;
+  cgroupDirs: string[];
+  /** The controls this box applies (for the launch audit entry). */
+  controls: string[];
+  /** Facts for the launch audit entry (image and its digest, accelerator). */
+  facts?: Record<string, unknown>;
+  /** The container runtime: a reaper process finishes the session if the launcher dies. */
+  needsReaper?: boolean;
+  /** Starts the agent; `exited` resolves with its exit code (127/125 for not found / failed to start). */
+  start(): Promise<BoxStarted>;
+  signal(sig: NodeJS.Signals): void | Promise<void>;
+  /** Freezes every process of the agent; returns how, in words. */
+  freeze(): string | Promise<string>;
+  thaw(): void | Promise<void>;
+  limitHits(): { pids: number; memory: number };
+  /** Ends what is left of the box and removes what the runtime made (cgroups, container, host mounts); the layers stay. */
+  cleanup(): void | Promise<void>;
+  /** Runtime-specific evidence (the engine's process list, what cannot be read). */
+  evidence?(): EvidenceInput;
+}
+
+export interface BoxStarted {
+  pid: number;
+  identity: ProcessIdentity | null;
+  container?: string;
+  exited: Promise<number>;
+}
