@@ -19,6 +19,8 @@ export const EnvVar = {
   microvmAccel: 'AGENTBOX_MICROVM_ACCEL',
   /** The Debian mirror `image build` uses. */
   debianMirror: 'AGENTBOX_DEBIAN_MIRROR',
+  /** Where a bare agent.command[0] (and a `--` command) is looked up, then the box's own PATH. */
+  path: 'PATH',
   xdgStateHome: 'XDG_STATE_HOME',
   home: 'HOME',
 } as const;
@@ -36,3 +38,6 @@ export const debugEnabled = (env: NodeJS.ProcessEnv = process.env) => Boolean(en
 export const policyDir = (env: NodeJS.ProcessEnv = process.env) => env[EnvVar.policyDir] || undefined;
 /** A forced micro-VM accelerator, when one is set. */
 export const microvmAccel = (env: NodeJS.ProcessEnv = process.env): string | undefined => env[EnvVar.microvmAccel] || undefined;
+/** The launcher's PATH as absolute directories, in order and without repeats. */
+export const lookupPath = (boxPath: readonly string[], env: NodeJS.ProcessEnv = process.env): string[] =>
+  [...new Set([...(env[EnvVar.path] ?? '').split(':').filter((d) => d.startsWith('/')), ...boxPath])];

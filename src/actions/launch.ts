@@ -19,7 +19,10 @@ import type { Labels } from '../policy/entities.js';
 import type { Authorizer } from '../policy/verdict.js';
 import { AuditSink } from '../audit/sink.js';
 import { packageRoot } from '../host/files.js';
-import { whichSync } from '../host/which.js';
+import { hostPrograms } from '../host/programs.js';
+import { BOX_PATH, resolveProgram } from '../manifest/program.js';
+import { programGrants } from '../manifest/load.js';
+import { lookupPath } from '../env.js';
 import { stateDir } from '../session/state.js';
 import { spawnReaper } from '../session/reaper.js';
 import { runSession, type LaunchResult } from '../session/lifecycle.js';
@@ -45,6 +48,8 @@ export interface LaunchRequest {
   policyDir?: string;
   /** The launcher's terminal is interactive. */
   tty?: boolean;
+  /** stdin and stdout are terminals: the agent gets a pseudo-terminal of its own. */
+  pty?: boolean;
   /** Where requests come from (default: the launcher's signals). */
   control?: SessionControl;
 }
@@ -100,10 +105,14 @@ export async function prepareLaunch(loaded: Model, req: LaunchRequest, notify: N
   if (req.isolation !== undefined && !['runc', 'gvisor'].includes(req.isolation)) throw new AgentboxError('USAGE', `--isolation ${req.isolation}: valid isolations are runc, gvisor (container runtime)`);
   if (req.isolation !== undefined && runtime !== 'container') throw new AgentboxError('USAGE', '--isolation applies to the container runtime only (--runtime container)');
   const command = req.command.length > 0 ? [...req.command] : [...model.agent.command];
-  if (runtime === 'process' && req.command.length > 0 && !command[0]!.startsWith('/')) {
-    const found = command[0]!.includes('/') ? undefined : whichSync(command[0]!);
-    if (!found) throw new AgentboxError('USAGE', `${command[0]}: command not found`, { exitCode: 127 });
-    command[0] = found;
+  if (req.command.length > 0) {
+    // A `--` command is found the way agent.command[0] is, whatever the runtime: looked up
+    // on PATH, links resolved, its package and interpreter granted.
+    const r = resolveProgram(command[0]!, model.home, lookupPath(BOX_PATH), hostPrograms);
+    if (!r.ok) throw new AgentboxError('USAGE', `${command[0]}: ${r.message}`, { exitCode: 127 });
+    command[0] = r.program.path;
+    const extra = programGrants(r.program, '--');
+    model = { ...model, grants: { ...model.grants, exec: [...model.grants.exec, ...extra.exec], fs: [...model.grants.fs, ...extra.fs] } };
   }
   return { model, runtime, command, ...(req.isolation ? { isolation: req.isolation as 'runc' | 'gvisor' } : {}), ...(tokenExp !== undefined ? { tokenExp } : {}), ...(policy ? { policy } : {}) };
 }
@@ -136,6 +145,7 @@ export async function launch(p: PreparedLaunch, req: LaunchRequest, notify: Noti
     verbose: Boolean(req.verbose),
     log,
     landlockHelper: landlockHelper(),
+    pty: Boolean(req.pty),
     ...(p.isolation ? { isolation: p.isolation } : {}),
   });
   if (!built.box) return { dryRun };

@@ -11,6 +11,9 @@ import { loadManifest, loadPresetFile, peekKind } from '../manifest/load.js';
 import type { Model } from '../model/types.js';
 import { readManifestArg, readPresets } from '../host/files.js';
 import { hostResolver } from '../host/resolver.js';
+import { hostPrograms } from '../host/programs.js';
+import { BOX_PATH } from '../manifest/program.js';
+import { lookupPath } from '../env.js';
 import type { Notify } from './notify.js';
 
 export interface ManifestOptions {
@@ -28,7 +31,7 @@ export function loadModel(arg: string, opts: ManifestOptions, notify: Notify): L
   const src = readManifestArg(arg);
   const home = opts.home ? resolve(opts.home) : homedir();
   const profileOverride = opts.profile ? opts.profile.split(',').map((s) => s.trim()).filter(Boolean) : undefined;
-  const result = loadManifest(src, { presets: readPresets(), home, resolver: hostResolver, ...(profileOverride ? { profileOverride } : {}) });
+  const result = loadManifest(src, { presets: readPresets(), home, resolver: hostResolver, programs: hostPrograms, path: lookupPath(BOX_PATH), ...(profileOverride ? { profileOverride } : {}) });
   for (const w of result.warnings) notify.warn(formatDiagnostic(w));
   if (!result.model) {
     throw new AgentboxError('MANIFEST_INVALID', `${src.file}: ${result.errors.length} error${result.errors.length === 1 ? '' : 's'}`, {
@@ -59,7 +62,7 @@ export function validateDocuments(args: readonly string[], opts: ManifestOptions
       results.push({ file: arg, valid: false, errors: [{ severity: 'error', file: arg, pointer: '', line: undefined, column: undefined, message: e.message }], warnings: [] });
       continue;
     }
-    const ctx = { presets, home, resolver: hostResolver, ...(opts.profile ? { profileOverride: opts.profile.split(',') } : {}) };
+    const ctx = { presets, home, resolver: hostResolver, programs: hostPrograms, path: lookupPath(BOX_PATH), ...(opts.profile ? { profileOverride: opts.profile.split(',') } : {}) };
     const r = peekKind(src.text) === 'Preset' ? loadPresetFile(src, ctx) : loadManifest(src, ctx);
     results.push({ file: src.file, valid: r.errors.length === 0, errors: r.errors, warnings: r.warnings });
   }

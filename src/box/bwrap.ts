@@ -55,6 +55,8 @@ export interface LaunchFacts {
   cgroupProcs: string[];
   cwd: string;
   term: string | undefined;
+  /** setsid(1), when the agent runs on its own pseudo-terminal: `setsid --ctty` makes it the controlling terminal. */
+  setsid?: string;
   /** Absolute path of socat, when the agent has network grants. */
   socat: string | undefined;
   setpriv: string;
@@ -83,6 +85,8 @@ export interface LaunchPlan {
   landlock: string[];
   /** The controls this box applies, for the audit log. */
   controls: string[];
+  /** The agent runs on a pseudo-terminal of its own (argv starts with `setsid --ctty`). */
+  usesPty: boolean;
   /** Mount points the runner creates before the box starts (directories, then files). */
   mountPoints: { dirs: string[]; files: string[] };
 }
@@ -109,7 +113,9 @@ export function buildLaunchPlan(model: Model, command: string[], f: LaunchFacts)
   const layers = layersFor(f.session, f.grants);
   const tmpDir = (name: string) => posix.join(f.session.run, 'mnt', name);
 
-  const b: string[] = [f.bwrap, '--unshare-all', '--unshare-user', '--disable-userns', '--die-with-parent', '--new-session', '--hostname', 'agentbox', '--cap-drop', 'ALL'];
+  // A box with its own pseudo-terminal keeps it as its controlling terminal (job control);
+  // without one, a new session keeps the agent away from the launcher's terminal (TIOCSTI).
+  const b: string[] = [f.bwrap, '--unshare-all', '--unshare-user', '--disable-userns', '--die-with-parent', ...(f.setsid ? [] : ['--new-session']), '--hostname', 'agentbox', '--cap-drop', 'ALL'];
   // System, read-only.
   b.push('--ro-bind', '/usr', '/usr');
   for (const t of TOP) {
@@ -199,6 +205,10 @@ export function buildLaunchPlan(model: Model, command: string[], f: LaunchFacts)
   } else {
     argv = [...b, ...inner];
   }
+  if (f.setsid) {
+    argv = [f.setsid, '--ctty', ...argv];
+    controls.push('its own pseudo-terminal (never the launcher\'s)');
+  }
   const mountPoints = { dirs: f.root ? TMPS.map(([, name]) => tmpDir(name)) : [], files: [] };
-  return { argv, layers, env, proxySocket, seccompFd: SECCOMP_FD, binds, landlock, controls, mountPoints };
+  return { argv, layers, env, proxySocket, seccompFd: SECCOMP_FD, binds, landlock, controls, mountPoints, usesPty: Boolean(f.setsid) };
 }

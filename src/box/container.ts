@@ -155,6 +155,9 @@ export function buildContainerPlan(model: Model, command: string[], f: Container
     } else if (kind !== 'missing') mounts.push(bind(d.path, d.path, true));
   }
   for (const sock of f.socketMasks) mounts.push(bind(maskFile(f.session), sock, true));
+  // The agent program comes from the host with what it needs to run (its package folder
+  // and #! interpreter), read-only at the same paths; a system program comes from the image.
+  for (const p of programBinds(model, command, f.grants)) mounts.push({ Type: 'bind', Source: p, Target: p, ReadOnly: true, BindOptions: { Propagation: 'rprivate' } });
   if (f.runtime === 'runsc' && f.statxCompat) {
     mounts.push({ Type: 'bind', Source: f.statxCompat, Target: STATX_COMPAT_TARGET, ReadOnly: true });
     env.push(['LD_PRELOAD', STATX_COMPAT_TARGET]);
@@ -245,4 +248,33 @@ export function dockerRunArgs(p: ContainerPlan, seccompFile: string): string[] {
   for (const e of p.create.Env) a.push('--env', e);
   a.push('--entrypoint', '', p.create.Image, ...p.create.Cmd);
   return a;
+}
+
+const IMAGE_SYSTEM = ['/usr', '/bin', '/sbin', '/lib', '/lib64', '/etc'];
+
+/**
+ * Host paths bound read-only for the agent program: the program (or its package folder)
+ * when it lies outside the image's system folders, and the interpreter of such a program
+ * wherever it is (the image has no node of its own). Nothing already inside a grant.
+ */
+export function programBinds(model: Model, command: readonly string[], grants: readonly GrantFact[]): string[] {
+  // `env` (the #! line's finder) is the image's own.
+  const implicit = model.grants.exec.filter((g) => g.implied === 'package' || g.implied === 'interpreter').map((g) => g.path);
+  const program = command[0]!;
+  const fromHost = !IMAGE_SYSTEM.some((d) => isWithin(program, d));
+  const wanted: string[] = [];
+  if (fromHost) {
+    if (!implicit.some((p) => isWithin(program, p))) wanted.push(program);
+    wanted.push(...implicit);
+  } else if (implicit.some((p) => isWithin(program, p))) {
+    // A package under /usr/local/lib/node_modules: its folder and interpreter.
+    wanted.push(...implicit);
+  }
+  const out: string[] = [];
+  for (const p of wanted) {
+    if (grants.some((g) => isWithin(p, g.path))) continue;
+    if (out.some((q) => isWithin(p, q))) continue;
+    out.push(p);
+  }
+  return out;
 }

@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { identify, isRunning, type ProcessIdentity } from '../host/proc.js';
 import { termSafe } from '../escape/terminal.js';
+import { takeTerminalLine } from '../host/pty.js';
 
 export interface ConsentRequest {
   id: string;
@@ -174,6 +175,7 @@ export class ConsentBroker {
         clearInterval(poll);
         clearTimeout(timer);
         rl?.close();
+        took?.();
         this.waiting.delete(cancel);
         rmSync(join(dir, `${id}.json`), { force: true });
         rmSync(join(dir, `${id}.answer`), { force: true });
@@ -194,17 +196,23 @@ export class ConsentBroker {
       }, this.o.pollMs ?? 100);
       poll.unref?.();
       const timer = setTimeout(() => finish({ answer: 'timeout', by: 'nobody', via: 'timeout', at: new Date().toISOString() }), this.o.timeoutSeconds * 1000);
-      if (this.o.tty) {
+      // While the agent has a terminal of its own, the launcher's keystrokes go to it; the
+      // question takes the next line typed instead.
+      const took = this.o.tty ? takeTerminalLine((line) => answerLine(line)) : undefined;
+      const answerLine = (line: string) => {
+        const l = line.trim().toLowerCase();
+        const answer: ConsentDecision = l === 'o' || l === 'once' ? 'once' : l === 's' || l === 'session' ? 'session' : 'deny';
+        finish({ answer, by: answererIdentity(), via: 'tty', at: new Date().toISOString() });
+      };
+      if (took) {
+        process.stderr.write(`\r\nagentbox: [o]nce / [s]ession / [d]eny (default deny)? `);
+      } else if (this.o.tty) {
         try {
           const input = createReadStream('/dev/tty');
           input.on('error', () => rl?.close());
           rl = createInterface({ input, terminal: false });
           process.stderr.write(`agentbox: [o]nce / [s]ession / [d]eny (default deny)? `);
-          rl.once('line', (line) => {
-            const l = line.trim().toLowerCase();
-            const answer: ConsentDecision = l === 'o' || l === 'once' ? 'once' : l === 's' || l === 'session' ? 'session' : 'deny';
-            finish({ answer, by: answererIdentity(), via: 'tty', at: new Date().toISOString() });
-          });
+          rl.once('line', answerLine);
           rl.on('close', () => input.destroy());
         } catch {
           // no terminal after all: the CLI path still answers

@@ -4,6 +4,7 @@
  */
 import type { Diagnostic } from './diagnostics.js';
 import type { PathResolver } from '../model/paths.js';
+import type { ProgramResolver } from './program.js';
 import { checkSchema, parseYaml, type ParsedDocument } from './parse.js';
 import type { RawManifest } from './schema.js';
 
@@ -19,6 +20,10 @@ export interface LoadContext {
   /** Home directory `~` expands against. */
   home: string;
   resolver: PathResolver;
+  /** Finds the agent program (PATH lookup, links, `#!`); without it programs are taken as written. */
+  programs?: ProgramResolver;
+  /** The directories a bare program name is looked up in (default BOX_PATH). */
+  path?: readonly string[];
   /** `--profile`: replaces the manifest's `extends`; grants beyond the new ceiling are dropped with a warning. */
   profileOverride?: readonly string[];
 }

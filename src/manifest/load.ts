@@ -6,14 +6,15 @@
 
 import type { Diagnostic } from './diagnostics.js';
 import { sha256Hex } from '../hash.js';
-import { lexicalPath, isWithin, normalisePath } from '../model/paths.js';
+import { lexicalPath, isWithin } from '../model/paths.js';
 import { parseMemory, parseTtl } from '../model/grammar.js';
 import { describeSource } from '../model/grants.js';
-import { DEFAULT_UID, DEFAULT_USER, type ExecGrant, type FsGrant, type Model, type NetGrant, type Preset } from '../model/types.js';
+import { DEFAULT_UID, DEFAULT_USER, type AgentProgram, type ExecGrant, type FsGrant, type Model, type NetGrant, type Preset } from '../model/types.js';
 import { diag, readDocument, type Collector, type LoadContext, type SourceFile } from './document.js';
 import { scopes, type Scoped } from './scopes.js';
 import { ceilingMessage, grantKind, loadPreset, whatOf, withinCeiling } from './presets.js';
 import { egressRules } from './egress-rules.js';
+import { BOX_PATH, literalPrograms, resolveProgram } from './program.js';
 
 export type { LoadContext, SourceFile } from './document.js';
 
@@ -95,17 +96,18 @@ export function loadManifest(src: SourceFile, ctx: LoadContext): LoadResult {
     }
   }
 
-  // The agent program.
-  const command = raw.agent?.command ?? [];
+  // The agent program: looked up, links resolved, its package and interpreter granted.
+  const command = [...(raw.agent?.command ?? [])];
+  let program: AgentProgram | undefined;
   if (command.length > 0) {
-    const n = normalisePath(command[0]!, ctx.home, ctx.resolver);
-    if (!command[0]!.startsWith('/') && !command[0]!.startsWith('~')) {
-      err(['agent', 'command', 0], 'agent.command[0]', `"${command[0]}" must be an absolute path such as /usr/bin/${command[0]} (systemd and AppArmor name programs by path)`);
-    } else if (!n.ok) err(['agent', 'command', 0], 'agent.command[0]', n.message);
-    else if (n.real.includes("'")) {
-      // systemd refuses quotes in an executable's path (string_is_safe), unlike in path directives.
-      err(['agent', 'command', 0], 'agent.command[0]', `"${command[0]}": systemd refuses a program path containing ' ; move or link the program to a path without it`);
-    } else command[0] = n.real;
+    const r = resolveProgram(command[0]!, ctx.home, ctx.path ?? BOX_PATH, ctx.programs ?? literalPrograms);
+    if (!r.ok) err(['agent', 'command', 0], 'agent.command[0]', r.message);
+    else {
+      program = r.program;
+      command[0] = program.path;
+      grants.exec.push(...programGrants(program, src.file).exec);
+      grants.fs.push(...programGrants(program, src.file).fs);
+    }
   }
   command.forEach((arg, i) => {
     if (/[\p{Cc}\p{Cf}\u2028\u2029]/u.test(arg)) err(['agent', 'command', i], `agent.command[${i}]`, 'contains a control or invisible formatting character; arguments must be printable text');
@@ -115,9 +117,9 @@ export function loadManifest(src: SourceFile, ctx: LoadContext): LoadResult {
     if (/[\p{Cc}\p{Cf}\u2028\u2029]/u.test(v)) err(['agent', 'env', k], `agent.env.${k}`, 'contains a control or invisible formatting character; values must be printable text');
     else env[k] = v;
   }
-  const program = raw.agent?.windows?.program;
-  if (program !== undefined && (/[\p{Cc}\p{Cf}"*?<>|]/u.test(program) || !/^[A-Za-z]:\\/.test(program))) {
-    err(['agent', 'windows', 'program'], 'agent.windows.program', `"${program}" must be an absolute Windows path such as C:\\Program Files\\Cowork\\cowork.exe, without " * ? < > | or control characters`);
+  const winProgram = raw.agent?.windows?.program;
+  if (winProgram !== undefined && (/[\p{Cc}\p{Cf}"*?<>|]/u.test(winProgram) || !/^[A-Za-z]:\\/.test(winProgram))) {
+    err(['agent', 'windows', 'program'], 'agent.windows.program', `"${winProgram}" must be an absolute Windows path such as C:\\Program Files\\Cowork\\cowork.exe, without " * ? < > | or control characters`);
   }
 
   let ttlSeconds: number | undefined;
@@ -155,12 +157,13 @@ export function loadManifest(src: SourceFile, ctx: LoadContext): LoadResult {
     extends: presets,
     agent: {
       command,
+      program,
       image: raw.agent?.image,
       user: raw.agent?.user ?? DEFAULT_USER,
       uid: raw.agent?.uid ?? DEFAULT_UID,
       env,
       macos: { bundleId: raw.agent?.macos?.bundleId },
-      windows: { program },
+      windows: { program: winProgram },
     },
     grants: { fs: dedupeBy(grants.fs, (g) => `${g.path}|${g.access}`), net: dedupeBy(grants.net, (g) => `${g.host}|${g.port}`), exec: dedupeBy(grants.exec, (g) => g.path) },
     denies: { fs: dedupeBy(denies.fs, (d) => `${d.path}|${d.access}`), net: dedupeBy(denies.net, (d) => `${d.host}|${d.port}`), exec: dedupeBy(denies.exec, (d) => d.path) },
@@ -199,4 +202,24 @@ function dedupeBy<T>(list: T[], key: (t: T) => string): T[] {
     seen.add(k);
     return true;
   });
+}
+
+/** System folders every runtime shows read-only: a program there needs no read grant. */
+const SYSTEM = ['/usr', '/bin', '/sbin', '/lib', '/lib64'];
+
+/**
+ * What running the agent program needs beyond the program itself: exec and read of its
+ * package folder, exec of its interpreter (and of `env` when the `#!` line uses it).
+ */
+export function programGrants(p: AgentProgram, file: string): { exec: ExecGrant[]; fs: FsGrant[] } {
+  const source = (text: string) => ({ origin: 'manifest' as const, file, pointer: 'agent.command[0]', text });
+  const exec: ExecGrant[] = [];
+  const fs: FsGrant[] = [];
+  if (p.packageDir) {
+    exec.push({ path: p.packageDir, source: source(`exec:${p.packageDir} (the package of ${p.asWritten})`), implied: 'package' });
+    if (!SYSTEM.some((d) => isWithin(p.packageDir!, d))) fs.push({ path: p.packageDir, access: 'read', source: source(`fs:read:${p.packageDir} (the package of ${p.asWritten})`) });
+  }
+  if (p.shebangVia) exec.push({ path: p.shebangVia, source: source(`exec:${p.shebangVia} (finds the #! interpreter of ${p.asWritten})`), implied: 'via' });
+  if (p.interpreter) exec.push({ path: p.interpreter, source: source(`exec:${p.interpreter} (the #! interpreter of ${p.asWritten})`), implied: 'interpreter' });
+  return { exec, fs };
 }

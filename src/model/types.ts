@@ -66,6 +66,8 @@ export interface ExecGrant {
   /** A program, or a directory whose programs may all be run. */
   path: string;
   source: RuleSource;
+  /** Set on the grants the agent program implies: its package folder, its `#!` interpreter, and the `env` that finds it. */
+  implied?: 'package' | 'interpreter' | 'via';
 }
 
 export interface ExecDeny {
@@ -125,6 +127,29 @@ export interface Preset {
   file: string;
 }
 
+/**
+ * How the agent program was found at load time. `command[0]` is always `path`.
+ * An npm CLI is a symlink into its package (`/usr/local/bin/claude ->
+ * ../lib/node_modules/@anthropic-ai/claude-code/bin/claude.exe`); the package folder
+ * and a `#!` interpreter become implicit grants (source pointer `agent.command[0]`).
+ */
+export interface AgentProgram {
+  /** `agent.command[0]` as written (`claude`, `/usr/local/bin/claude`). */
+  asWritten: string;
+  /** The real file, every symlink resolved. */
+  path: string;
+  /** The path the lookup found before links were resolved, when it differs from `path`. */
+  link: string | undefined;
+  /** True when a bare name was looked up on PATH. */
+  viaPath: boolean;
+  /** The outermost `node_modules/[@scope/]name` folder holding `path`, when there is one. */
+  packageDir: string | undefined;
+  /** The real interpreter of a `#!` program (`#!/usr/bin/env node` → /usr/bin/node). */
+  interpreter: string | undefined;
+  /** The program the `#!` line names, when it is not the interpreter itself (`/usr/bin/env`). */
+  shebangVia: string | undefined;
+}
+
 export interface Model {
   name: string;
   description: string;
@@ -133,8 +158,10 @@ export interface Model {
   /** Presets in the order they were merged. */
   extends: Preset[];
   agent: {
-    /** Program (absolute path) and arguments. */
+    /** Program (absolute path, symlinks resolved) and arguments. */
     command: string[];
+    /** How `command[0]` was found: see AgentProgram. Undefined when no command is given (presets). */
+    program: AgentProgram | undefined;
     image: string | undefined;
     /** Unprivileged account for system installs (default `agentbox`). */
     user: string;

@@ -13,6 +13,8 @@ export interface BuildOptions {
   verbose?: boolean;
   /** The Landlock helper, when it is built and the kernel has Landlock (process runtime). */
   landlockHelper?: string | undefined;
+  /** Give the agent its own pseudo-terminal, relayed to this one (stdin and stdout are terminals). */
+  pty?: boolean;
   /** Container runtime: runc or gVisor (default: runtime.isolation). */
   isolation?: 'runc' | 'gvisor';
 }

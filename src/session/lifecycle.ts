@@ -231,7 +231,9 @@ export async function runSession(model: Model, opts: SessionOptions, box: Box): 
     const handle = (r: ControlRequest) => {
       if (r.kind === 'quarantine') void isolateOnce(r.why).catch(guard.report);
       else if (r.kind === 'release') void release().catch(guard.report);
-      else end(r.reason);
+      else if (r.kind === 'forward') {
+        if (session.state === 'running') void Promise.resolve(box.signal(r.signal)).catch(guard.report);
+      } else end(r.reason);
     };
     cleanups.push(...supervise(model, opts, { session, jti: minted.claims.jti, event, end, handle }));
 

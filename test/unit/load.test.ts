@@ -88,10 +88,11 @@ describe('manifest loading', () => {
     expect(load(base('capabilities: [fs:read:/etc/hosts]\n')).errors).toEqual([]);
   });
 
-  it('the agent program must be an absolute path, and arguments printable', () => {
+  it('a bare program name must be found on PATH, and arguments printable', () => {
     const r = load(`apiVersion: agentbox/v1\nkind: Agent\nmetadata: { name: t }\nagent: { command: [cowork, "a\\nb"] }\n`);
     expect(r.errors.map((e) => e.pointer)).toEqual(['agent.command[0]', 'agent.command[1]']);
-    expect(r.errors[0]!.message).toMatch(/must be an absolute path such as \/usr\/bin\/cowork/);
+    expect(r.errors[0]!.message).toMatch(/"cowork" was not found on PATH \(\/usr\/local\/sbin:.*\); install it or write its absolute path/);
+    expect(load(`apiVersion: agentbox/v1\nkind: Agent\nmetadata: { name: t }\nagent: { command: [bin/cowork] }\n`).errors[0]!.message).toMatch(/is relative/);
   });
 
   it('names are a safe alphabet', () => {

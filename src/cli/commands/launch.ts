@@ -36,6 +36,7 @@ export async function launchCommand(arg: string, cmd: string[], opts: LaunchCliO
     ...(opts.token ? { token: opts.token } : {}),
     ...(opts.policy !== undefined ? { policyDir: opts.policy } : {}),
     tty: Boolean(process.stdin.isTTY && process.stderr.isTTY),
+    pty: Boolean(process.stdin.isTTY && process.stdout.isTTY),
   };
   const prepared = await prepareLaunch(model, req, io);
   const outcome = await launch(prepared, req, io);

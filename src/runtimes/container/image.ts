@@ -13,7 +13,8 @@ import { AgentboxError } from '../../errors.js';
 import { whichSync } from '../../host/which.js';
 
 export const BASE_IMAGE = 'agentbox/base:1';
-export const IMAGE_PACKAGES = ['python3', 'socat'];
+// libstdc++6: the host's node, bound in with an npm agent, needs it.
+export const IMAGE_PACKAGES = ['python3', 'socat', 'libstdc++6'];
 
 export interface ImageBuildOptions {
   tag: string;

@@ -58,6 +58,7 @@ export async function buildContainerBox(model: Model, opts: BuildOptions): Promi
     kind: pathKind,
     cwd: process.cwd(),
     term: process.env.TERM,
+    tty: Boolean(opts.pty),
     grants: prep.grants,
     socketMasks: prep.socketMasks,
     tmpBytes: model.limits.diskBytes ?? prep.layers?.limitBytes ?? DEFAULT_DISK_BYTES,
@@ -118,16 +119,30 @@ export async function buildContainerBox(model: Model, opts: BuildOptions): Promi
       fullId = c.id;
       const stream = (attached = (await c.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true })) as unknown as NodeJS.ReadWriteStream & import('node:stream').Duplex);
       const ended = plan.create.Tty ? relayRaw(stream, process.stdout) : demux(stream, { stdout: process.stdout, stderr: process.stderr });
+      // A terminal: the container's own pty (the Engine's), this one raw and relayed, its size followed.
+      const stdin = process.stdin as import('node:tty').ReadStream;
+      const raw = plan.create.Tty && stdin.isTTY ? stdin.isRaw : undefined;
+      if (raw !== undefined) stdin.setRawMode(true);
+      const resize = () => void c.resize({ h: process.stdout.rows ?? 24, w: process.stdout.columns ?? 80 }).catch(() => undefined);
+      if (raw !== undefined) process.on('SIGWINCH', resize);
+      const restore = () => {
+        if (raw === undefined) return;
+        process.off('SIGWINCH', resize);
+        stdin.setRawMode(raw);
+        stdin.pause();
+      };
       if (process.stdin.isTTY || !process.stdin.readableEnded) process.stdin.pipe(stream);
       // 'next-exit': the default (not-running) answers at once for a container not started yet.
       const waited = c.wait({ condition: 'next-exit' });
       try {
         await c.start();
       } catch (e) {
+        restore();
         const msg = (e as Error).message;
         opts.log(`agentbox: cannot start the container: ${msg.split('\n')[0]}`);
         return { pid: 0, identity: null, container: fullId, exited: Promise.resolve(/not found|no such file/i.test(msg) ? 127 : /permission denied|not executable/i.test(msg) ? 126 : 125) };
       }
+      if (raw !== undefined) resize();
       const info = await c.inspect();
       if (memfdGate) {
         // vm.memfd_noexec=2 in the container's pid namespace, then the agent may start.
@@ -145,6 +160,7 @@ export async function buildContainerBox(model: Model, opts: BuildOptions): Promi
         await Promise.race([ended, new Promise((x) => (timer = setTimeout(x, 500)))]);
         clearTimeout(timer);
         process.stdin.unpipe(stream);
+        restore();
         return r.StatusCode;
       })();
       return { pid: info.State.Pid, identity: identify(info.State.Pid) ?? null, container: fullId, exited };

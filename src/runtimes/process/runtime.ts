@@ -10,6 +10,7 @@ import { AgentboxError } from '../../errors.js';
 import type { Model } from '../../model/types.js';
 import { effectiveFs } from '../../model/grants.js';
 import { whichSync } from '../../host/which.js';
+import { openPty } from '../../host/pty.js';
 import { identify } from '../../host/proc.js';
 import { buildLaunchPlan, RESERVED, type LaunchFacts, type LaunchPlan } from '../../box/bwrap.js';
 import { reservedOverlaps } from '../../box/common.js';
@@ -39,7 +40,7 @@ function topLinks(): Record<string, string> {
 export const SAFE_STATE = /^\/[A-Za-z0-9._/-]*$/;
 
 /** Checks what the box needs before anything starts; exit 4 names every gap. */
-function preflight(model: Model, root: boolean, opts: BuildOptions): { bwrap: string; setpriv: string; unshare: string; socat: string | undefined } {
+function preflight(model: Model, root: boolean, opts: BuildOptions): { bwrap: string; setpriv: string; unshare: string; socat: string | undefined; setsid: string | undefined } {
   const gaps: string[] = [];
   const bwrap = whichSync('bwrap');
   if (!bwrap) gaps.push('bubblewrap is not installed (apt-get install bubblewrap)');
@@ -47,6 +48,8 @@ function preflight(model: Model, root: boolean, opts: BuildOptions): { bwrap: st
   const unshare = whichSync('unshare') ?? '';
   if (root && (!setpriv || !unshare)) gaps.push('setpriv/unshare are not installed (apt-get install util-linux)');
   const socat = usesProxy(model) ? whichSync('socat') : undefined;
+  const setsid = opts.pty ? whichSync('setsid') : undefined;
+  if (opts.pty && !setsid) gaps.push('setsid is not installed, so the agent cannot have a terminal of its own (apt-get install util-linux)');
   if (usesProxy(model) && !socat) gaps.push('socat is not installed, so the box cannot reach its egress proxy (apt-get install socat)');
   if (process.arch !== 'x64') gaps.push(`the seccomp filter is built for x86_64; this host is ${process.arch}`);
   if (!opts.landlockHelper) gaps.push('the Landlock layer is unavailable (the landlock-exec helper is not built, or the kernel has no Landlock)');
@@ -62,7 +65,7 @@ function preflight(model: Model, root: boolean, opts: BuildOptions): { bwrap: st
   if (gaps.length > 0) {
     throw new AgentboxError('CONTROL_UNAVAILABLE', `cannot build the box for ${model.name} on this host; nothing was started`, { details: gaps });
   }
-  return { bwrap: bwrap!, setpriv, unshare, socat };
+  return { bwrap: bwrap!, setpriv, unshare, socat, setsid };
 }
 
 export async function buildProcessBox(model: Model, opts: BuildOptions): Promise<Built<LaunchPlan>> {
@@ -87,6 +90,7 @@ export async function buildProcessBox(model: Model, opts: BuildOptions): Promise
       cgroupProcs: cgroups?.procs ?? [],
       cwd: process.cwd(),
       term: process.env.TERM,
+      ...(opts.pty && tools.setsid ? { setsid: tools.setsid } : {}),
       socat: tools.socat,
       setpriv: tools.setpriv,
       unshare: tools.unshare,
@@ -147,19 +151,33 @@ export async function buildProcessBox(model: Model, opts: BuildOptions): Promise
       }
       // fd 3: the seccomp program; without root, fds 4.. are the grants as opened
       // (bubblewrap binds them, then closes them before the agent runs).
-      const c = spawn(plan.argv[0]!, plan.argv.slice(1), { stdio: ['inherit', 'inherit', 'inherit', 'pipe', ...(root ? [] : prep.opened.map((g) => g.fd))], detached: true });
+      // With a terminal of its own, the box's stdio is the pty's slave and setsid(1) (first
+      // in argv) makes it a session whose controlling terminal that is.
+      const term = plan.usesPty ? openPty(process.stdout.columns ?? 80, process.stdout.rows ?? 24) : undefined;
+      const stdio = term ? [term.slave, term.slave, term.slave] : ['inherit', 'inherit', 'inherit'];
+      let c: ReturnType<typeof spawn>;
+      try {
+        c = spawn(plan.argv[0]!, plan.argv.slice(1), { stdio: [...stdio, 'pipe', ...(root ? [] : prep.opened.map((g) => g.fd))] as Parameters<typeof spawn>[2]['stdio'], detached: !term });
+      } finally {
+        term?.closeSlave();
+      }
       child = c;
       prep.release();
+      const stopRelay = term ? term.relay(process.stdin as import('node:tty').ReadStream, process.stdout) : undefined;
       const seccomp = c.stdio[3] as NodeJS.WritableStream;
       // A box that fails before reading its filter closes the pipe: its exit says why.
       seccomp.on('error', () => undefined);
       seccomp.end(seccompBytes());
-      const exited = new Promise<number>((resolve) => {
+      const exitedRaw = new Promise<number>((resolve) => {
         c.on('error', (e: NodeJS.ErrnoException) => {
           opts.log(`agentbox: cannot start the box: ${e.message}`);
           resolve(e.code === 'ENOENT' ? 127 : 125);
         });
         c.on('exit', (code, signal) => resolve(code ?? 128 + (signal ? ({ SIGKILL: 9, SIGTERM: 15, SIGINT: 2, SIGHUP: 1, SIGPIPE: 13 } as Record<string, number>)[signal] ?? 1 : 1)));
+      });
+      const exited = exitedRaw.then(async (code) => {
+        await stopRelay?.();
+        return code;
       });
       return { pid: c.pid ?? 0, identity: c.pid ? identify(c.pid) ?? null : null, exited };
     },

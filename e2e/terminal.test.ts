@@ -1,0 +1,107 @@
+/**
+ * A real terminal for the agent, driven on a real pseudo-terminal by a helper
+ * (test/helpers/ptyscript.py) as a person at a terminal would drive it.
+ *
+ * Attack: keystroke injection into the operator's shell (TIOCSTI on a terminal the agent
+ * shares with the launcher), or output written by a box after its session ended.
+ * Defence: the agent gets a pseudo-terminal of its own (process runtime: openpty and
+ * `setsid --ctty`; container runtime: the Engine's), the launcher relays it and closes
+ * the master when the agent exits.
+ *
+ * Also checked, on the process and container runtimes: job control (Ctrl-Z stops the
+ * foreground job), Ctrl-C interrupts a `sleep` inside while the session goes on, a
+ * window size change reaches the agent, and the session's exit code is the agent's.
+ */
+import { execa } from 'execa';
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { BIN } from '../test/helpers/cli.js';
+
+const DRIVER = join(import.meta.dirname, '..', 'test', 'helpers', 'ptyscript.py');
+const base = mkdtempSync(join(tmpdir(), 'agentbox-terminal-'));
+chmodSync(base, 0o755);
+const state = join(base, 'state');
+
+type Step = ['expect', string] | ['send', string] | ['resize', number, number] | ['sleep', number];
+interface Transcript {
+  screen: string;
+  after_exit: string;
+  status: number;
+  failed: Step | null;
+}
+
+async function drive(steps: Step[], argv: string[]): Promise<Transcript> {
+  const r = await execa('python3', [DRIVER, JSON.stringify(steps), ...argv], { reject: false, env: { NO_COLOR: '1', AGENTBOX_STATE_DIR: state, TERM: 'xterm' } });
+  expect(r.exitCode, r.stderr).toBe(0);
+  return JSON.parse(r.stdout) as Transcript;
+}
+
+const PROMPT = '\\$ $';
+
+describe.each(['process', 'container'])('an interactive shell on the %s runtime', (runtime) => {
+  it('Ctrl-C interrupts the agent\'s job, not the session; Ctrl-Z stops it; the window size follows', async () => {
+    const t = await drive(
+      [
+        ['expect', PROMPT],
+        ['send', 'sleep 30\r'],
+        ['sleep', 1],
+        ['send', '\u0003'],
+        // Computed, so the echo of the typed line cannot match.
+        ['send', 'echo alive-$((6*7))\r'],
+        ['expect', 'alive-42'],
+        ['resize', 40, 120],
+        ['sleep', 0.5],
+        ['send', 'stty size\r'],
+        ['expect', '40 120'],
+        ['send', 'sleep 30\r'],
+        ['sleep', 1],
+        ['send', '\u001a'],
+        ['expect', 'Stopped'],
+        ['send', 'jobs; echo jobs-$((1+1)); kill -KILL %1; wait\r'],
+        ['expect', 'jobs-2'],
+        ['send', 'exit 7\r'],
+      ],
+      [process.execPath, BIN, 'launch', 'shell', '--runtime', runtime],
+    );
+    expect(t.failed, t.screen).toBeNull();
+    expect(t.screen).toMatch(/\^C/);
+    expect(t.screen).toMatch(/ended with exit code 7/);
+    expect(t.status).toBe(7);
+    expect(t.after_exit).toBe('');
+  }, 120_000);
+});
+
+describe('keystroke injection', () => {
+  it('TIOCSTI from the box reaches only the box\'s own terminal, never the operator\'s shell', async () => {
+    // The agent tries TIOCSTI on every fd it has and on /dev/tty; then, on the operator's
+    // terminal, a shell reads whatever is waiting in its input queue.
+    const inject = join(base, 'inject.py');
+    writeFileSync(inject, `import fcntl, os, termios
+ok = []
+fds = [0, 1, 2]
+try:
+    fds.append(os.open("/dev/tty", os.O_RDWR))
+except OSError as e:
+    print("no /dev/tty:", e.errno)
+for fd in fds:
+    try:
+        for ch in b"echo INJECTED-$((3*5))\\n":
+            fcntl.ioctl(fd, termios.TIOCSTI, bytes([ch]))
+        ok.append(fd)
+    except OSError as e:
+        print("fd", fd, "refused:", e.errno)
+print("injected into", ok, flush=True)
+`, { mode: 0o644 });
+    const manifest = join(base, 'inject.yaml');
+    writeFileSync(manifest, `apiVersion: agentbox/v1\nkind: Agent\nmetadata: { name: inject }\nextends: [viewer]\nagent: { command: [/usr/bin/python3, ${inject}] }\ncapabilities:\n  - fs:read:${inject}\n  - exec:/usr/bin\n`);
+    const outer = `${process.execPath} ${BIN} launch ${manifest}; echo LAUNCH-DONE; read -t 2 line; echo "OUTER-READ:[$line]"`;
+    const t = await drive([['expect', 'OUTER-READ']], ['/bin/sh', '-c', outer]);
+    expect(t.failed, t.screen).toBeNull();
+    expect(t.screen).toMatch(/injected into/);
+    expect(t.screen).toMatch(/OUTER-READ:\[\]/);
+    // The computed marker only appears if some shell ran the injected line.
+    expect(t.screen).not.toMatch(/INJECTED-15/);
+  }, 60_000);
+});

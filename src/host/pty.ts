@@ -1,0 +1,155 @@
+/**
+ * The agent's own pseudo-terminal, so it never shares the launcher's (no TIOCSTI into
+ * the operator's shell, no reads of the operator's keystrokes after the session).
+ *
+ * openpty(3) and TIOCSWINSZ come from node-pty's native binding (its `spawn` cannot pass
+ * the extra fds a box needs: the seccomp program and the grants as opened). The slave is
+ * reopened by name so the agent's stdio is a blocking file description of its own; the
+ * box makes it the controlling terminal (`setsid --ctty`), so job control and Ctrl-C,
+ * Ctrl-Z and Ctrl-\ reach the agent's foreground job. The launcher's terminal is put in
+ * raw mode and relayed: keystrokes in, output out, SIGWINCH as a resize.
+ *
+ * The master fd is not close-on-exec (openpty's); landlock-exec closes every fd above
+ * stdio before the agent runs, so only agentbox's own helpers ever hold it.
+ */
+import { closeSync, constants, openSync, write } from 'node:fs';
+import { createRequire } from 'node:module';
+import tty from 'node:tty';
+
+interface NativePty {
+  open(cols: number, rows: number): { master: number; slave: number; pty: string };
+  resize(fd: number, cols: number, rows: number): void;
+}
+
+let native: NativePty | undefined;
+function binding(): NativePty {
+  if (!native) {
+    const require = createRequire(import.meta.url);
+    const utils = require('node-pty/lib/utils.js') as { loadNativeModule(name: string): { module: NativePty } };
+    native = utils.loadNativeModule('pty').module;
+  }
+  return native;
+}
+
+export interface Pty {
+  /** The slave, for the box's stdin, stdout and stderr (close it once the box has it). */
+  slave: number;
+  /** Its name (/dev/pts/N). */
+  name: string;
+  resize(cols: number, rows: number): void;
+  closeSlave(): void;
+  /** Relays the launcher's terminal until the returned function is called (then restores it). */
+  relay(input: tty.ReadStream, output: NodeJS.WriteStream): () => Promise<void>;
+}
+
+/** A line the operator types while the relay holds the terminal (the consent question). */
+type LineTaker = (line: string) => void;
+let taker: { take: LineTaker; buffer: string } | undefined;
+let relaying = false;
+
+/**
+ * Takes the next line typed on the launcher's terminal away from the agent, while a pty
+ * relay is running; returns undefined when none is (then read /dev/tty as usual).
+ */
+export function takeTerminalLine(take: LineTaker): (() => void) | undefined {
+  if (!relaying) return undefined;
+  taker = { take, buffer: '' };
+  return () => {
+    taker = undefined;
+  };
+}
+
+export function openPty(cols: number, rows: number): Pty {
+  const n = binding();
+  const t = n.open(Math.max(1, cols), Math.max(1, rows));
+  // Reopen the slave: node-pty set O_NONBLOCK on its file description.
+  const slave = openSync(t.pty, constants.O_RDWR | constants.O_NOCTTY);
+  closeSync(t.slave);
+  let slaveOpen = true;
+  const master = t.master;
+  const pty: Pty = {
+    slave,
+    name: t.pty,
+    resize: (c, r) => n.resize(master, Math.max(1, c), Math.max(1, r)),
+    closeSlave: () => {
+      if (slaveOpen) closeSync(slave);
+      slaveOpen = false;
+    },
+    relay(input, output) {
+      relaying = true;
+      const reader = new tty.ReadStream(master);
+      const out = (d: Buffer) => {
+        // Backpressure: a terminal that cannot keep up pauses the agent's output.
+        if (!output.write(d)) {
+          reader.pause();
+          output.once('drain', () => reader.resume());
+        }
+      };
+      const ended = new Promise<void>((resolve) => {
+        reader.on('data', out);
+        // EIO once every slave fd is closed: the agent and its jobs are gone.
+        reader.on('error', () => resolve());
+        reader.on('close', () => resolve());
+      });
+      const queue: Buffer[] = [];
+      let writing = false;
+      const pump = () => {
+        if (writing || queue.length === 0) return;
+        writing = true;
+        const b = queue.shift()!;
+        write(master, b, (err) => {
+          writing = false;
+          if (!err) pump();
+        });
+      };
+      const onInput = (d: Buffer) => {
+        if (taker) {
+          // The consent question owns this line; echo it, deliver on Enter.
+          for (const ch of d.toString('utf8')) {
+            if (ch === '\r' || ch === '\n') {
+              const t2 = taker;
+              taker = undefined;
+              output.write('\r\n');
+              t2.take(t2.buffer);
+              return;
+            }
+            if (ch === '\x7f' || ch === '\b') t2Backspace();
+            else if (ch >= ' ') {
+              taker.buffer += ch;
+              output.write(ch);
+            }
+          }
+          return;
+        }
+        queue.push(d);
+        pump();
+      };
+      const t2Backspace = () => {
+        if (taker && taker.buffer.length > 0) {
+          taker.buffer = taker.buffer.slice(0, -1);
+          output.write('\b \b');
+        }
+      };
+      const onResize = () => pty.resize(output.columns ?? 80, output.rows ?? 24);
+      const wasRaw = input.isRaw;
+      input.setRawMode(true);
+      input.on('data', onInput);
+      input.resume();
+      process.on('SIGWINCH', onResize);
+      return async () => {
+        process.off('SIGWINCH', onResize);
+        input.off('data', onInput);
+        input.setRawMode(wasRaw);
+        input.pause();
+        relaying = false;
+        taker = undefined;
+        pty.closeSlave();
+        // What the agent wrote before it exited is shown; then the master is closed, so
+        // nothing left in the box can reach this terminal.
+        await Promise.race([ended, new Promise((r) => setTimeout(r, 500))]);
+        reader.destroy();
+      };
+    },
+  };
+  return pty;
+}
