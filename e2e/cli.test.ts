@@ -13,8 +13,11 @@ import { ROOT } from '../test/helpers/load.js';
 const prefix = mkdtempSync(join(tmpdir(), 'agentbox-e2e-'));
 let bin: string;
 
+/** Every stderr this file's commands printed, scanned for stack frames at the end. */
+const stderrs: { args: string[]; stderr: string }[] = [];
 async function run(args: string[], env: Record<string, string> = {}) {
   const r = await execa(bin, args, { reject: false, stdin: 'ignore', cwd: prefix, env: { NO_COLOR: '1', HOME: '/home/e2e', ...env } });
+  stderrs.push({ args, stderr: String(r.stderr) });
   return { code: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
 }
 
@@ -28,7 +31,7 @@ beforeAll(async () => {
 describe('installed agentbox', () => {
   it('ships its profiles, templates and schema', () => {
     const pkg = join(prefix, 'inst', 'node_modules', 'agentbox');
-    expect(readdirSync(join(pkg, 'profiles', 'agents')).sort()).toEqual(['claude-code.yaml', 'codex.yaml', 'cowork.yaml', 'shell.yaml']);
+    expect(readdirSync(join(pkg, 'profiles', 'agents')).sort()).toEqual(['claude-code.yaml', 'codex.yaml', 'cowork.yaml', 'gemini-cli.yaml', 'shell.yaml']);
     expect(readdirSync(join(pkg, 'templates', 'linux')).length).toBeGreaterThanOrEqual(5);
     expect(readdirSync(pkg)).not.toContain('test');
   });
@@ -169,5 +172,13 @@ describe('installed agentbox', () => {
   it('schema prints the published schema', async () => {
     const r = await run(['schema']);
     expect(r.stdout.trim()).toBe(readFileSync(join(ROOT, 'profiles', 'agentbox.schema.json'), 'utf8').trim());
+  });
+
+  // Last in this file (its tests run in order): no command above, failing or not, printed a
+  // stack frame. A frame looks like "    at fn (file:line:col)" or "    at file:line:col".
+  it('no stack trace reached a user in any command run above', () => {
+    expect(stderrs.length).toBeGreaterThan(20);
+    const frames = stderrs.filter((s) => /^\s+at (?:.+ \()?(?:file:|node:|\/).*:\d+:\d+\)?$/m.test(s.stderr));
+    expect(frames.map((f) => `${f.args.join(' ')}:\n${f.stderr}`)).toEqual([]);
   });
 });

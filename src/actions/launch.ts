@@ -20,6 +20,7 @@ import type { Authorizer } from '../policy/verdict.js';
 import { AuditSink } from '../audit/sink.js';
 import { packageRoot } from '../host/files.js';
 import { hostPrograms } from '../host/programs.js';
+import { checkAccess } from '../host/access.js';
 import { BOX_PATH, resolveProgram } from '../manifest/program.js';
 import { programGrants } from '../manifest/load.js';
 import { lookupPath } from '../env.js';
@@ -113,6 +114,15 @@ export async function prepareLaunch(loaded: Model, req: LaunchRequest, notify: N
     command[0] = r.program.path;
     const extra = programGrants(r.program, '--');
     model = { ...model, grants: { ...model.grants, exec: [...model.grants.exec, ...extra.exec], fs: [...model.grants.fs, ...extra.fs] } };
+  }
+  // Can the agent's uid use what it is granted? Checked by the kernel, before anything starts.
+  const uid = process.getuid?.() === 0 ? model.agent.uid : (process.getuid?.() ?? model.agent.uid);
+  const access = checkAccess(model, command, uid, { parents: false });
+  for (const m of access.missing) notify.warn(m.message);
+  if (access.problems.length > 0) {
+    const lines = access.problems.map((p) => p.message);
+    if (!req.dryRun) throw new AgentboxError('CONTROL_UNAVAILABLE', `${model.name} was not launched: uid ${uid} cannot use ${access.problems.length === 1 ? 'one of its grants' : `${access.problems.length} of its grants`}; nothing was started`, { details: lines });
+    for (const l of lines) notify.warn(l);
   }
   return { model, runtime, command, ...(req.isolation ? { isolation: req.isolation as 'runc' | 'gvisor' } : {}), ...(tokenExp !== undefined ? { tokenExp } : {}), ...(policy ? { policy } : {}) };
 }

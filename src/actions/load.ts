@@ -43,6 +43,8 @@ export function loadModel(arg: string, opts: ManifestOptions, notify: Notify): L
 
 export interface Validated {
   file: string;
+  /** Agent or Preset (as declared; undefined when unreadable). */
+  kind: string | undefined;
   valid: boolean;
   errors: Diagnostic[];
   warnings: Diagnostic[];
@@ -59,12 +61,13 @@ export function validateDocuments(args: readonly string[], opts: ManifestOptions
       src = readManifestArg(arg);
     } catch (e) {
       if (!(e instanceof AgentboxError)) throw e;
-      results.push({ file: arg, valid: false, errors: [{ severity: 'error', file: arg, pointer: '', line: undefined, column: undefined, message: e.message }], warnings: [] });
+      results.push({ file: arg, kind: undefined, valid: false, errors: [{ severity: 'error', file: arg, pointer: '', line: undefined, column: undefined, message: e.message }], warnings: [] });
       continue;
     }
     const ctx = { presets, home, resolver: hostResolver, programs: hostPrograms, path: lookupPath(BOX_PATH), ...(opts.profile ? { profileOverride: opts.profile.split(',') } : {}) };
-    const r = peekKind(src.text) === 'Preset' ? loadPresetFile(src, ctx) : loadManifest(src, ctx);
-    results.push({ file: src.file, valid: r.errors.length === 0, errors: r.errors, warnings: r.warnings });
+    const kind = peekKind(src.text);
+    const r = kind === 'Preset' ? loadPresetFile(src, ctx) : loadManifest(src, ctx);
+    results.push({ file: src.file, kind, valid: r.errors.length === 0, errors: r.errors, warnings: r.warnings });
   }
   return results;
 }

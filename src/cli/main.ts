@@ -64,6 +64,14 @@ export async function main(argv: string[]): Promise<number> {
   });
   // A person's terminal that went away (stderr EPIPE) changes nothing: messages are dropped, the exit code stands.
   process.stderr.on('error', () => undefined);
+  // Outside a session (which records failures and goes on, session/events.ts), an error no
+  // code path caught is still one line and exit 125, never a stack trace without --debug.
+  const lastResort = (e: unknown) => {
+    if (process.listenerCount('uncaughtException') > 1 || process.listenerCount('unhandledRejection') > 1) return;
+    process.exit(report(e, createIo({ json: false }), Boolean(argv.includes('--debug')) || debugEnabled()));
+  };
+  process.on('uncaughtException', lastResort);
+  process.on('unhandledRejection', lastResort);
   await precompiledValidator();
   let exitCode: number = ExitCode.ok;
   const program = new Command('agentbox');

@@ -35,6 +35,9 @@ function headerBytes(method: string, path: string, headers: Record<string, strin
 }
 
 export async function handleRequest(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  // The agent's side resetting (ECONNRESET, EPIPE) ends this exchange, never the launcher.
+  req.on('error', () => res.destroy());
+  res.on('error', () => req.destroy());
   const refuse = (status: number, host: string, port: number, r: Refusal) => {
     ctx.event({ action: 'egress.http', host, port, decision: 'deny', code: r.code, reason: r.reason, rule: r.rule, address: undefined, details: r.details });
     const body = status === 403 ? ctx.denyBody(host, port, r.reason) : `agentbox: ${r.reason}\n`;
@@ -133,6 +136,8 @@ export async function handleRequest(ctx: ProxyContext, req: IncomingMessage, res
     const out: Record<string, string | string[]> = {};
     for (const [k, v] of Object.entries(upRes.headers)) if (v !== undefined && !HOP_BY_HOP.includes(k)) out[k] = v;
     res.writeHead(upRes.statusCode ?? 502, out);
+    // An upstream that resets mid-answer ('aborted', ECONNRESET): the agent's answer is cut too.
+    upRes.on('error', () => res.destroy());
     upRes.on('data', (c: Buffer) => (t.bytesIn += c.length));
     upRes.pipe(res);
     upRes.on('end', () => {
