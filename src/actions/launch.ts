@@ -7,7 +7,7 @@
  * runs it to the end.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AgentboxError } from '../errors.js';
 import { policyDir as envPolicyDir } from '../env.js';
@@ -20,6 +20,7 @@ import type { Authorizer } from '../policy/verdict.js';
 import { AuditSink } from '../audit/sink.js';
 import { packageRoot } from '../host/files.js';
 import { hostPrograms } from '../host/programs.js';
+import { parseEnvArgs } from '../manifest/env-args.js';
 import { checkAccess } from '../host/access.js';
 import { BOX_PATH, resolveProgram } from '../manifest/program.js';
 import { programGrants } from '../manifest/load.js';
@@ -49,6 +50,10 @@ export interface LaunchRequest {
   policyDir?: string;
   /** The launcher's terminal is interactive. */
   tty?: boolean;
+  /** `--env NAME=VALUE`, added to the manifest's environment (audited by name only). */
+  env?: string[];
+  /** `--env-file FILE`s, read before the --env entries. */
+  envFiles?: string[];
   /** stdin and stdout are terminals: the agent gets a pseudo-terminal of its own. */
   pty?: boolean;
   /** Where requests come from (default: the launcher's signals). */
@@ -62,6 +67,8 @@ export interface PreparedLaunch {
   command: string[];
   tokenExp?: number | null;
   policy?: { engine: Authorizer; labels: Labels; dir: string };
+  /** Names of the variables --env and --env-file added. */
+  envAdded?: string[];
 }
 
 export type DryRun = { runtime: 'process'; plan: LaunchPlan } | { runtime: 'container'; plan: ContainerPlan } | { runtime: 'microvm'; plan: MicrovmPlan };
@@ -81,6 +88,20 @@ export function landlockHelper(): string | undefined {
 export async function prepareLaunch(loaded: Model, req: LaunchRequest, notify: Notify): Promise<PreparedLaunch> {
   let model = loaded;
   let tokenExp: number | null | undefined;
+  let envAdded: string[] | undefined;
+  if ((req.env?.length ?? 0) > 0 || (req.envFiles?.length ?? 0) > 0) {
+    const files = (req.envFiles ?? []).map((file) => {
+      try {
+        return { file, text: readFileSync(file, 'utf8') };
+      } catch (e) {
+        throw new AgentboxError('USAGE', `--env-file ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+      }
+    });
+    const r = parseEnvArgs(req.env ?? [], files);
+    if (!r.ok) throw new AgentboxError('USAGE', `the environment given on the command line is not valid; nothing was started`, { details: r.errors });
+    envAdded = Object.keys(r.env).sort();
+    model = { ...model, agent: { ...model.agent, env: { ...model.agent.env, ...r.env } } };
+  }
   if (req.token) {
     // The session runs with exactly the token's scopes intersected with the manifest.
     const narrowed = await narrowToToken(model, req.token, notify);
@@ -124,7 +145,7 @@ export async function prepareLaunch(loaded: Model, req: LaunchRequest, notify: N
     if (!req.dryRun) throw new AgentboxError('CONTROL_UNAVAILABLE', `${model.name} was not launched: uid ${uid} cannot use ${access.problems.length === 1 ? 'one of its grants' : `${access.problems.length} of its grants`}; nothing was started`, { details: lines });
     for (const l of lines) notify.warn(l);
   }
-  return { model, runtime, command, ...(req.isolation ? { isolation: req.isolation as 'runc' | 'gvisor' } : {}), ...(tokenExp !== undefined ? { tokenExp } : {}), ...(policy ? { policy } : {}) };
+  return { model, runtime, command, ...(envAdded ? { envAdded } : {}), ...(req.isolation ? { isolation: req.isolation as 'runc' | 'gvisor' } : {}), ...(tokenExp !== undefined ? { tokenExp } : {}), ...(policy ? { policy } : {}) };
 }
 
 /** The runtime's build (loaded only when used: Docker's client and QEMU's glue stay out of a process launch). */
@@ -165,6 +186,7 @@ export async function launch(p: PreparedLaunch, req: LaunchRequest, notify: Noti
     verbose: Boolean(req.verbose),
     log,
     tty: Boolean(req.tty),
+    ...(p.envAdded ? { envAdded: p.envAdded } : {}),
     spawnReaper,
     ...(p.tokenExp !== undefined ? { tokenExp: p.tokenExp } : {}),
     ...(p.policy ? { policy: p.policy } : {}),

@@ -6,7 +6,9 @@
 import { AgentboxError } from '../errors.js';
 import { signalIdentity } from '../host/proc.js';
 import { launcherGone } from '../session/reaper.js';
-import { launcherAlive, readSession, signalSession, type Session } from '../session/records.js';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { launcherAlive, readSession, sessionsDir, signalSession, type Session } from '../session/records.js';
 import { stateDir } from '../session/state.js';
 import { finishOrphan, reapOrphan, reconcile } from './orphans.js';
 import type { Notify } from './notify.js';
@@ -84,4 +86,33 @@ export async function reap(id: string): Promise<void> {
   }
   const s = readSession(state, id);
   if (s && s.state === 'orphaned') await reapOrphan(state, s, 'the session reaper');
+}
+
+export interface PruneReport {
+  removed: string[];
+  /** Ended sessions kept, and why (something is still mounted under them). */
+  kept: { id: string; why: string }[];
+}
+
+/** Forgets ended sessions (record, token, session folder); the audit log and evidence stay. */
+export async function prune(olderThanSeconds: number | undefined): Promise<PruneReport> {
+  const state = stateDir();
+  const report: PruneReport = { removed: [], kept: [] };
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '');
+  const now = Date.now();
+  for (const s of await reconcile(state)) {
+    if (s.state !== 'exited') continue;
+    const ended = Date.parse(s.endedAt ?? s.startedAt);
+    if (olderThanSeconds !== undefined && now - ended < olderThanSeconds * 1000) continue;
+    const dir = join(sessionsDir(state), s.id);
+    // Never recurse into a mount (a bind of a grant would be user data).
+    if (mounts.some((m) => m === dir || m.startsWith(`${dir}/`))) {
+      report.kept.push({ id: s.id, why: `something is still mounted under ${dir}` });
+      continue;
+    }
+    rmSync(dir, { recursive: true, force: true });
+    for (const ext of ['.token', '.json']) rmSync(join(sessionsDir(state), `${s.id}${ext}`), { force: true });
+    report.removed.push(s.id);
+  }
+  return report;
 }

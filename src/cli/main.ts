@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { AgentboxError, ExitCode } from '../errors.js';
 import { debugEnabled } from '../env.js';
 import { createIo, type Io } from './io.js';
+import { stopOptionsAtCommand } from './argv.js';
 import { usePrecompiledValidator } from '../manifest/parse.js';
 
 type Register = (program: Command, run: (fn: (io: Io) => Promise<number>) => Promise<void>) => void;
@@ -112,8 +113,9 @@ Examples:
 
   for (const register of await registrations(argv)) register(program, run);
 
+  const launchCmd = program.commands.find((c) => c.name() === 'launch');
   try {
-    await program.parseAsync(argv);
+    await program.parseAsync(launchCmd ? stopOptionsAtCommand(argv, launchCmd) : argv);
   } catch (e) {
     if (e instanceof CommanderError) {
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return ExitCode.ok;

@@ -2,6 +2,8 @@
  * Reading agentbox's own files: manifests, presets, agent profiles and templates.
  * The pure core receives their text; this module is the only place that finds them.
  */
+import { didYouMean } from '../model/suggest.js';
+import { termSafe } from '../escape/terminal.js';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -60,7 +62,7 @@ export function readManifestArg(arg: string, env: NodeJS.ProcessEnv = process.en
   }
   const presets = join(profilesDir(env), 'presets', arg + '.yaml');
   if (existsSync(presets)) return { file: relativeToCwd(presets), text: readFileSync(presets, 'utf8') };
-  throw new AgentboxError('MANIFEST_NOT_FOUND', `"${arg}" is neither a manifest file nor a shipped agent profile`, {
+  throw new AgentboxError('MANIFEST_NOT_FOUND', `"${termSafe(arg)}" is neither a manifest file nor a shipped agent profile${didYouMean(arg, listAgents(env))}`, {
     details: [`agent profiles: ${listAgents(env).join(', ') || '(none)'}`, 'a manifest path must end in .yaml or .yml or contain a /'],
   });
 }

@@ -39,11 +39,12 @@ export function diag(doc: ParsedDocument, severity: 'error' | 'warning', segment
 }
 
 /** Parses a document and checks it against the schema. */
-export function readDocument(src: SourceFile): { doc?: ParsedDocument; raw?: RawManifest; errors: Diagnostic[] } {
+export function readDocument(src: SourceFile, opts: { partial?: boolean } = {}): { doc?: ParsedDocument; raw?: RawManifest; errors: Diagnostic[] } {
   const parsed = parseYaml(src.text, src.file);
   if (!parsed.doc) return { errors: parsed.errors };
   const checked = checkSchema(parsed.doc);
-  if (!checked.manifest) return { doc: parsed.doc, errors: checked.errors };
+  // partial: the schema errors, and what is valid without the offending keys, to check further.
+  if (!checked.manifest) return { doc: parsed.doc, errors: checked.errors, ...(opts.partial && checked.rest ? { raw: checked.rest } : {}) };
   return { doc: parsed.doc, raw: checked.manifest, errors: [] };
 }
 

@@ -28,9 +28,10 @@ export interface LoadResult {
 
 /** Loads a manifest (kind Agent or Preset) into the validated model. */
 export function loadManifest(src: SourceFile, ctx: LoadContext): LoadResult {
-  const out: Collector = { errors: [], warnings: [] };
-  const r = readDocument(src);
+  const r = readDocument(src, { partial: true });
   if (!r.raw || !r.doc) return { model: undefined, warnings: [], errors: r.errors };
+  // Schema errors first; the rest of the document is still checked (every error in one pass).
+  const out: Collector = { errors: [...r.errors], warnings: [] };
   const doc = r.doc;
   const raw = r.raw;
   const err = (segments: (string | number)[], pointer: string, message: string) => out.errors.push(diag(doc, 'error', segments, pointer, message));

@@ -5,6 +5,7 @@
  * errors, and alias expansion is bounded by the yaml library's default.
  */
 
+import { didYouMean } from '../model/suggest.js';
 import type { ErrorObject } from 'ajv';
 import { createRequire } from 'node:module';
 import { isMap, isPair, isScalar, LineCounter, parseDocument, type Document } from 'yaml';
@@ -83,11 +84,32 @@ function validator(): Validate {
 }
 
 /** Checks the document against the published schema; every error located and explained. */
-export function checkSchema(doc: ParsedDocument): { manifest?: RawManifest; errors: Diagnostic[] } {
+export function checkSchema(doc: ParsedDocument): { manifest?: RawManifest; errors: Diagnostic[]; rest?: RawManifest } {
   const validate = validator();
   if (validate(doc.value)) return { manifest: doc.value as RawManifest, errors: [] };
-  const errors = (validate.errors ?? []).filter((e) => !isNoise(e)).map((e) => schemaDiagnostic(doc, e));
-  return { errors: dedupe(errors) };
+  const found = (validate.errors ?? []).filter((e) => !isNoise(e));
+  const errors = dedupe(found.map((e) => schemaDiagnostic(doc, e)));
+  // What is left once every offending key is removed, when that much is valid: the loader
+  // checks it too, so one pass reports every error (a bad ttl and an unknown preset).
+  const rest = withoutOffending(doc.value, found);
+  return { errors, ...(rest !== undefined && validator()(rest) ? { rest: rest as RawManifest } : {}) };
+}
+
+/** A copy of `value` without the object keys the errors point at (an array with a bad item goes whole). */
+function withoutOffending(value: unknown, errors: ErrorObject[]): unknown {
+  if (errors.some((e) => e.keyword === 'required')) return undefined;
+  const copy = structuredClone(value) as Record<string | number, unknown>;
+  for (const e of errors) {
+    const segs = segmentsOf(e.instancePath);
+    if (e.keyword === 'additionalProperties') segs.push((e.params as { additionalProperty: string }).additionalProperty);
+    const firstIndex = segs.findIndex((x) => typeof x === 'number');
+    const path = firstIndex >= 0 ? segs.slice(0, firstIndex) : segs;
+    if (path.length === 0) return undefined;
+    let node: Record<string | number, unknown> | undefined = copy;
+    for (const k of path.slice(0, -1)) node = node?.[k] as Record<string | number, unknown> | undefined;
+    if (node && typeof node === 'object') delete node[path[path.length - 1]!];
+  }
+  return copy;
 }
 
 function isNoise(e: ErrorObject): boolean {
@@ -114,7 +136,7 @@ function schemaDiagnostic(doc: ParsedDocument, e: ErrorObject): Diagnostic {
       const allowed = Object.keys(propertiesAt(segments) ?? {});
       segments.push(extra);
       locateKey = true;
-      message = `unknown key "${extra}"${allowed.length > 0 ? `; valid keys here: ${allowed.join(', ')}` : ''}`;
+      message = `unknown key "${extra}"${didYouMean(String(extra), allowed)}${allowed.length > 0 ? `; valid keys here: ${allowed.join(', ')}` : ''}`;
       break;
     }
     case 'required':

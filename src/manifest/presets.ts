@@ -2,6 +2,7 @@
  * Role presets: a preset file loaded into its ceiling and default rules, and the
  * ceiling check every grant of a manifest passes. Pure.
  */
+import { didYouMean } from '../model/suggest.js';
 import type { ExecGrant, FsGrant, NetGrant, Preset } from '../model/types.js';
 import type { ParsedDocument } from './parse.js';
 import { diag, readDocument, type Collector, type LoadContext } from './document.js';
@@ -12,7 +13,7 @@ export function loadPreset(name: string, ctx: LoadContext, out: Collector, refDo
   const src = ctx.presets.get(name);
   if (!src) {
     const known = [...ctx.presets.keys()].sort();
-    out.errors.push(diag(refDoc, 'error', refSegments, refPointer, `unknown preset "${name}"; available presets: ${known.join(', ') || '(none)'}`));
+    out.errors.push(diag(refDoc, 'error', refSegments, refPointer, `unknown preset "${name}"${didYouMean(name, known)}; available presets: ${known.join(', ') || '(none)'}`));
     return undefined;
   }
   const r = readDocument(src);

@@ -73,6 +73,7 @@ function launchDetails(model: Model, box: Box, opts: SessionOptions): Record<str
     grants: [...model.grants.fs, ...model.grants.net, ...model.grants.exec].map((g) => g.source.text),
     ttlSeconds: model.ttlSeconds ?? null,
     limits: model.limits,
+    ...(opts.envAdded ? { envAdded: opts.envAdded } : {}),
     ...(box.layers ? { layers: { fs: box.layers.fs, limitBytes: box.layers.limitBytes, snapshot: model.runtime.snapshot } } : {}),
     ...(opts.policy ? { policy: { dir: opts.policy.dir, policies: [...opts.policy.engine.policies.keys()], checked: 'every grant allowed' } } : {}),
     ...(model.egress.consent ? { consent: model.egress.consent.hosts.map((h) => h.source.text) } : {}),

@@ -17,6 +17,8 @@ export interface SessionOptions {
   tokenExp?: number | null;
   /** Organisation policy the egress proxy consults per connection (the launch check already passed). */
   policy?: { engine: Authorizer; labels: Labels; dir: string };
+  /** Names of variables added on the command line (--env, --env-file), for the launch audit entry; never their values. */
+  envAdded?: string[];
   /** Ask for consent on the launching terminal too (it is a TTY). */
   tty?: boolean;
   /** Starts the reaper for a box that needs one (the CLI knows how to run agentbox). */

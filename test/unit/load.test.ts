@@ -29,14 +29,14 @@ describe('manifest loading', () => {
     const r = load(base('limts: { memory: 1GiB }\n'));
     expect(r.errors).toHaveLength(1);
     expect(r.errors[0]).toMatchObject({ pointer: 'limts', line: 5, column: 1 });
-    expect(r.errors[0]!.message).toMatch(/unknown key "limts"; valid keys here: .*limits/);
+    expect(r.errors[0]!.message).toMatch(/unknown key "limts"; did you mean "limits"\?; valid keys here: .*limits/);
     const nested = load(base('runtime: { kind: process, snapshots: revert }\n'));
     expect(nested.errors[0]).toMatchObject({ pointer: 'runtime.snapshots' });
   });
 
-  it('reports every error, not the first', () => {
+  it('reports every error, not the first: schema errors, then what the rest of the document holds', () => {
     const r = load(base(`capabilities: [fs:read:rel/path, net:connect:*:443, exec:/bin/$(id)]\nttl: 2d\n`));
-    expect(r.errors.map((e) => e.pointer)).toEqual(['ttl']);
+    expect(r.errors.map((e) => e.pointer)).toEqual(['ttl', 'capabilities[0]', 'capabilities[1]', 'capabilities[2]']);
     const r2 = load(base(`capabilities: [fs:read:rel/path, net:connect:*:443, exec:/bin/$(id)]\nttl: 48h\n`));
     expect(r2.errors.map((e) => e.pointer)).toEqual(['capabilities[0]', 'capabilities[1]', 'capabilities[2]', 'ttl']);
   });

@@ -2,6 +2,8 @@
  * `agentbox audit verify` and `agentbox audit export`.
  */
 import type { Command } from 'commander';
+import { termSafe } from '../../escape/terminal.js';
+import { parseTtl } from '../../model/grammar.js';
 import { AgentboxError } from '../../errors.js';
 import { auditRecords, EXPORT_FORMATS, formatRecords, sendRecords, verifyAudit, type ExportFormat } from '../../actions/audit.js';
 import type { Io } from '../io.js';
@@ -18,8 +20,13 @@ export async function verifyCommand(file: string | undefined, opts: { full?: boo
 
 export async function exportCommand(opts: { format: string; since?: string; to?: string; file?: string }, io: Io): Promise<number> {
   if (!(EXPORT_FORMATS as readonly string[]).includes(opts.format)) throw new AgentboxError('USAGE', `--format ${opts.format}: use json, cef or ocsf`);
-  const since = opts.since ? Date.parse(opts.since) : undefined;
-  if (opts.since && Number.isNaN(since)) throw new AgentboxError('USAGE', `--since ${opts.since}: give an ISO time such as 2026-11-23T08:00:00Z`);
+  // An ISO time, or a duration back from now (30m, 1h, 1h30m), as `journalctl --since` and `docker logs --since` take.
+  let since: number | undefined;
+  if (opts.since) {
+    const rel = parseTtl(opts.since);
+    since = rel.ok ? Date.now() - rel.value * 1000 : /^\d{4}-\d{2}-\d{2}/.test(opts.since) ? Date.parse(opts.since) : Number.NaN;
+    if (Number.isNaN(since)) throw new AgentboxError('USAGE', `--since ${termSafe(opts.since)}: give an ISO time such as 2026-11-23T08:00:00Z, or a duration back from now such as 30m, 1h or 1h30m`);
+  }
   const f = opts.format as ExportFormat;
   const { records, skipped } = auditRecords(opts.file, since);
   for (const x of skipped.slice(0, 20)) io.warn(`line ${x.line} is not exported: ${x.problem} (agentbox audit verify checks the whole log)`);
@@ -50,12 +57,13 @@ Examples:
     .command('export')
     .description('print or ship entries as JSON lines, CEF or OCSF')
     .requiredOption('--format <format>', 'json, cef or ocsf')
-    .option('--since <time>', 'only entries at or after this ISO time')
+    .option('--since <time>', 'only entries at or after this ISO time, or this long ago (30m, 1h, 1h30m)')
     .option('--to <url>', 'syslog://HOST:PORT (UDP) or syslog+tcp://HOST:PORT')
     .option('--file <path>', 'audit log (default: STATE/audit.jsonl)')
     .addHelpText('after', `
 Examples:
   agentbox audit export --format cef --to syslog://127.0.0.1:514
-  agentbox audit export --format ocsf --since 2026-11-23T00:00:00Z > today.ocsf.jsonl`)
+  agentbox audit export --format ocsf --since 2026-11-23T00:00:00Z > today.ocsf.jsonl
+  agentbox audit export --format cef --since 1h`)
     .action((opts: { format: string; since?: string; to?: string; file?: string }) => run((io) => exportCommand(opts, io)));
 }

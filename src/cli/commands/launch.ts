@@ -22,7 +22,11 @@ export interface LaunchCliOptions extends ManifestOptions {
   token?: string;
   policy?: string;
   isolation?: string;
+  env?: string[];
+  envFile?: string[];
 }
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 export async function launchCommand(arg: string, cmd: string[], opts: LaunchCliOptions, io: Io): Promise<number> {
   const { model } = loadModel(arg, opts, io);
@@ -35,6 +39,8 @@ export async function launchCommand(arg: string, cmd: string[], opts: LaunchCliO
     verbose: Boolean(opts.verbose),
     ...(opts.token ? { token: opts.token } : {}),
     ...(opts.policy !== undefined ? { policyDir: opts.policy } : {}),
+    ...(opts.env?.length ? { env: opts.env } : {}),
+    ...(opts.envFile?.length ? { envFiles: opts.envFile } : {}),
     tty: Boolean(process.stdin.isTTY && process.stderr.isTTY),
     pty: Boolean(process.stdin.isTTY && process.stdout.isTTY),
   };
@@ -45,6 +51,8 @@ export async function launchCommand(arg: string, cmd: string[], opts: LaunchCliO
     return 0;
   }
   io.info(summaryLines(outcome.result, model.home, model.runtime.snapshot, Boolean(opts.diff)).join('\n'));
+  // --json: the session's result on stdout, after whatever the agent printed there.
+  if (io.json) io.data(outcome.result);
   return outcome.result.exitCode;
 }
 
@@ -96,7 +104,7 @@ export function registerLaunch(program: Command, run: (fn: (io: Io) => Promise<n
     .command('launch')
     .description('run an agent inside the box: only granted paths, only allowlisted hosts, reverted on exit')
     .argument('<agent|file>', 'shipped agent profile name or manifest file')
-    .argument('[cmd...]', 'after --: a command that replaces agent.command')
+    .argument('[cmd...]', 'a command that replaces agent.command: everything from the first argument after the agent name (or after --) is the command\'s, not agentbox\'s')
     .option('--profile <presets>', manifestOptionsHelp.profile)
     .option('--runtime <kind>', 'process (bubblewrap), container (Docker Engine; agentbox image build first), microvm (QEMU; agentbox image build --microvm first); default: runtime.kind')
     .option('--isolation <kind>', 'container runtime: runc or gvisor (runsc); default: runtime.isolation')
@@ -106,7 +114,12 @@ export function registerLaunch(program: Command, run: (fn: (io: Io) => Promise<n
     .option('--token <file>', 'run with exactly this capability token\'s scopes (refused with exit 3 if expired, revoked or forged)')
     .option('--policy <dir>', `organisation Cedar policies: every grant is checked first (exit 3 if one is forbidden) and each connection at run time (default: $AGENTBOX_POLICY)`)
     .option('--home <dir>', manifestOptionsHelp.home)
+    .option('--env <NAME=VALUE>', 'add a variable to the agent\'s environment for this session (repeatable; audited by name, never by value)', collect)
+    .option('--env-file <file>', 'add NAME=VALUE lines from a file (# comments; repeatable; --env wins)', collect)
     .addHelpText('after', `
+With --json, the session's result (id, exit code, end reason, egress counts, changes) is
+printed on stdout as JSON when the session ends.
+
 The exit code is the agent's; 3 when organisation policy forbids a grant; 4 when this
 host cannot build the box (nothing runs).
 
@@ -115,8 +128,11 @@ or from another with agentbox approvals / approve ID --once|--session / deny ID.
 
 Examples:
   agentbox launch shell
+  agentbox launch shell ls -la ~/Documents
   agentbox launch cowork --profile viewer --dry-run
   agentbox launch ./agent.yaml --verbose -- python3 agent.py --task receipts
-  agentbox launch cowork --policy /etc/agentbox/policy`)
+  agentbox launch cowork --policy /etc/agentbox/policy
+  agentbox launch claude-code --env-file ~/.config/agentbox/claude.env
+  agentbox --json launch shell true | tail -1 | jq .exitCode`)
     .action((arg: string, cmd: string[], opts: LaunchCliOptions) => run((io) => launchCommand(arg, cmd, opts, io)));
 }
