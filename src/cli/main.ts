@@ -29,6 +29,9 @@ const COMMANDS: Record<string, () => Promise<Register[]>> = {
   token: async () => [(await import('./commands/incident.js')).registerIncident],
   audit: async () => [(await import('./commands/audit.js')).registerAudit],
   policy: async () => [(await import('./commands/policy.js')).registerPolicy],
+  version: async () => [(await import('./commands/version.js')).registerVersion],
+  completion: async () => [(await import('./commands/completion.js')).registerCompletion],
+  man: async () => [(await import('./commands/completion.js')).registerCompletion],
   image: async () => [(await import('./commands/image.js')).registerImage],
   approvals: async () => [(await import('./commands/consent.js')).registerConsent],
   approve: async () => [(await import('./commands/consent.js')).registerConsent],
@@ -38,7 +41,8 @@ const COMMANDS: Record<string, () => Promise<Register[]>> = {
 
 async function registrations(argv: string[]): Promise<Register[]> {
   const name = argv.slice(2).find((a) => !a.startsWith('-'));
-  if (name !== undefined && COMMANDS[name]) return COMMANDS[name]!();
+  // Completion and the man page describe every command: they load them all.
+  if (name !== undefined && COMMANDS[name] && name !== 'completion' && name !== 'man') return COMMANDS[name]!();
   const seen = new Set<Register>();
   for (const load of Object.values(COMMANDS)) for (const r of await load()) seen.add(r);
   return [...seen];

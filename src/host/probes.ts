@@ -23,7 +23,7 @@ export async function which(cmd: string): Promise<string | undefined> {
   return whichSync(cmd);
 }
 
-async function version(cmd: string, args: string[] = ['--version']): Promise<{ ok: boolean; text: string }> {
+export async function version(cmd: string, args: string[] = ['--version']): Promise<{ ok: boolean; text: string }> {
   const path = await which(cmd);
   if (!path) return { ok: false, text: 'not installed' };
   const r = await execa(path, args, { reject: false, timeout: 10_000, stdin: 'ignore' });
@@ -130,7 +130,7 @@ async function probeTool(name: string, purpose: string, cmd: string, hint: strin
 }
 
 /** The Docker Engine at DOCKER_HOST (default /var/run/docker.sock): does it answer, with which runtimes, and is agentbox's base image in it. */
-async function probeDocker(): Promise<Probe[]> {
+export async function probeDocker(): Promise<Probe[]> {
   const where = process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock';
   const engine = { name: 'dockerd', purpose: 'container runtime engine', hint: 'apt-get install docker.io, then start dockerd (or set DOCKER_HOST)' };
   const runsc = { name: 'runsc-runtime', purpose: 'gVisor isolation for containers', hint: 'add runsc to daemon.json "runtimes" with runtimeArgs ["--network=none", "--oci-seccomp", "--host-uds=open"], restart dockerd' };
