@@ -9,7 +9,7 @@ import { AgentboxError } from '../errors.js';
 import { formatDiagnostic, type Diagnostic } from '../manifest/diagnostics.js';
 import { loadManifest, loadPresetFile, peekKind } from '../manifest/load.js';
 import type { Model } from '../model/types.js';
-import { readManifestArg, readPresets } from '../host/files.js';
+import { listAgents, readManifestArg, readPresets } from '../host/files.js';
 import { hostResolver } from '../host/resolver.js';
 import { hostPrograms } from '../host/programs.js';
 import { BOX_PATH } from '../manifest/program.js';
@@ -71,3 +71,6 @@ export function validateDocuments(args: readonly string[], opts: ManifestOptions
   }
   return results;
 }
+
+/** The shipped agent profile names (for completion and suggestions). */
+export const agentProfiles = (): string[] => listAgents();

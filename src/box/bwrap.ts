@@ -24,6 +24,7 @@
  * 4. landlock-exec: Landlock restricts reads, writes, execution and TCP connects to
  *    the grants, closes every inherited fd above 2, then execs the agent.
  */
+import { ETC_DIR_MASKS, ETC_FILE_MASKS, SYSTEM_TOP } from '../model/system-view.js';
 import { posix } from 'node:path';
 import { isWithin } from '../model/paths.js';
 import { type Model } from '../model/types.js';
@@ -93,9 +94,7 @@ export interface LaunchPlan {
 
 /** Dynamic loaders (landlock-exec skips the ones that do not exist). */
 const DYNAMIC_LOADERS = ['/lib64/ld-linux-x86-64.so.2', '/usr/lib64/ld-linux-x86-64.so.2', '/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2'];
-const TOP = ['/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32'];
-const ETC_FILE_MASKS = ['/etc/shadow', '/etc/shadow-', '/etc/gshadow', '/etc/gshadow-', '/etc/sudoers', '/etc/security/opasswd'];
-const ETC_DIR_MASKS = ['/etc/sudoers.d', '/etc/ssh', '/etc/ssl/private', '/etc/docker'];
+const TOP = SYSTEM_TOP;
 /** Places bubblewrap builds itself; a grant there would be shadowed or would expose the host. */
 export const RESERVED = ['/proc', '/dev', '/tmp', '/var/tmp', '/run/agentbox', '/run/agentbox-helper'];
 /** The private writable places (noexec tmpfs as root). */

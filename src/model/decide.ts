@@ -9,6 +9,7 @@ import { isWithin, lexicalPath } from './paths.js';
 import { parseGrant, type ScopeResult } from './grammar.js';
 import type { Model, NetDeny, NetGrant, RuleSource } from './types.js';
 import { canonicalHost } from './address.js';
+import { systemView } from './system-view.js';
 
 export interface Decision {
   decision: 'allow' | 'deny';
@@ -67,11 +68,19 @@ export function decide(model: Model, requestText: string): ScopeResult<Decision>
         .filter((d) => isWithin(path, d.path) && (d.access === 'all' || req.access === 'write'))
         .sort((a, b) => b.path.length - a.path.length)[0];
       if (deny) return { ok: true, value: { decision: 'deny', rule: deny.source, request, reason: `denied by ${ruleText(deny.source)}; deny always wins over grants` } };
+      // What the box shows besides the grants: system folders read-only, secrets covered, a private /tmp.
+      const sys = systemView(model.runtime.kind, path, req.access);
+      if (sys?.kind === 'masked') return { ok: true, value: { decision: 'deny', rule: undefined, request, reason: `denied: ${sys.reason}` } };
       const grant = model.grants.fs
         .filter((g) => isWithin(path, g.path) && (req.access === 'read' || g.access === 'write'))
         .sort((a, b) => b.path.length - a.path.length)[0];
       if (grant) return { ok: true, value: { decision: 'allow', rule: grant.source, request, reason: `allowed by ${ruleText(grant.source)}` } };
       const readOnly = req.access === 'write' ? model.grants.fs.find((g) => isWithin(path, g.path)) : undefined;
+      // The session's own /tmp: a write lands there (never on the host's), a read finds only what the agent put there.
+      if (sys?.kind === 'private' && !readOnly) {
+        return { ok: true, value: req.access === 'write' ? { decision: 'allow', rule: undefined, request, reason: `allowed: ${sys.reason}; the host's ${path} is not touched` } : { decision: 'deny', rule: undefined, request, reason: `denied: ${sys.reason}, so the host's ${path} is not visible (only what the agent itself wrote there)` } };
+      }
+      if (sys?.kind === 'system') return { ok: true, value: { decision: req.access === 'read' ? 'allow' : 'deny', rule: undefined, request, reason: `${req.access === 'read' ? 'allowed' : 'denied'}: ${sys.reason}` } };
       const reason = readOnly
         ? `denied: ${ruleText(readOnly.source)} grants reading only; writing needs fs:write`
         : 'denied: no grant covers this path (everything not granted is denied)';

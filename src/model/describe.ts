@@ -2,6 +2,7 @@
  * The plain-language consent text for a manifest (`agentbox describe`): which
  * folders, which hosts, what it will not do, for how long. Pure.
  */
+import { ETC_DIR_MASKS, ETC_FILE_MASKS } from './system-view.js';
 import type { Model } from './types.js';
 import { effectiveFs, viaProxy } from './grants.js';
 
@@ -58,6 +59,15 @@ export function describeModel(model: Model): Description {
     const host = c.hostKind === 'any' ? 'any other host' : c.hostKind === 'wildcard' ? `any host under ${c.host.slice(2)}` : c.hostKind === 'ipv6' ? `[${c.host}]` : c.host;
     may.push(`connect to ${host}${c.port === 'any' ? '' : ` on port ${c.port}`} only after a person allows it (asked when it tries; no answer within ${duration(consent!.timeoutSeconds)} is a no)`);
   }
+  const rt = model.runtime.kind;
+  may.push(
+    rt === 'container'
+      ? "see its image's system folders (/usr, /etc, /bin, /lib), read-only; not this computer's"
+      : rt === 'microvm'
+        ? "read this computer's programs (/usr), read-only, in a virtual machine of its own"
+        : `read this computer's programs and settings (/usr, /etc, /bin, /lib), changing none of them; secrets there stay hidden (${[...ETC_FILE_MASKS.slice(0, 1), '/etc/sudoers', ...ETC_DIR_MASKS.slice(1, 2)].join(', ')} and ${ETC_FILE_MASKS.length + ETC_DIR_MASKS.length - 3} more)`,
+  );
+  may.push('use a private /tmp and /var/tmp of its own: empty at the start, thrown away at the end, nothing there can be run');
   may.push(`run ${p(model.agent.command[0] ?? '(no command)')}`);
   for (const g of model.grants.exec) may.push(`run programs in ${p(g.path)}`);
 

@@ -40,8 +40,16 @@ describe('explain: which rule decides', () => {
     expect(d('fs:write:~/Documents/Locked/a')).toMatchObject({ decision: 'deny', rule: { pointer: 'deny[0]', origin: 'manifest' } });
   });
   it('default deny for everything not granted', () => {
-    expect(d('fs:read:/etc/passwd')).toMatchObject({ decision: 'deny', rule: undefined, reason: expect.stringMatching(/no grant covers/) });
+    expect(d('fs:read:/srv/data/x')).toMatchObject({ decision: 'deny', rule: undefined, reason: expect.stringMatching(/no grant covers/) });
     expect(d('fs:read:~/Documents2/x')).toMatchObject({ decision: 'deny' });
+  });
+  it('the box itself: system folders read-only, secrets in /etc covered, a private /tmp', () => {
+    expect(d('fs:read:/etc/passwd')).toMatchObject({ decision: 'allow', rule: undefined, reason: expect.stringMatching(/system folders are visible read-only.*this host's/) });
+    expect(d('fs:write:/usr/bin/x')).toMatchObject({ decision: 'deny', reason: expect.stringMatching(/read-only in the box/) });
+    expect(d('fs:read:/etc/shadow')).toMatchObject({ decision: 'deny', reason: expect.stringMatching(/the box covers \/etc\/shadow/) });
+    expect(d('fs:read:/etc/ssh/ssh_host_ed25519_key').decision).toBe('deny');
+    expect(d('fs:write:/tmp/x')).toMatchObject({ decision: 'allow', reason: expect.stringMatching(/session's own.*host's \/tmp\/x is not touched/) });
+    expect(d('fs:read:/tmp/x')).toMatchObject({ decision: 'deny', reason: expect.stringMatching(/not visible/) });
   });
   it('hosts: exact, wildcard subdomains only, port must match, deny wins', () => {
     expect(d('net:connect:api.anthropic.com:443').decision).toBe('allow');

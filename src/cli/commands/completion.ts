@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import { AgentboxError } from '../../errors.js';
-import { listAgents } from '../../host/files.js';
+import { agentProfiles } from '../../actions/load.js';
 import { VERSION } from '../../version.js';
 import { bashCompletion, commandTree, fishCompletion, manPage, zshCompletion } from '../docs.js';
 import type { Io } from '../io.js';
@@ -25,7 +25,7 @@ Examples:
       run(async (io) => {
         const gen = SHELLS[shell as keyof typeof SHELLS];
         if (!gen) throw new AgentboxError('USAGE', `completion ${JSON.stringify(shell).slice(0, 40)}: valid shells are bash, zsh, fish`);
-        process.stdout.write(gen(commandTree(program), listAgents()));
+        process.stdout.write(gen(commandTree(program), agentProfiles()));
         return io ? 0 : 0;
       }),
     );
