@@ -122,6 +122,19 @@ describe.each(Object.keys(PINNED) as Agent[])('%s from npm under its shipped pro
     expect(d.command[0]).not.toBe(installed.get(agent));
   });
 
+  it('init --from the installed link scaffolds a manifest that validates and names the package', async () => {
+    if (!ready()) return;
+    const out = join(base, `init-${agent}.yaml`);
+    rmSync(out, { force: true });
+    const r = await execa(process.execPath, [BIN, 'init', '--from', installed.get(agent)!, '--out', out], { reject: false, env: { NO_COLOR: '1' } });
+    expect(r.exitCode, r.stderr).toBe(0);
+    const text = readFileSync(out, 'utf8');
+    expect(text).toMatch(/in the package \S+\/lib\/node_modules\//);
+    expect((await execa(process.execPath, [BIN, 'validate', out], { reject: false })).exitCode).toBe(0);
+    // Never over an existing file without --force.
+    expect((await execa(process.execPath, [BIN, 'init', '--from', installed.get(agent)!, '--out', out], { reject: false })).exitCode).toBe(2);
+  });
+
   it('--version on the process runtime', async () => {
     if (!ready()) return;
     const h = home(agent);

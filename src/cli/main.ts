@@ -30,6 +30,7 @@ const COMMANDS: Record<string, () => Promise<Register[]>> = {
   audit: async () => [(await import('./commands/audit.js')).registerAudit],
   policy: async () => [(await import('./commands/policy.js')).registerPolicy],
   version: async () => [(await import('./commands/version.js')).registerVersion],
+  init: async () => [(await import('./commands/init.js')).registerInit],
   completion: async () => [(await import('./commands/completion.js')).registerCompletion],
   man: async () => [(await import('./commands/completion.js')).registerCompletion],
   image: async () => [(await import('./commands/image.js')).registerImage],
