@@ -31,6 +31,7 @@ const COMMANDS: Record<string, () => Promise<Register[]>> = {
   policy: async () => [(await import('./commands/policy.js')).registerPolicy],
   version: async () => [(await import('./commands/version.js')).registerVersion],
   init: async () => [(await import('./commands/init.js')).registerInit],
+  exec: async () => [(await import('./commands/exec.js')).registerExec],
   completion: async () => [(await import('./commands/completion.js')).registerCompletion],
   man: async () => [(await import('./commands/completion.js')).registerCompletion],
   image: async () => [(await import('./commands/image.js')).registerImage],

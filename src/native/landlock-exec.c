@@ -2,14 +2,17 @@
  * landlock-exec: the second file-system layer under bubblewrap. Restricts itself with
  * Landlock, then execs the agent, so the agent and every child keep the restriction.
  *
- *   landlock-exec [--ro PATH]... [--rw PATH]... [--x PATH]... [--connect PORT]... -- CMD ARGS...
+ *   landlock-exec [--ro PATH]... [--rw PATH]... [--x PATH]... [--connect PORT]...
+ *                 [--seccomp-fd FD] -- CMD ARGS...
  *
  * --ro: read files and list directories under PATH; --rw: also create, change, delete;
  * --x: execute under PATH; --connect PORT: the only TCP port that may be connected to
  * (needs ABI 4; without any --connect and ABI >= 4, no TCP connect or bind at all).
  * Exits 4 without running CMD if Landlock is unavailable or a rule cannot be added
  * (fail closed); prints the ABI it enforced with --abi. Every fd above 2 is closed
- * before CMD runs.
+ * before CMD runs. --seccomp-fd: a seccomp BPF program (struct sock_filter array, as
+ * bubblewrap's --seccomp reads it) applied after Landlock, for `agentbox exec`, which joins
+ * a running box from outside and must carry the box's own filter in.
  * Written against the kernel UAPI with its own definitions, so no kernel headers are needed.
  */
 #define _GNU_SOURCE
@@ -19,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -42,11 +47,16 @@ int main(int argc, char **argv) {
   int rs = ll_ruleset(abi);
   if (rs < 0) return fail("landlock_create_ruleset");
 
+  int seccomp_fd = -1;
   int i = 1;
   for (; i < argc; i++) {
     if (strcmp(argv[i], "--") == 0) { i++; break; }
     if (i + 1 >= argc) { fprintf(stderr, "agentbox landlock: %s needs a value\n", argv[i]); return 2; }
     const char *opt = argv[i], *val = argv[++i];
+    if (strcmp(opt, "--seccomp-fd") == 0) {
+      seccomp_fd = atoi(val);
+      continue;
+    }
     if (strcmp(opt, "--connect") == 0) {
       if (abi < 4) continue; /* no network rules before ABI 4: bubblewrap's empty network namespace still holds */
       struct ll_net_port_attr np = { .allowed_access = LL_NET_CONNECT_TCP, .port = strtoull(val, NULL, 10) };
@@ -64,6 +74,21 @@ int main(int argc, char **argv) {
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return fail("no_new_privs");
   if (ll_restrict(rs) != 0) return fail("landlock_restrict_self");
   close(rs);
+  if (seccomp_fd >= 0) {
+    static struct sock_filter prog[4096];
+    size_t got = 0;
+    for (;;) {
+      ssize_t n = read(seccomp_fd, (char *)prog + got, sizeof prog - got);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return fail("read the seccomp program");
+      if (n == 0) break;
+      got += (size_t)n;
+      if (got == sizeof prog) { fprintf(stderr, "agentbox landlock: seccomp program too large\n"); return 4; }
+    }
+    if (got == 0 || got % sizeof(struct sock_filter) != 0) { fprintf(stderr, "agentbox landlock: the seccomp program is not a whole number of instructions\n"); return 4; }
+    struct sock_fprog fprog = { .len = (unsigned short)(got / sizeof(struct sock_filter)), .filter = prog };
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fprog, 0, 0) != 0) return fail("seccomp");
+  }
   /* Nothing inherited beyond stdio reaches the agent (an fd of a host folder would be a
    * path out of the box's mounts). */
   syscall(436 /* close_range */, 3U, ~0U, 0U);

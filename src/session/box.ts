@@ -29,6 +29,8 @@ export interface Box {
   facts?: Record<string, unknown>;
   /** The container runtime: a reaper process finishes the session if the launcher dies. */
   needsReaper?: boolean;
+  /** How `agentbox exec` joins this box (written to the session dir when the box starts). */
+  execSpec?: ExecSpec;
   /** Starts the agent; `exited` resolves with its exit code (127/125 for not found / failed to start). */
   start(): Promise<BoxStarted>;
   signal(sig: NodeJS.Signals): void | Promise<void>;
@@ -48,3 +50,16 @@ export interface BoxStarted {
   container?: string;
   exited: Promise<number>;
 }
+
+/**
+ * What `agentbox exec` needs to run a command the way the agent runs: the environment,
+ * the working directory and (process runtime) the Landlock rules, helper first.
+ */
+export interface ExecSpec {
+  env: [string, string][];
+  cwd: string;
+  landlock: string[];
+}
+
+/** The file in the session dir that holds the ExecSpec. */
+export const EXEC_SPEC = 'exec.json';

@@ -10,8 +10,8 @@
  * started is recorded and the session ends the normal way; one before it undoes what
  * was made and is thrown to the caller.
  */
-import { writeFileSync } from 'node:fs';
-import { posix } from 'node:path';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, posix } from 'node:path';
 import type { Model } from '../model/types.js';
 import { deviceKey } from '../audit/sink.js';
 import { mintToken, modelScopes, readRevoked } from '../tokens/token.js';
@@ -20,7 +20,7 @@ import { startSessionProxy, type SessionProxy } from '../egress/session-proxy.js
 import type { Violation } from '../egress/proxy.js';
 import { writeSession, type Session } from './records.js';
 import type { LaunchResult, SessionOptions } from './options.js';
-import type { Box } from './box.js';
+import { EXEC_SPEC, type Box } from './box.js';
 import { launcherSignals, type ControlRequest } from './control.js';
 import { installGuard, sessionEvents, type EventFn } from './events.js';
 import { finish } from './finish.js';
@@ -195,6 +195,10 @@ export async function runSession(model: Model, opts: SessionOptions, box: Box): 
     session.container = agent.container ?? null;
     session.cgroups = [...box.cgroupDirs];
     writeSession(opts.state, session);
+    if (box.execSpec) {
+      mkdirSync(session.dir, { recursive: true, mode: 0o700 });
+      writeFileSync(join(session.dir, EXEC_SPEC), JSON.stringify(box.execSpec), { mode: 0o600 });
+    }
     if (box.needsReaper && opts.spawnReaper) {
       session.reaper = opts.spawnReaper(opts.state, id);
       writeSession(opts.state, session);

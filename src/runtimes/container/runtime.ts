@@ -100,6 +100,7 @@ export async function buildContainerBox(model: Model, opts: BuildOptions): Promi
     cgroupDirs: [],
     controls: plan.controls,
     facts: imageFacts,
+    execSpec: { env: plan.create.Env.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)] as [string, string]), cwd: plan.create.WorkingDir, landlock: [] },
     needsReaper: true,
     start: async () => {
       try {

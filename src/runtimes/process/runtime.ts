@@ -140,6 +140,7 @@ export async function buildProcessBox(model: Model, opts: BuildOptions): Promise
     gid,
     cgroupDirs: cgroups?.procs.map((p) => posix.dirname(p)) ?? [],
     controls: plan.controls,
+    execSpec: { env: plan.env, cwd: plan.argv[plan.argv.indexOf('--chdir') + 1] ?? model.home, landlock: plan.landlock },
     start: async () => {
       try {
         // The grants as opened, bound read-only; the writable ones' layers.
