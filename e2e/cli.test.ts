@@ -37,7 +37,7 @@ describe('installed agentbox', () => {
   });
 
   it('every command has --help with examples', async () => {
-    for (const cmd of ['validate', 'describe', 'explain', 'generate', 'apply', 'launch', 'ps', 'ps prune', 'kill', 'doctor', 'schema', 'userns-profile', 'policy', 'policy check', 'policy test', 'approvals', 'approve', 'deny', 'version', 'completion', 'man', 'init', 'exec']) {
+    for (const cmd of ['validate', 'describe', 'explain', 'generate', 'apply', 'launch', 'ps', 'ps prune', 'kill', 'doctor', 'schema', 'userns-profile', 'policy', 'policy check', 'policy test', 'approvals', 'approve', 'deny', 'version', 'completion', 'man', 'init', 'exec', 'attach']) {
       const r = await run([...cmd.split(' '), '--help']);
       expect(r.code, cmd).toBe(0);
       expect(r.stdout, cmd).toMatch(/Examples:\n  agentbox /);

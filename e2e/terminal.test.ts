@@ -13,7 +13,7 @@
  * window size change reaches the agent, and the session's exit code is the agent's.
  */
 import { execa } from 'execa';
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -104,4 +104,44 @@ print("injected into", ok, flush=True)
     // The computed marker only appears if some shell ran the injected line.
     expect(t.screen).not.toMatch(/INJECTED-15/);
   }, 60_000);
+});
+
+describe.each(['process', 'container'])('agentbox attach on the %s runtime', (runtime) => {
+  it('a second terminal joins the session, types into it, sees its output, detaches with Ctrl-P Ctrl-Q; both audited', async () => {
+    // The launching terminal: waits at the prompt, then (after the attach) exits.
+    const launching = drive(
+      [
+        ['expect', PROMPT],
+        ['expect', 'from-attach-42'],
+        ['sleep', 0.5],
+        ['send', 'exit 0\r'],
+      ],
+      [process.execPath, BIN, 'launch', 'shell', '--runtime', runtime],
+    );
+    let id: string | undefined;
+    for (let i = 0; i < 300 && !id; i++) {
+      const r = await execa(process.execPath, [BIN, 'ps', '-q', '--filter', 'agent=shell', '--filter', `runtime=${runtime}`], { reject: false, env: { AGENTBOX_STATE_DIR: state } });
+      id = String(r.stdout).trim().split('\n').filter(Boolean).pop();
+      if (!id) await new Promise((x) => setTimeout(x, 100));
+    }
+    expect(id).toBeDefined();
+    await new Promise((x) => setTimeout(x, 1500));
+    const attached = await drive(
+      [
+        ['send', 'echo from-attach-$((6*7))\r'],
+        ['expect', 'from-attach-42'],
+        ['send', '\u0010\u0011'],
+      ],
+      [process.execPath, BIN, 'attach', id!],
+    );
+    expect(attached.failed, attached.screen).toBeNull();
+    expect(attached.status).toBe(0);
+    expect(attached.screen).toMatch(/detached from/);
+    const t = await launching;
+    expect(t.failed, t.screen).toBeNull();
+    expect(t.status).toBe(0);
+    const log = readFileSync(join(state, 'audit.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { session: string; action: string; details?: { by?: string } });
+    expect(log.filter((e) => e.session === id).map((e) => e.action)).toEqual(expect.arrayContaining(['session.attach', 'session.detach']));
+    expect(log.find((e) => e.session === id && e.action === 'session.attach')?.details?.by).toMatch(/^root on \/dev\/pts\/\d+$/);
+  }, 120_000);
 });

@@ -32,6 +32,7 @@ const COMMANDS: Record<string, () => Promise<Register[]>> = {
   version: async () => [(await import('./commands/version.js')).registerVersion],
   init: async () => [(await import('./commands/init.js')).registerInit],
   exec: async () => [(await import('./commands/exec.js')).registerExec],
+  attach: async () => [(await import('./commands/attach.js')).registerAttach],
   completion: async () => [(await import('./commands/completion.js')).registerCompletion],
   man: async () => [(await import('./commands/completion.js')).registerCompletion],
   image: async () => [(await import('./commands/image.js')).registerImage],

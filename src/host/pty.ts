@@ -15,6 +15,8 @@
 import { closeSync, constants, openSync, write } from 'node:fs';
 import { createRequire } from 'node:module';
 import tty from 'node:tty';
+import { chmodSync, rmSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
 
 interface NativePty {
   open(cols: number, rows: number): { master: number; slave: number; pty: string };
@@ -39,7 +41,19 @@ export interface Pty {
   resize(cols: number, rows: number): void;
   closeSlave(): void;
   /** Relays the launcher's terminal until the returned function is called (then restores it). */
-  relay(input: tty.ReadStream, output: NodeJS.WriteStream): () => Promise<void>;
+  relay(input: tty.ReadStream, output: NodeJS.WriteStream, attach?: AttachPoint): () => Promise<void>;
+}
+
+/**
+ * Where `agentbox attach` reaches a running session's terminal: a unix socket (0600, in
+ * the root-only session folder). A client sends one JSON line ({by, cols, rows}), then
+ * frames of [type, uint32 length, payload]: `d` keystrokes, `r` a resize (cols, rows as
+ * uint16). It receives what the agent writes, from then on.
+ */
+export interface AttachPoint {
+  path: string;
+  onAttach(by: string): void;
+  onDetach(by: string): void;
 }
 
 /** A line the operator types while the relay holds the terminal (the consent question). */
@@ -75,10 +89,12 @@ export function openPty(cols: number, rows: number): Pty {
       if (slaveOpen) closeSync(slave);
       slaveOpen = false;
     },
-    relay(input, output) {
+    relay(input, output, attach) {
       relaying = true;
       const reader = new tty.ReadStream(master);
       const out = (d: Buffer) => {
+        // Attached clients get a copy; one that cannot keep up is dropped, never waited for.
+        for (const c of clients) if (!c.write(d) && c.writableLength > 1 << 20) c.destroy();
         // Backpressure: a terminal that cannot keep up pauses the agent's output.
         if (!output.write(d)) {
           reader.pause();
@@ -102,8 +118,8 @@ export function openPty(cols: number, rows: number): Pty {
           if (!err) pump();
         });
       };
-      const onInput = (d: Buffer) => {
-        if (taker) {
+      const onInput = (d: Buffer, remote = false) => {
+        if (taker && !remote) {
           // The consent question owns this line; echo it, deliver on Enter.
           for (const ch of d.toString('utf8')) {
             if (ch === '\r' || ch === '\n') {
@@ -130,15 +146,19 @@ export function openPty(cols: number, rows: number): Pty {
           output.write('\b \b');
         }
       };
+      const clients = new Set<Socket>();
+      const server = attach ? serveAttach(attach, clients, (d) => onInput(d, true), (c, r) => pty.resize(c, r)) : undefined;
       const onResize = () => pty.resize(output.columns ?? 80, output.rows ?? 24);
       const wasRaw = input.isRaw;
       input.setRawMode(true);
-      input.on('data', onInput);
+      input.on('data', (d: Buffer) => onInput(d));
       input.resume();
       process.on('SIGWINCH', onResize);
       return async () => {
+        server?.close();
+        for (const c of clients) c.destroy();
         process.off('SIGWINCH', onResize);
-        input.off('data', onInput);
+        input.removeAllListeners('data');
         input.setRawMode(wasRaw);
         input.pause();
         relaying = false;
@@ -152,4 +172,56 @@ export function openPty(cols: number, rows: number): Pty {
     },
   };
   return pty;
+}
+
+/** The attach socket: hello line, then frames; each client's keystrokes go to the agent. */
+function serveAttach(a: AttachPoint, clients: Set<Socket>, input: (d: Buffer) => void, resize: (cols: number, rows: number) => void) {
+  rmSync(a.path, { force: true });
+  const server = createServer((c) => {
+    let buf = Buffer.alloc(0);
+    let by: string | undefined;
+    c.on('error', () => c.destroy());
+    c.on('close', () => {
+      clients.delete(c);
+      if (by !== undefined) a.onDetach(by);
+    });
+    c.on('data', (chunk: Buffer) => {
+      buf = Buffer.concat([buf, chunk]);
+      if (by === undefined) {
+        const nl = buf.indexOf(10);
+        if (nl < 0) return void (buf.length > 4096 && c.destroy());
+        try {
+          const hello = JSON.parse(buf.subarray(0, nl).toString('utf8')) as { by?: unknown; cols?: unknown; rows?: unknown };
+          by = String(hello.by ?? 'unknown').slice(0, 200);
+          if (typeof hello.cols === 'number' && typeof hello.rows === 'number') resize(hello.cols, hello.rows);
+        } catch {
+          return void c.destroy();
+        }
+        buf = buf.subarray(nl + 1);
+        clients.add(c);
+        a.onAttach(by);
+      }
+      while (buf.length >= 5) {
+        const len = buf.readUInt32BE(1);
+        if (len > 1 << 16) return void c.destroy();
+        if (buf.length < 5 + len) break;
+        const type = String.fromCharCode(buf[0]!);
+        const payload = buf.subarray(5, 5 + len);
+        buf = buf.subarray(5 + len);
+        if (type === 'd') input(Buffer.from(payload));
+        else if (type === 'r' && payload.length === 4) resize(payload.readUInt16BE(0), payload.readUInt16BE(2));
+      }
+    });
+  });
+  server.listen(a.path, () => chmodSync(a.path, 0o600));
+  server.on('error', () => undefined);
+  return server;
+}
+
+/** A frame for the attach socket. */
+export function attachFrame(type: 'd' | 'r', payload: Buffer): Buffer {
+  const head = Buffer.alloc(5);
+  head.write(type, 0, 'latin1');
+  head.writeUInt32BE(payload.length, 1);
+  return Buffer.concat([head, payload]);
 }

@@ -29,6 +29,8 @@ export interface Box {
   facts?: Record<string, unknown>;
   /** The container runtime: a reaper process finishes the session if the launcher dies. */
   needsReaper?: boolean;
+  /** Set by the session before start: who attached to the agent's terminal and left (audited). */
+  terminalEvents?: { attached(by: string): void; detached(by: string): void };
   /** How `agentbox exec` joins this box (written to the session dir when the box starts). */
   execSpec?: ExecSpec;
   /** Starts the agent; `exited` resolves with its exit code (127/125 for not found / failed to start). */
@@ -63,3 +65,6 @@ export interface ExecSpec {
 
 /** The file in the session dir that holds the ExecSpec. */
 export const EXEC_SPEC = 'exec.json';
+
+/** The attach socket of a session whose agent has a terminal of its own (root only, never in the box). */
+export const attachSocket = (paths: SessionPaths) => `${paths.run}/attach.sock`;

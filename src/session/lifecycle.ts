@@ -182,6 +182,10 @@ export async function runSession(model: Model, opts: SessionOptions, box: Box): 
     };
     process.stdout.on('error', onStdoutError);
     cleanups.push(() => process.stdout.off('error', onStdoutError));
+    box.terminalEvents = {
+      attached: (by) => event('session.attach', id, 'allow', `attached to the agent's terminal by ${by}`, { by }),
+      detached: (by) => event('session.detach', id, 'info', `detached from the agent's terminal by ${by}`, { by }),
+    };
     const agent = await box.start();
     boxRunning = true;
     if (endReason !== 'exited') {

@@ -21,7 +21,7 @@ import { newSessionId } from '../../session/records.js';
 import { prepareSession } from '../../session/prepare.js';
 import { makeMountPoints, DEFAULT_DISK_BYTES, unmountBox } from '../../session/layers.js';
 import { bindOpened, mountLayers, pathKind } from '../host-mounts.js';
-import type { Box } from '../../session/box.js';
+import { attachSocket, type Box } from '../../session/box.js';
 import type { BuildOptions, Built } from '../build.js';
 
 function topLinks(): Record<string, string> {
@@ -164,7 +164,8 @@ export async function buildProcessBox(model: Model, opts: BuildOptions): Promise
       }
       child = c;
       prep.release();
-      const stopRelay = term ? term.relay(process.stdin as import('node:tty').ReadStream, process.stdout) : undefined;
+      const attach = { path: attachSocket(prep.paths), onAttach: (by: string) => box.terminalEvents?.attached(by), onDetach: (by: string) => box.terminalEvents?.detached(by) };
+      const stopRelay = term ? term.relay(process.stdin as import('node:tty').ReadStream, process.stdout, attach) : undefined;
       const seccomp = c.stdio[3] as NodeJS.WritableStream;
       // A box that fails before reading its filter closes the pipe: its exit says why.
       seccomp.on('error', () => undefined);
