@@ -96,7 +96,7 @@ describe('installed agentbox', () => {
   it('a missing manifest says what would be valid', async () => {
     const r = await run(['describe', 'nosuchagent']);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/agent profiles: claude-code, codex, cowork, shell/);
+    expect(r.stderr).toMatch(/agent profiles: claude-code, codex, cowork, gemini-cli, shell/);
   });
 
   it('describe: plain language, and --json', async () => {

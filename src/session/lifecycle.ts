@@ -198,17 +198,18 @@ export async function runSession(model: Model, opts: SessionOptions, box: Box): 
     session.box = agent.identity;
     session.container = agent.container ?? null;
     session.cgroups = [...box.cgroupDirs];
-    writeSession(opts.state, session);
     if (box.execSpec) {
       mkdirSync(session.dir, { recursive: true, mode: 0o700 });
       writeFileSync(join(session.dir, EXEC_SPEC), JSON.stringify(box.execSpec), { mode: 0o600 });
     }
+    // Audited before the record says running: whoever sees a running session finds its launch entry.
+    event('token.minted', minted.claims.jti, 'info', 'session token', { scopes: minted.claims.scopes, exp: minted.claims.exp });
+    event('launch', opts.command.join(' '), 'allow', 'session started', launchDetails(model, box, opts));
+    writeSession(opts.state, session);
     if (box.needsReaper && opts.spawnReaper) {
       session.reaper = opts.spawnReaper(opts.state, id);
       writeSession(opts.state, session);
     }
-    event('token.minted', minted.claims.jti, 'info', 'session token', { scopes: minted.claims.scopes, exp: minted.claims.exp });
-    event('launch', opts.command.join(' '), 'allow', 'session started', launchDetails(model, box, opts));
 
     // Quarantine (a request, or a violation under onViolation: quarantine): cut egress and
     // freeze; a violation then revokes and takes evidence (the CLI does both for a request).

@@ -11,11 +11,12 @@ export function registerAttach(program: Command, run: (fn: (io: Io) => Promise<n
     .description('join a running session\'s terminal (one launched on a terminal); Ctrl-P Ctrl-Q detaches and the session goes on')
     .argument('<session>', 'session id from agentbox ps')
     .addHelpText('after', `
-Every attach and detach is audited with who did it. The micro-VM runtime has no terminal
+Needs root. Every attach and detach is audited with who did it. The micro-VM runtime has no terminal
 to attach to (exit 4).
 
 Examples:
-  sudo agentbox attach claude-code-3f9a12c0`)
+  agentbox attach claude-code-3f9a12c0
+  agentbox ps -q --filter agent=claude-code`)
     .action((id: string) =>
       run(async (io) => {
         const r = await attach(id);

@@ -12,12 +12,12 @@ export function registerExec(program: Command, run: (fn: (io: Io) => Promise<num
     .argument('<session>', 'session id from agentbox ps')
     .argument('<cmd...>', 'the command, after --')
     .addHelpText('after', `
-Every exec is audited (session.exec, with who ran it, and its exit code). The command's
+Needs root. Every exec is audited (session.exec, with who ran it, and its exit code). The command's
 exit code is this command's. A quarantined (frozen) session is refused (exit 1); the
 micro-VM runtime is refused (exit 4: its guest cannot start processes after boot).
 
 Examples:
-  sudo agentbox exec cowork-3f9a12c0 -- ls -la ~/Documents
-  sudo agentbox exec codex-81c2aa10 -- cat /proc/self/status`)
+  agentbox exec cowork-3f9a12c0 -- ls -la ~/Documents
+  agentbox exec codex-81c2aa10 -- cat /proc/self/status`)
     .action((id: string, cmd: string[]) => run((io) => execInSession(id, cmd, io)));
 }
