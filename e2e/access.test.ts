@@ -84,4 +84,29 @@ describe('a grant the agent uid cannot use', () => {
     expect(r.exitCode).toBe(4);
     expect(r.stdout).toContain(`fix: chown 64000 ${dir}`);
   }, 60_000);
+
+  it('a program the agent could change is refused: inside a write grant, or writable by its uid', async () => {
+    // Attack: the agent rewrites its own program (or #! line) in a write grant; the change
+    // is committed (persist) and the next launch grants what the new #! line names.
+    const work = join(base, 'agentwork');
+    mkdirSync(work, { mode: 0o755 });
+    chownSync(work, 64000, 64000);
+    const inside = join(work, 'tool.sh');
+    writeFileSync(inside, '#!/bin/sh\necho hi\n', { mode: 0o755 });
+    const f1 = join(base, 'inside.yaml');
+    writeFileSync(f1, `apiVersion: agentbox/v1\nkind: Agent\nmetadata: { name: inside }\nextends: [editor]\nagent: { command: [${inside}] }\ncapabilities:\n  - fs:write:${work}\n  - exec:/bin\n`);
+    const r1 = await run(['launch', f1]);
+    expect(r1.exitCode).toBe(4);
+    expect(r1.stderr).toContain(`the agent program ${inside} is inside fs:write:${work} (capabilities[0]): the agent could change what it runs next time`);
+    const owned = join(base, 'owned.sh');
+    writeFileSync(owned, '#!/bin/sh\necho hi\n', { mode: 0o755 });
+    chownSync(owned, 64000, 64000);
+    const f2 = join(base, 'owned.yaml');
+    writeFileSync(f2, `apiVersion: agentbox/v1\nkind: Agent\nmetadata: { name: owned }\nextends: [viewer]\nagent: { command: [${owned}] }\ncapabilities:\n  - exec:/bin\n`);
+    const r2 = await run(['launch', f2]);
+    expect(r2.exitCode).toBe(4);
+    expect(r2.stderr).toContain(`the agent program ${owned} is writable by uid 64000`);
+    chownSync(owned, 0, 0);
+    expect((await run(['launch', f2])).exitCode).toBe(0);
+  }, 60_000);
 });

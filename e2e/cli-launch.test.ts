@@ -28,6 +28,13 @@ describe('launch on the command line', () => {
     expect(r.stdout).toMatch(/^total /m);
   }, 60_000);
 
+  it('agentbox options after the command without -- are refused, never passed on silently', async () => {
+    const r = await cli(['launch', 'shell', '--home', home, 'true', '--dry-run']);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toMatch(/--dry-run after the command would be the command's own argument, not agentbox's; nothing was started/);
+    expect((await cli(['launch', 'shell', '--home', home, '--', 'echo', '--dry-run'])).stdout).toMatch(/^--dry-run$/m);
+  }, 60_000);
+
   it('--env and --env-file reach the agent; the audit names them and never holds a value', async () => {
     const f = join(base, 'keys.env');
     writeFileSync(f, `# keys\nAPI_KEY=${SECRET}\n`);

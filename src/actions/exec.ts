@@ -13,7 +13,7 @@
  * The micro-VM's guest has nothing that starts a process after boot: refused (exit 4).
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, readlinkSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { AgentboxError, ExitCode } from '../errors.js';
 import { AuditSink } from '../audit/sink.js';
@@ -95,20 +95,32 @@ async function processExec(s: Session, sp: ExecSpec, cmd: string[], tty: boolean
   // box's other namespaces, so the order is: every namespace but the user one (as root),
   // then the agent's user namespace with the agent's uid (nsenter -S/-G: only that uid is
   // mapped there), then no capabilities and no_new_privs.
-  const nspid = /^NSpid:\s+(.*)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]?.trim().split(/\s+/).pop();
-  if (!nspid) throw new AgentboxError('CONTROL_UNAVAILABLE', `cannot read the box's own pid of process ${pid}; nothing was run`);
+  // The namespaces are held open here, then the process is checked to still be the
+  // session's: a pid the kernel gave to another process meanwhile is never entered.
+  const NS = ['mnt', 'pid', 'net', 'ipc', 'uts', 'cgroup', 'user'] as const;
+  const nsFds = NS.map((n) => openSync(`/proc/${pid}/ns/${n}`, 'r'));
+  if (innerPid(s) === undefined || !s.cgroups.some((d) => { try { return readFileSync(join(d, 'cgroup.procs'), 'utf8').split('\n').includes(String(pid)); } catch { return false; } })) {
+    for (const fd of nsFds) closeSync(fd);
+    throw new AgentboxError('CONTROL_UNAVAILABLE', `the process of session ${s.id} left while agentbox joined it; nothing was run`);
+  }
+  const fdOf = (n: (typeof NS)[number]) => `/proc/self/fd/${4 + NS.indexOf(n)}`;
   const inner = [
-    tools.nsenter!, '-t', String(pid), '-m', '-p', '-n', '-i', '-u', '-C', '--',
-    '/usr/bin/nsenter', '-t', nspid, '-U', '-S', String(s.uid), '-G', String(s.gid), '--',
+    tools.nsenter!, `--mount=${fdOf('mnt')}`, `--pid=${fdOf('pid')}`, `--net=${fdOf('net')}`, `--ipc=${fdOf('ipc')}`, `--uts=${fdOf('uts')}`, `--cgroup=${fdOf('cgroup')}`, '--',
+    '/usr/bin/nsenter', `--user=${fdOf('user')}`, '-S', String(s.uid), '-G', String(s.gid), '--',
     '/usr/bin/setpriv', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs', '--',
     '/usr/bin/env', '-i', '-C', sp.cwd, ...sp.env.map(([k, v]) => `${k}=${v}`),
     helper, ...rules, '--seccomp-fd', '3', '--', ...cmd,
   ];
   const argv = ['/bin/sh', '-c', joinCgroups, 'agentbox-exec', String(procs.length), ...procs, ...(tty ? [tools.setsid!, '--ctty'] : []), ...inner];
   const term = tty ? openPty(process.stdout.columns ?? 80, process.stdout.rows ?? 24) : undefined;
-  const stdio = term ? [term.slave, term.slave, term.slave] : ['inherit', 'inherit', 'inherit'];
-  const c = spawn(argv[0]!, argv.slice(1), { stdio: [...stdio, 'pipe'] as Parameters<typeof spawn>[2]['stdio'], detached: !term });
+  // Without a pty of its own, the command never gets a terminal fd of the operator's: a
+  // terminal stdin becomes /dev/null, a terminal stdout or stderr a pipe relayed here.
+  const stdio = term ? [term.slave, term.slave, term.slave] : [process.stdin.isTTY ? 'ignore' : 'inherit', process.stdout.isTTY ? 'pipe' : 'inherit', process.stderr.isTTY ? 'pipe' : 'inherit'];
+  const c = spawn(argv[0]!, argv.slice(1), { stdio: [...stdio, 'pipe', ...nsFds] as Parameters<typeof spawn>[2]['stdio'], detached: !term });
   term?.closeSlave();
+  for (const fd of nsFds) closeSync(fd);
+  c.stdout?.pipe(process.stdout);
+  c.stderr?.pipe(process.stderr);
   const seccomp = c.stdio[3] as NodeJS.WritableStream;
   seccomp.on('error', () => undefined);
   seccomp.end(seccompBytes());

@@ -21,7 +21,7 @@ import { AuditSink } from '../audit/sink.js';
 import { packageRoot } from '../host/files.js';
 import { hostPrograms } from '../host/programs.js';
 import { parseEnvArgs } from '../manifest/env-args.js';
-import { checkAccess } from '../host/access.js';
+import { checkAccess, programReach } from '../host/access.js';
 import { BOX_PATH, resolveProgram } from '../manifest/program.js';
 import { programGrants } from '../manifest/load.js';
 import { lookupPath } from '../env.js';
@@ -102,6 +102,18 @@ export async function prepareLaunch(loaded: Model, req: LaunchRequest, notify: N
     envAdded = Object.keys(r.env).sort();
     model = { ...model, agent: { ...model.agent, env: { ...model.agent.env, ...r.env } } };
   }
+  const command = req.command.length > 0 ? [...req.command] : [...model.agent.command];
+  // Resolved before the token and the policy see the model: what the command implies is
+  // narrowed and checked like every other grant.
+  if (req.command.length > 0) {
+    // A `--` command is found the way agent.command[0] is, whatever the runtime: looked up
+    // on PATH, links resolved, its package and interpreter granted.
+    const r = resolveProgram(command[0]!, model.home, lookupPath(BOX_PATH), hostPrograms);
+    if (!r.ok) throw new AgentboxError('USAGE', `${command[0]}: ${r.message}`, { exitCode: 127 });
+    command[0] = r.program.path;
+    const extra = programGrants(r.program, '--');
+    model = { ...model, grants: { ...model.grants, exec: [...model.grants.exec, ...extra.exec], fs: [...model.grants.fs, ...extra.fs] } };
+  }
   if (req.token) {
     // The session runs with exactly the token's scopes intersected with the manifest.
     const narrowed = await narrowToToken(model, req.token, notify);
@@ -126,18 +138,12 @@ export async function prepareLaunch(loaded: Model, req: LaunchRequest, notify: N
   if (!RUNTIMES.includes(runtime)) throw new AgentboxError('USAGE', `--runtime ${runtime}: valid runtimes are ${RUNTIMES.join(', ')}`);
   if (req.isolation !== undefined && !['runc', 'gvisor'].includes(req.isolation)) throw new AgentboxError('USAGE', `--isolation ${req.isolation}: valid isolations are runc, gvisor (container runtime)`);
   if (req.isolation !== undefined && runtime !== 'container') throw new AgentboxError('USAGE', '--isolation applies to the container runtime only (--runtime container)');
-  const command = req.command.length > 0 ? [...req.command] : [...model.agent.command];
-  if (req.command.length > 0) {
-    // A `--` command is found the way agent.command[0] is, whatever the runtime: looked up
-    // on PATH, links resolved, its package and interpreter granted.
-    const r = resolveProgram(command[0]!, model.home, lookupPath(BOX_PATH), hostPrograms);
-    if (!r.ok) throw new AgentboxError('USAGE', `${command[0]}: ${r.message}`, { exitCode: 127 });
-    command[0] = r.program.path;
-    const extra = programGrants(r.program, '--');
-    model = { ...model, grants: { ...model.grants, exec: [...model.grants.exec, ...extra.exec], fs: [...model.grants.fs, ...extra.fs] } };
-  }
   // Can the agent's uid use what it is granted? Checked by the kernel, before anything starts.
   const uid = process.getuid?.() === 0 ? model.agent.uid : (process.getuid?.() ?? model.agent.uid);
+  // The program and what it implies must be out of the agent's reach: a program (or #! line,
+  // or package) the agent can change would widen the next session's grants.
+  const reach = programReach(model, command, uid);
+  if (reach.length > 0) throw new AgentboxError('CONTROL_UNAVAILABLE', `${model.name} was not launched: the agent could change the program it runs; nothing was started`, { details: reach });
   const access = checkAccess(model, command, uid, { parents: false });
   for (const m of access.missing) notify.warn(m.message);
   if (access.problems.length > 0) {

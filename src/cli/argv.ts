@@ -6,6 +6,13 @@
  */
 import type { Command } from 'commander';
 
+/**
+ * agentbox options that change what the box is (or whether one starts): written after the
+ * command without a `--`, they would silently become the command's arguments, so they are
+ * refused instead (`launch x cmd --token T` must not launch without the token).
+ */
+export const GUARDED = ['--token', '--policy', '--dry-run', '--runtime', '--isolation', '--profile', '--env', '--env-file', '--home'];
+
 /** The flags of `cmd` that take a value (`--home DIR`), long and short. */
 function valueFlags(cmd: Command): Set<string> {
   const out = new Set<string>();
@@ -17,27 +24,37 @@ function valueFlags(cmd: Command): Set<string> {
   return out;
 }
 
+export interface Split {
+  /** argv for commander, with `--` before the command when agentbox inserted it. */
+  args: string[];
+  /** Guarded agentbox options that appear among the command's arguments without an explicit `--`. */
+  shadowed: string[];
+}
+
 /** argv as given to commander (node, script, ...). */
-export function stopOptionsAtCommand(argv: readonly string[], sub: Command, globalValueFlags: ReadonlySet<string> = new Set()): string[] {
+export function splitLaunchArgs(argv: readonly string[], sub: Command, globalValueFlags: ReadonlySet<string> = new Set()): Split {
   const args = [...argv];
   let i = 2;
   // Global options, then the sub-command's name.
   while (i < args.length && args[i]!.startsWith('-') && args[i] !== '--') i += globalValueFlags.has(args[i]!) ? 2 : 1;
-  if (args[i] !== sub.name()) return args;
+  if (args[i] !== sub.name()) return { args, shadowed: [] };
   const takes = valueFlags(sub);
   let positional = 0;
   for (i++; i < args.length; i++) {
     const a = args[i]!;
-    if (a === '--') return args;
+    if (a === '--') return { args, shadowed: [] };
     if (a.startsWith('-') && a !== '-') {
       if (!a.includes('=') && takes.has(a)) i++;
       continue;
     }
     positional++;
     if (positional === 2) {
+      const shadowed = args.slice(i + 1).filter((x) => GUARDED.includes(x.split('=')[0]!));
       args.splice(i, 0, '--');
-      return args;
+      return { args, shadowed };
     }
   }
-  return args;
+  return { args, shadowed: [] };
 }
+
+export const stopOptionsAtCommand = (argv: readonly string[], sub: Command, globalValueFlags?: ReadonlySet<string>): string[] => splitLaunchArgs(argv, sub, globalValueFlags).args;

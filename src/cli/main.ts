@@ -6,7 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { AgentboxError, ExitCode } from '../errors.js';
 import { debugEnabled } from '../env.js';
 import { createIo, type Io } from './io.js';
-import { stopOptionsAtCommand } from './argv.js';
+import { splitLaunchArgs } from './argv.js';
 import { usePrecompiledValidator } from '../manifest/parse.js';
 
 type Register = (program: Command, run: (fn: (io: Io) => Promise<number>) => Promise<void>) => void;
@@ -121,8 +121,15 @@ Examples:
   for (const register of await registrations(argv)) register(program, run);
 
   const launchCmd = program.commands.find((c) => c.name() === 'launch');
+  const split = launchCmd ? splitLaunchArgs(argv, launchCmd) : { args: argv, shadowed: [] };
+  if (split.shadowed.length > 0) {
+    const io = createIo({ json: false });
+    io.error(`${split.shadowed.join(', ')} after the command would be the command's own argument${split.shadowed.length > 1 ? 's' : ''}, not agentbox's; nothing was started`);
+    io.info('  put agentbox\'s options before the command (launch AGENT --token T CMD ...), or write -- before the command to pass them to it');
+    return ExitCode.usage;
+  }
   try {
-    await program.parseAsync(launchCmd ? stopOptionsAtCommand(argv, launchCmd) : argv);
+    await program.parseAsync(split.args);
   } catch (e) {
     if (e instanceof CommanderError) {
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return ExitCode.ok;

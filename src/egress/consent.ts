@@ -198,14 +198,17 @@ export class ConsentBroker {
       const timer = setTimeout(() => finish({ answer: 'timeout', by: 'nobody', via: 'timeout', at: new Date().toISOString() }), this.o.timeoutSeconds * 1000);
       // While the agent has a terminal of its own, the launcher's keystrokes go to it; the
       // question takes the next line typed instead.
-      const took = this.o.tty ? takeTerminalLine((line) => answerLine(line)) : undefined;
+      const taken = this.o.tty ? takeTerminalLine((line) => answerLine(line)) : undefined;
+      const took = typeof taken === 'function' ? taken : undefined;
       const answerLine = (line: string) => {
         const l = line.trim().toLowerCase();
         const answer: ConsentDecision = l === 'o' || l === 'once' ? 'once' : l === 's' || l === 'session' ? 'session' : 'deny';
         finish({ answer, by: answererIdentity(), via: 'tty', at: new Date().toISOString() });
       };
       if (took) {
-        process.stderr.write(`\r\nagentbox: [o]nce / [s]ession / [d]eny (default deny)? `);
+        process.stderr.write(`\r\nagentbox: ${termSafe(question)}\r\nagentbox: [o]nce / [s]ession / [d]eny (default deny)? `);
+      } else if (taken === 'busy') {
+        this.o.log(`agentbox: another question holds this terminal; answer this one with agentbox approve ${id} --once|--session or agentbox deny ${id}`);
       } else if (this.o.tty) {
         try {
           const input = createReadStream('/dev/tty');

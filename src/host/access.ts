@@ -17,6 +17,8 @@ import { accessSync, closeSync, constants, lstatSync, openSync, statSync } from 
 import { posix } from 'node:path';
 import type { Model } from '../model/types.js';
 import { effectiveFs } from '../model/grants.js';
+import { isWithin } from '../model/paths.js';
+import { AgentboxError } from '../errors.js';
 
 export interface AccessProblem {
   /** The grant as written and where (`fs:write:~/work (capabilities[0])`). */
@@ -45,19 +47,10 @@ interface Want {
 }
 
 // Each want is checked by path, or (`fd`) through /proc/self/fd/N: a grant or program
-// the launcher opened, which the box binds without walking the folders above it.
-const CHECKER = `
-const fs = require('fs');
-const wants = JSON.parse(fs.readFileSync(0, 'utf8'));
-const M = { r: fs.constants.R_OK, w: fs.constants.W_OK, x: fs.constants.X_OK };
-const out = wants.map((w) => {
-  const at = w.fd === undefined ? w.path : '/proc/self/fd/' + w.fd;
-  const lacks = [];
-  for (const ch of w.mode) { try { fs.accessSync(at, M[ch]); } catch (e) { lacks.push(ch); } }
-  return lacks.join('');
-});
-process.stdout.write(JSON.stringify(out));
-`;
+// the launcher opened, which the box binds without walking the folders above it. The
+// checker is /bin/sh's `test` (access(2)) so it runs wherever the agent's uid can run
+// /bin/sh, whatever account node was installed under; a path is only ever an argument.
+const CHECKER = 'for a in "$@"; do m=${a%%:*}; p=${a#*:}; l=; case $m in *r*) [ -r "$p" ] || l=${l}r;; esac; case $m in *w*) [ -w "$p" ] || l=${l}w;; esac; case $m in *x*) [ -x "$p" ] || l=${l}x;; esac; printf "%s\\n" "$l"; done';
 
 /** Runs access(2) as `uid` (a child when that is not us) for every want; returns the letters each lacks. */
 function lacking(wants: Want[], uid: number): string[] {
@@ -66,25 +59,59 @@ function lacking(wants: Want[], uid: number): string[] {
     const M = { r: constants.R_OK, w: constants.W_OK, x: constants.X_OK } as Record<string, number>;
     return wants.map((w) => [...w.mode].filter((ch) => { try { accessSync(w.path, M[ch]); return false; } catch { return true; } }).join(''));
   }
+  if (wants.length === 0) return [];
   // Grants and the program are opened here (as root) and handed over as fds 3..; parents go by path.
   const fds: number[] = [];
-  const sent = wants.map((w) => {
-    if (w.what === 'parent') return { path: w.path, mode: w.mode };
-    try {
-      const fd = openSync(w.path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY);
-      fds.push(fd);
-      return { path: w.path, mode: w.mode, fd: 2 + fds.length };
-    } catch {
-      return { path: w.path, mode: w.mode };
+  const args = wants.map((w) => {
+    if (w.what !== 'parent') {
+      try {
+        fds.push(openSync(w.path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY));
+        return `${w.mode}:/proc/self/fd/${2 + fds.length}`;
+      } catch {
+        // not openable (a socket): by path
+      }
     }
+    return `${w.mode}:${w.path}`;
   });
   try {
-    const r = spawnSync(process.execPath, ['-e', CHECKER], { uid, gid: uid, cwd: '/', input: JSON.stringify(sent), encoding: 'utf8', env: {}, timeout: 20_000, stdio: ['pipe', 'pipe', 'pipe', ...fds] });
-    if (r.status !== 0) throw new Error(`could not check access as uid ${uid}: ${(r.stderr || r.error?.message || 'no answer').split('\n')[0]}`);
-    return JSON.parse(r.stdout) as string[];
+    const r = spawnSync('/bin/sh', ['-c', CHECKER, 'agentbox-access', ...args], { uid, gid: uid, cwd: '/', encoding: 'utf8', env: {}, timeout: 20_000, stdio: ['ignore', 'pipe', 'pipe', ...fds] });
+    const lines = String(r.stdout ?? '').split('\n').slice(0, wants.length);
+    if (r.status !== 0 || lines.length !== wants.length) throw new AgentboxError('CONTROL_UNAVAILABLE', `could not check the grants as uid ${uid}: ${(r.stderr || r.error?.message || `exit ${r.status}`).split('\n')[0]}`);
+    return lines;
   } finally {
     for (const fd of fds) closeSync(fd);
   }
+}
+
+/**
+ * The agent program, its package folder and its #! interpreter must be out of the agent's
+ * reach: not inside a write grant (a change would be committed and widen the next
+ * session's implicit grants) and not writable by the agent's uid on the host. The
+ * interpreter must be a regular executable file.
+ */
+export function programReach(model: Model, command: readonly string[], uid: number): string[] {
+  const problems: string[] = [];
+  const implied = model.grants.exec.filter((g) => g.implied !== undefined);
+  const targets = [...(command[0] ? [{ path: command[0], what: 'the agent program' }] : []), ...implied.map((g) => ({ path: g.path, what: g.implied === 'package' ? 'its package folder' : g.implied === 'interpreter' ? 'its #! interpreter' : 'the program its #! line runs' }))];
+  const writes = effectiveFs(model).fs.filter((g) => g.access === 'write');
+  for (const t of targets) {
+    const w = writes.find((g) => isWithin(t.path, g.path));
+    if (w) problems.push(`${t.what} ${t.path} is inside ${w.source.text} (${w.source.pointer}): the agent could change what it runs next time; install it outside the agent's writable folders`);
+  }
+  for (const g of implied.filter((x) => x.implied !== 'package')) {
+    try {
+      const st = statSync(g.path);
+      if (!st.isFile() || (st.mode & 0o111) === 0) problems.push(`${g.source.text}: ${g.path} is not an executable file`);
+    } catch {
+      problems.push(`${g.source.text}: ${g.path} does not exist`);
+    }
+  }
+  const existing = targets.filter((t) => { try { statSync(t.path); return true; } catch { return false; } });
+  const lacks = lacking(existing.map((t) => ({ grant: t.what, path: t.path, mode: 'w', what: 'grant', dir: false })), uid);
+  existing.forEach((t, i) => {
+    if (lacks[i] === '') problems.push(`${t.what} ${t.path} is writable by uid ${uid} (${describeOwner(t.path)}): the agent could change what it runs; fix: chown root ${t.path} && chmod go-w ${t.path}`);
+  });
+  return problems;
 }
 
 const WORD: Record<string, string> = { r: 'read', w: 'write', x: 'enter' };

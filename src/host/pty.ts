@@ -65,13 +65,22 @@ let relaying = false;
  * Takes the next line typed on the launcher's terminal away from the agent, while a pty
  * relay is running; returns undefined when none is (then read /dev/tty as usual).
  */
-export function takeTerminalLine(take: LineTaker): (() => void) | undefined {
+export function takeTerminalLine(take: LineTaker): (() => void) | 'busy' | undefined {
   if (!relaying) return undefined;
-  taker = { take, buffer: '' };
+  // One question on the terminal at a time: a second one is answered from another
+  // terminal (agentbox approve), never by a line typed for the first.
+  if (taker) return 'busy';
+  const mine = { take, buffer: '' };
+  taker = mine;
   return () => {
-    taker = undefined;
+    if (taker === mine) {
+      taker = undefined;
+      resumeOutput?.();
+    }
   };
 }
+/** While a question holds the terminal the agent's output waits, so it cannot hide or imitate the question. */
+let resumeOutput: (() => void) | undefined;
 
 export function openPty(cols: number, rows: number): Pty {
   const n = binding();
@@ -92,7 +101,20 @@ export function openPty(cols: number, rows: number): Pty {
     relay(input, output, attach) {
       relaying = true;
       const reader = new tty.ReadStream(master);
+      const held: Buffer[] = [];
+      let heldBytes = 0;
+      resumeOutput = () => {
+        reader.resume();
+        for (const d of held.splice(0)) out(d);
+        heldBytes = 0;
+      };
       const out = (d: Buffer) => {
+        if (taker) {
+          held.push(d);
+          heldBytes += d.length;
+          if (heldBytes > 1 << 20) reader.pause();
+          return;
+        }
         // Attached clients get a copy; one that cannot keep up is dropped, never waited for.
         for (const c of clients) if (!c.write(d) && c.writableLength > 1 << 20) c.destroy();
         // Backpressure: a terminal that cannot keep up pauses the agent's output.
@@ -107,16 +129,30 @@ export function openPty(cols: number, rows: number): Pty {
         reader.on('error', () => resolve());
         reader.on('close', () => resolve());
       });
+      // Keystrokes to the agent: a partial write keeps its rest, EAGAIN (the master is
+      // non-blocking) retries shortly; at most 1 MiB waits (more is dropped, never held).
       const queue: Buffer[] = [];
+      let queued = 0;
       let writing = false;
       const pump = () => {
         if (writing || queue.length === 0) return;
         writing = true;
-        const b = queue.shift()!;
-        write(master, b, (err) => {
+        const b = queue[0]!;
+        write(master, b, (err, n) => {
           writing = false;
-          if (!err) pump();
+          if (err && (err as NodeJS.ErrnoException).code === 'EAGAIN') return void setTimeout(pump, 5);
+          if (err) return;
+          queued -= n;
+          if (n < b.length) queue[0] = b.subarray(n);
+          else queue.shift();
+          pump();
         });
+      };
+      const enqueue = (d: Buffer) => {
+        if (queued + d.length > 1 << 20) return;
+        queued += d.length;
+        queue.push(d);
+        pump();
       };
       const onInput = (d: Buffer, remote = false) => {
         if (taker && !remote) {
@@ -127,6 +163,7 @@ export function openPty(cols: number, rows: number): Pty {
               taker = undefined;
               output.write('\r\n');
               t2.take(t2.buffer);
+              resumeOutput?.();
               return;
             }
             if (ch === '\x7f' || ch === '\b') t2Backspace();
@@ -137,8 +174,7 @@ export function openPty(cols: number, rows: number): Pty {
           }
           return;
         }
-        queue.push(d);
-        pump();
+        enqueue(d);
       };
       const t2Backspace = () => {
         if (taker && taker.buffer.length > 0) {

@@ -68,13 +68,17 @@ export function decide(model: Model, requestText: string): ScopeResult<Decision>
         .filter((d) => isWithin(path, d.path) && (d.access === 'all' || req.access === 'write'))
         .sort((a, b) => b.path.length - a.path.length)[0];
       if (deny) return { ok: true, value: { decision: 'deny', rule: deny.source, request, reason: `denied by ${ruleText(deny.source)}; deny always wins over grants` } };
-      // What the box shows besides the grants: system folders read-only, secrets covered, a private /tmp.
+      // What the box shows besides the grants: system folders read-only, secrets covered, a
+      // private /tmp. A grant is bound over a covered secret, as the box plan binds it.
       const sys = systemView(model.runtime.kind, path, req.access);
-      if (sys?.kind === 'masked') return { ok: true, value: { decision: 'deny', rule: undefined, request, reason: `denied: ${sys.reason}` } };
       const grant = model.grants.fs
         .filter((g) => isWithin(path, g.path) && (req.access === 'read' || g.access === 'write'))
         .sort((a, b) => b.path.length - a.path.length)[0];
       if (grant) return { ok: true, value: { decision: 'allow', rule: grant.source, request, reason: `allowed by ${ruleText(grant.source)}` } };
+      if (sys?.kind === 'masked') return { ok: true, value: { decision: 'deny', rule: undefined, request, reason: `denied: ${sys.reason}` } };
+      // A program the agent may run, it may also read (the box binds it read-only; Landlock's execute right includes reading).
+      const runnable = req.access === 'read' && sys?.kind !== 'system' ? model.grants.exec.filter((g) => isWithin(path, g.path)).sort((a, b) => b.path.length - a.path.length)[0] : undefined;
+      if (runnable) return { ok: true, value: { decision: 'allow', rule: runnable.source, request, reason: `allowed: ${ruleText(runnable.source)} lets it run, and so read, what is there` } };
       const readOnly = req.access === 'write' ? model.grants.fs.find((g) => isWithin(path, g.path)) : undefined;
       // The session's own /tmp: a write lands there (never on the host's), a read finds only what the agent put there.
       if (sys?.kind === 'private' && !readOnly) {

@@ -4,7 +4,7 @@
  */
 import { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
-import { stopOptionsAtCommand } from '../../src/cli/argv.js';
+import { splitLaunchArgs, stopOptionsAtCommand } from '../../src/cli/argv.js';
 import { registerLaunch } from '../../src/cli/commands/launch.js';
 
 const launch = (() => {
@@ -29,5 +29,12 @@ describe('launch argument splitting', () => {
     expect(split('launch', 'shell')).toEqual(['launch', 'shell']);
     expect(split('--json', 'launch', 'shell', 'id')).toEqual(['--json', 'launch', 'shell', '--', 'id']);
     expect(split('validate', 'a.yaml', 'b.yaml')).toEqual(['validate', 'a.yaml', 'b.yaml']);
+  });
+  it('agentbox options that change the box, written after the command without --, are caught', () => {
+    const sh = (...a: string[]) => splitLaunchArgs(['node', 'agentbox', ...a], launch).shadowed;
+    expect(sh('launch', 'x', 'cmd', '--token', 't.jws')).toEqual(['--token']);
+    expect(sh('launch', 'x', 'cmd', '--dry-run', '--policy=/p')).toEqual(['--dry-run', '--policy=/p']);
+    expect(sh('launch', 'x', '--', 'aws', '--profile', 'prod')).toEqual([]);
+    expect(sh('launch', 'x', 'ls', '--verbose')).toEqual([]);
   });
 });

@@ -51,6 +51,13 @@ describe('explain: which rule decides', () => {
     expect(d('fs:write:/tmp/x')).toMatchObject({ decision: 'allow', reason: expect.stringMatching(/session's own.*host's \/tmp\/x is not touched/) });
     expect(d('fs:read:/tmp/x')).toMatchObject({ decision: 'deny', reason: expect.stringMatching(/not visible/) });
   });
+  it('a grant is bound over a covered secret, and a program the agent may run it may read', () => {
+    const m = model(`apiVersion: agentbox/v1\nkind: Agent\nmetadata: { name: t }\nextends: [editor]\nagent: { command: [/bin/true] }\ncapabilities: [fs:read:/etc/ssh/ssh_config, exec:/opt/tools]\n`);
+    expect(decide(m, 'fs:read:/etc/ssh/ssh_config')).toMatchObject({ ok: true, value: { decision: 'allow' } });
+    expect(decide(m, 'fs:read:/etc/ssh/sshd_config')).toMatchObject({ ok: true, value: { decision: 'deny' } });
+    expect(decide(m, 'fs:read:/opt/tools/x')).toMatchObject({ ok: true, value: { decision: 'allow', reason: expect.stringMatching(/lets it run, and so read/) } });
+    expect(decide(m, 'fs:write:/opt/tools/x')).toMatchObject({ ok: true, value: { decision: 'deny' } });
+  });
   it('hosts: exact, wildcard subdomains only, port must match, deny wins', () => {
     expect(d('net:connect:api.anthropic.com:443').decision).toBe('allow');
     expect(d('net:connect:api.anthropic.com:80')).toMatchObject({ decision: 'deny', reason: expect.stringMatching(/allows port 443 only/) });
