@@ -145,3 +145,39 @@ describe.each(['process', 'container'])('agentbox attach on the %s runtime', (ru
     expect(log.find((e) => e.session === id && e.action === 'session.attach')?.details?.by).toMatch(/^root on \/dev\/pts\/\d+$/);
   }, 120_000);
 });
+
+describe('a Ctrl-C without a terminal of its own (SIGINT to the launcher)', () => {
+  const env = { NO_COLOR: '1', AGENTBOX_STATE_DIR: state };
+  it('process runtime: goes to the agent, which decides; the session is not ended by it', async () => {
+    const f = join(base, 'int.yaml');
+    writeFileSync(f, `apiVersion: agentbox/v1\nkind: Agent\nmetadata: { name: int }\nextends: [viewer]\nagent: { command: [/bin/sh, -c, 'trap "echo got-int" INT; sleep 20 & wait; echo after-int; exit 3'] }\ncapabilities: [exec:/usr/bin, exec:/bin]\n`);
+    const l = execa(process.execPath, [BIN, 'launch', f], { reject: false, stdin: 'ignore', env });
+    await new Promise((r) => setTimeout(r, 1500));
+    l.kill('SIGINT');
+    const r = await l;
+    expect(r.stdout).toMatch(/got-int/);
+    expect(r.stdout).toMatch(/after-int/);
+    expect(r.exitCode).toBe(3);
+    expect(r.stderr).toMatch(/ended with exit code 3/);
+  }, 60_000);
+
+  it('micro-VM: is not passed to QEMU (which would end the session); the session goes on', async () => {
+    const f = join(base, 'int-vm.yaml');
+    writeFileSync(f, `apiVersion: agentbox/v1\nkind: Agent\nmetadata: { name: int-vm }\nextends: [viewer]\nagent: { command: [/bin/sleep, '120'] }\nruntime: { kind: microvm }\n`);
+    const l = execa(process.execPath, [BIN, 'launch', f], { reject: false, stdin: 'ignore', env });
+    let id: string | undefined;
+    for (let i = 0; i < 600 && !id; i++) {
+      id = String((await execa(process.execPath, [BIN, 'ps', '-q', '--filter', 'agent=int-vm'], { reject: false, env })).stdout).trim().split('\n').filter(Boolean).pop();
+      if (!id) await new Promise((x) => setTimeout(x, 100));
+    }
+    expect(id).toBeDefined();
+    await new Promise((r) => setTimeout(r, 8000));
+    l.kill('SIGINT');
+    await new Promise((r) => setTimeout(r, 1500));
+    const ps = await execa(process.execPath, [BIN, '--json', 'ps'], { reject: false, env });
+    expect((JSON.parse(String(ps.stdout)) as { id: string; state: string }[]).find((x) => x.id === id)?.state).toBe('running');
+    await execa(process.execPath, [BIN, 'kill', id!], { reject: false, env });
+    const r = await l;
+    expect(r.stderr).toMatch(/a Ctrl-C is not passed into the micro-VM/);
+  }, 120_000);
+});

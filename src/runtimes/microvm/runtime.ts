@@ -110,6 +110,7 @@ export async function buildMicrovmBox(model: Model, opts: BuildOptions): Promise
 
   let child: ChildProcess | undefined;
   let endedBy: NodeJS.Signals | undefined;
+  let interruptSaid = false;
   const box: Box = {
     runtime: 'microvm',
     isolation: null,
@@ -249,6 +250,13 @@ export async function buildMicrovmBox(model: Model, opts: BuildOptions): Promise
     },
     signal: (sig) => {
       if (!child?.pid || sig === 'SIGCONT' || sig === 'SIGSTOP') return;
+      // A Ctrl-C (SIGINT) has nowhere to go in the guest, and to QEMU it would be the end
+      // of the session: it is not passed on (the session ends only by exit, ttl or kill).
+      if (sig === 'SIGINT') {
+        if (!interruptSaid) opts.log(`agentbox: a Ctrl-C is not passed into the micro-VM (its agent has no terminal); agentbox kill ${id} ends the session`);
+        interruptSaid = true;
+        return;
+      }
       // The guest's agent ends with its VM: TERM, then KILL, go to QEMU itself.
       endedBy ??= sig;
       try {
