@@ -59,8 +59,11 @@ describe.each(['process', 'container'])('an interactive shell on the %s runtime'
         ['sleep', 1],
         ['send', '\u001a'],
         ['expect', 'Stopped'],
-        ['send', 'jobs; echo jobs-$((1+1)); kill -KILL %1; wait\r'],
+        ['send', 'jobs; echo jobs-$((1+1)); kill -KILL %1\r'],
         ['expect', 'jobs-2'],
+        // The stopped job is reaped before the shell is asked to exit.
+        ['send', 'sleep 0.5; jobs; echo reaped-$((2+2))\r'],
+        ['expect', 'reaped-4'],
         ['send', 'exit 7\r'],
       ],
       [process.execPath, BIN, 'launch', 'shell', '--runtime', runtime],
@@ -120,7 +123,7 @@ describe.each(['process', 'container'])('agentbox attach on the %s runtime', (ru
     );
     let id: string | undefined;
     for (let i = 0; i < 300 && !id; i++) {
-      const r = await execa(process.execPath, [BIN, 'ps', '-q', '--filter', 'agent=shell', '--filter', `runtime=${runtime}`], { reject: false, env: { AGENTBOX_STATE_DIR: state } });
+      const r = await execa(process.execPath, [BIN, 'ps', '-q', '--filter', 'agent=shell', '--filter', `runtime=${runtime}`, '--filter', 'state=running'], { reject: false, env: { AGENTBOX_STATE_DIR: state } });
       id = String(r.stdout).trim().split('\n').filter(Boolean).pop();
       if (!id) await new Promise((x) => setTimeout(x, 100));
     }

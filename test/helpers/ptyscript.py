@@ -52,7 +52,10 @@ for step in steps:
             failed = step
             break
     elif step[0] == "send":
-        os.write(fd, step[1].encode())
+        try:
+            os.write(fd, step[1].encode())
+        except OSError:
+            pass  # the command has already exited
     elif step[0] == "resize":
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", step[1], step[2], 0, 0))
     elif step[0] == "sleep":
