@@ -149,6 +149,20 @@ describe.each(['process', 'container'])('agentbox attach on the %s runtime', (ru
   }, 120_000);
 });
 
+describe('a launch with only some stdio on a terminal', () => {
+  it('the agent never holds the operator\'s terminal: a terminal stdout or stderr reaches it as a pipe', async () => {
+    // Attack: stdin piped, stdout on the operator's terminal: the terminal fd is open for
+    // reading too, so an agent could read the operator's keystrokes from its fd 1.
+    const outer = `echo input | ${process.execPath} ${BIN} launch shell -- /bin/sh -c 'cat >/dev/null; for f in 0 1 2; do echo "fd$f=$(readlink /proc/$$/fd/$f)"; done'; echo LAUNCH-DONE`;
+    const t = await drive([['expect', 'LAUNCH-DONE']], ['/bin/sh', '-c', outer]);
+    expect(t.failed, t.screen).toBeNull();
+    expect(t.screen).toMatch(/fd0=pipe:/);
+    expect(t.screen).toMatch(/fd1=(pipe|socket):/);
+    expect(t.screen).toMatch(/fd2=(pipe|socket):/);
+    expect(t.screen).not.toMatch(/fd\d=\/dev\/pts/);
+  }, 60_000);
+});
+
 describe('a Ctrl-C without a terminal of its own (SIGINT to the launcher)', () => {
   const env = { NO_COLOR: '1', AGENTBOX_STATE_DIR: state };
   it('process runtime: goes to the agent, which decides; the session is not ended by it', async () => {

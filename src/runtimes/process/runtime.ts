@@ -155,7 +155,12 @@ export async function buildProcessBox(model: Model, opts: BuildOptions): Promise
       // With a terminal of its own, the box's stdio is the pty's slave and setsid(1) (first
       // in argv) makes it a session whose controlling terminal that is.
       const term = plan.usesPty ? openPty(process.stdout.columns ?? 80, process.stdout.rows ?? 24) : undefined;
-      const stdio = term ? [term.slave, term.slave, term.slave] : ['inherit', 'inherit', 'inherit'];
+      // Without a pty of its own (stdin and stdout not both terminals), a terminal stdout or
+      // stderr reaches the box only as a pipe relayed here: a terminal fd is open for reading
+      // too, and the operator's keystrokes are not the agent's to read.
+      const relayOut = !term && Boolean(process.stdout.isTTY);
+      const relayErr = !term && Boolean(process.stderr.isTTY);
+      const stdio = term ? [term.slave, term.slave, term.slave] : ['inherit', relayOut ? 'pipe' : 'inherit', relayErr ? 'pipe' : 'inherit'];
       let c: ReturnType<typeof spawn>;
       try {
         c = spawn(plan.argv[0]!, plan.argv.slice(1), { stdio: [...stdio, 'pipe', ...(root ? [] : prep.opened.map((g) => g.fd))] as Parameters<typeof spawn>[2]['stdio'], detached: !term });
@@ -164,6 +169,8 @@ export async function buildProcessBox(model: Model, opts: BuildOptions): Promise
       }
       child = c;
       prep.release();
+      const piped = [c.stdout?.pipe(process.stdout, { end: false }) && c.stdout, c.stderr?.pipe(process.stderr, { end: false }) && c.stderr].filter((x): x is NonNullable<typeof x> => Boolean(x));
+      const pipesDone = Promise.all(piped.map((p) => new Promise<void>((r) => { p.on('end', r); p.on('error', () => r()); p.on('close', r); })));
       const attach = { path: attachSocket(prep.paths), onAttach: (by: string) => box.terminalEvents?.attached(by), onDetach: (by: string) => box.terminalEvents?.detached(by) };
       const stopRelay = term ? term.relay(process.stdin as import('node:tty').ReadStream, process.stdout, attach) : undefined;
       const seccomp = c.stdio[3] as NodeJS.WritableStream;
@@ -179,6 +186,11 @@ export async function buildProcessBox(model: Model, opts: BuildOptions): Promise
       });
       const exited = exitedRaw.then(async (code) => {
         await stopRelay?.();
+        // What the agent wrote before it exited is shown (a box child still holding the pipe is ended by cleanup).
+        if (piped.length > 0) {
+          await Promise.race([pipesDone, new Promise((r) => setTimeout(r, 500))]);
+          for (const p of piped) p.destroy();
+        }
         return code;
       });
       return { pid: c.pid ?? 0, identity: c.pid ? identify(c.pid) ?? null : null, exited };
