@@ -3,7 +3,8 @@
  * from, for a CLI as installed here or from a shipped profile; checked by the loader
  * before it is written.
  */
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { writeFileNoFollow } from '../host/open-exact.js';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { AgentboxError } from '../errors.js';
@@ -43,7 +44,12 @@ export function init(from: string, out: string | undefined, force: boolean, home
   if (out !== undefined) {
     const file = resolve(out);
     if (existsSync(file) && !force) throw new AgentboxError('USAGE', `--out ${out}: the file exists; choose another name or add --force`);
-    writeFileSync(file, text, { mode: 0o644, flag: force ? 'w' : 'wx' });
+    try {
+      writeFileNoFollow(file, text, 0o644, force);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new AgentboxError('USAGE', `--out ${out}: the file exists; choose another name or add --force`);
+      throw e;
+    }
   }
   return { text, out };
 }

@@ -6,7 +6,8 @@
 import { AgentboxError } from '../errors.js';
 import { signalIdentity } from '../host/proc.js';
 import { launcherGone } from '../session/reaper.js';
-import { readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
+import { removeSessionDir } from '../session/layers.js';
 import { join } from 'node:path';
 import { launcherAlive, readSession, sessionsDir, signalSession, type Session } from '../session/records.js';
 import { stateDir } from '../session/state.js';
@@ -98,19 +99,17 @@ export interface PruneReport {
 export async function prune(olderThanSeconds: number | undefined): Promise<PruneReport> {
   const state = stateDir();
   const report: PruneReport = { removed: [], kept: [] };
-  const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '');
   const now = Date.now();
   for (const s of await reconcile(state)) {
     if (s.state !== 'exited') continue;
     const ended = Date.parse(s.endedAt ?? s.startedAt);
     if (olderThanSeconds !== undefined && now - ended < olderThanSeconds * 1000) continue;
     const dir = join(sessionsDir(state), s.id);
-    // Never recurse into a mount (a bind of a grant would be user data).
-    if (mounts.some((m) => m === dir || m.startsWith(`${dir}/`))) {
+    // The one removal that never goes through a mount (a grant's bind would be user data).
+    if (!removeSessionDir(dir)) {
       report.kept.push({ id: s.id, why: `something is still mounted under ${dir}` });
       continue;
     }
-    rmSync(dir, { recursive: true, force: true });
     for (const ext of ['.token', '.json']) rmSync(join(sessionsDir(state), `${s.id}${ext}`), { force: true });
     report.removed.push(s.id);
   }

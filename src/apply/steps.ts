@@ -4,9 +4,10 @@
  * nft), the AppArmor profile and the systemd unit.
  */
 import { execa } from 'execa';
-import { existsSync, lstatSync, mkdirSync, readFileSync, realpathSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, realpathSync, rmdirSync, rmSync } from 'node:fs';
 import { dirname, join, sep } from 'node:path';
 import { AgentboxError } from '../errors.js';
+import { writeFileNoFollow } from '../host/open-exact.js';
 import { iptablesChain, nftTable } from '../escape/netfilter.js';
 import { shellLine } from '../escape/shell.js';
 import type { ApplyControl, ApplyInput } from './types.js';
@@ -71,13 +72,12 @@ export function fileStep(root: string, path: string, content: string, mode: numb
       existed = existsSync(path);
       previous = existed ? readFileSync(path, 'utf8') : undefined;
       if (existed && previous === content) return 'unchanged';
-      const tmp = `${path}.agentbox-tmp`;
-      writeFileSync(tmp, content, { mode });
-      renameSync(tmp, path);
+      writeFileNoFollow(path, content, mode, true);
       return 'done';
     },
     async undo() {
-      if (existed && previous !== undefined) writeFileSync(path, previous);
+      assertInsideRoot(root, path);
+      if (existed && previous !== undefined) writeFileNoFollow(path, previous, mode, true);
       else rmSync(path, { force: true });
       for (const d of [...createdDirs].reverse()) {
         try {

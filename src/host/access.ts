@@ -13,7 +13,8 @@
  * A grant that does not exist is reported apart (nothing can be bound for it).
  */
 import { spawnSync } from 'node:child_process';
-import { accessSync, closeSync, constants, lstatSync, openSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, statSync } from 'node:fs';
+import { openExact } from './open-exact.js';
 import { posix } from 'node:path';
 import type { Model } from '../model/types.js';
 import { effectiveFs } from '../model/grants.js';
@@ -64,12 +65,11 @@ function lacking(wants: Want[], uid: number): string[] {
   const fds: number[] = [];
   const args = wants.map((w) => {
     if (w.what !== 'parent') {
-      try {
-        fds.push(openSync(w.path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY));
-        return `${w.mode}:/proc/self/fd/${2 + fds.length}`;
-      } catch {
-        // not openable (a socket): by path
-      }
+      // O_PATH, no symlink anywhere on the path (the agent may shape what is under a grant).
+      const o = openExact(w.path);
+      if (!o) return `${w.mode}:/nonexistent/agentbox-missing`;
+      fds.push(o.fd);
+      return `${w.mode}:/proc/self/fd/${2 + fds.length}`;
     }
     return `${w.mode}:${w.path}`;
   });
@@ -133,11 +133,18 @@ export function checkAccess(model: Model, command: readonly string[], uid: numbe
   for (const g of effectiveFs(model).fs) {
     const grant = `${g.source.text} (${g.source.pointer})`;
     let dir: boolean;
+    let st: ReturnType<typeof openExact>;
     try {
-      const st = lstatSync(g.path);
-      if (st.isSymbolicLink()) continue; // refused at launch with its own message (grants are opened O_NOFOLLOW)
-      dir = st.isDirectory();
+      st = openExact(g.path);
     } catch {
+      continue; // a symlink on the path: refused at launch with its own message (grants are opened exactly)
+    }
+    if (st) {
+      closeSync(st.fd);
+      // Sockets and anything but a file or folder: the launch decides (masks or refuses them).
+      if (!st.stat.isDirectory() && !st.stat.isFile()) continue;
+      dir = st.stat.isDirectory();
+    } else {
       const fix = g.access === 'write' ? `create it (mkdir -p ${g.path} for a folder, touch ${g.path} for a file), then chown ${uid} ${g.path}` : `create it, or remove the grant`;
       missing.push({ grant, path: g.path, message: `${grant}: ${g.path} does not exist, so the agent cannot use it; ${fix}` });
       continue;

@@ -1,23 +1,13 @@
 /**
- * The real ProgramResolver: PATH lookup with access(X_OK), realpath, and the `#!` line
+ * The real ProgramResolver: PATH lookup (host/which.ts), realpath, and the `#!` line
  * (first 256 bytes). Read-only; it runs as whoever loads the manifest.
  */
-import { accessSync, closeSync, constants, openSync, readSync, realpathSync, statSync } from 'node:fs';
+import { closeSync, constants, openSync, readSync, realpathSync, statSync } from 'node:fs';
+import { findIn } from './which.js';
 import type { ProgramResolver } from '../manifest/program.js';
 
 export const hostPrograms: ProgramResolver = {
-  find(name, dirs) {
-    for (const d of dirs) {
-      const p = `${d === '/' ? '' : d}/${name}`;
-      try {
-        accessSync(p, constants.X_OK);
-        if (statSync(p).isFile()) return p;
-      } catch {
-        // keep looking
-      }
-    }
-    return undefined;
-  },
+  find: findIn,
   real(path) {
     try {
       return realpathSync(path);

@@ -10,13 +10,13 @@
  * - unix sockets inside the grants are found (a bounded walk), so the runtimes can
  *   cover them: a host socket reached through a bind mount bypasses the egress proxy.
  */
-import { closeSync, constants, fstatSync, openSync, readdirSync, type Stats } from 'node:fs';
+import { closeSync, constants, openSync, readdirSync } from 'node:fs';
 import { posix } from 'node:path';
 import { AgentboxError } from '../errors.js';
 import type { FsGrant } from '../model/types.js';
 
-/** O_PATH: an fd naming a file without opening it for reading (not in node's constants). */
-export const O_PATH = 0o10000000;
+export { O_PATH, fdPath, openExact } from '../host/open-exact.js';
+import { O_PATH, fdPath, openExact } from '../host/open-exact.js';
 
 export interface OpenedGrant {
   grant: FsGrant;
@@ -31,41 +31,6 @@ export interface OpenedGrant {
   mode: number;
 }
 
-/** The path of an open fd as the kernel resolves it (a magic link, followed exactly). */
-export const fdPath = (fd: number) => `/proc/self/fd/${fd}`;
-
-/**
- * Opens an absolute path without following any symlink on it; undefined when it does
- * not exist. Throws CONTROL_UNAVAILABLE when a component is a symlink or not a directory
- * (the model resolved every link at load, so the path changed since).
- */
-export function openExact(path: string): { fd: number; stat: Stats } | undefined {
-  let fd = openSync('/', O_PATH | constants.O_DIRECTORY);
-  const parts = path.split('/').filter(Boolean);
-  try {
-    for (let i = 0; i < parts.length; i++) {
-      let next: number;
-      try {
-        next = openSync(`${fdPath(fd)}/${parts[i]}`, O_PATH | constants.O_NOFOLLOW);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-        throw e;
-      }
-      closeSync(fd);
-      fd = next;
-      const st = fstatSync(fd);
-      const here = `/${parts.slice(0, i + 1).join('/')}`;
-      if (st.isSymbolicLink()) throw new AgentboxError('CONTROL_UNAVAILABLE', `${here} became a symbolic link after the manifest was loaded (a grant's path changed while agentbox launched); nothing was started`);
-      if (i < parts.length - 1 && !st.isDirectory()) throw new AgentboxError('CONTROL_UNAVAILABLE', `${here} is no longer a directory (a grant's path changed while agentbox launched); nothing was started`);
-    }
-    const stat = fstatSync(fd);
-    const out = { fd, stat };
-    fd = -1;
-    return out;
-  } finally {
-    if (fd >= 0) closeSync(fd);
-  }
-}
 
 /** Opens every grant that exists; a missing one is left out (nothing to bind). */
 export function openGrants(grants: readonly FsGrant[]): OpenedGrant[] {
