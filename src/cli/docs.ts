@@ -6,6 +6,10 @@
  * descriptions are escaped for fish's single quotes and for roff.
  */
 import type { Command, Option } from 'commander';
+import { fishQuote } from '../escape/fish.js';
+import { roff } from '../escape/roff.js';
+
+export { roff };
 
 const WORD = /^[A-Za-z0-9][A-Za-z0-9_.:-]*$/;
 const FLAG = /^-{1,2}[A-Za-z0-9][A-Za-z0-9-]*$/;
@@ -95,7 +99,6 @@ autoload -U +X bashcompinit && bashcompinit
 ${bashCompletion(cmds, profiles)}`;
 }
 
-const fishQuote = (s: string) => `'${s.replace(/[\p{Cc}]/gu, ' ').replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
 
 export function fishCompletion(cmds: Cmd[], profiles: readonly string[]): string {
   const names = profiles.filter((p) => WORD.test(p));
@@ -113,15 +116,6 @@ export function fishCompletion(cmds: Cmd[], profiles: readonly string[]): string
   return lines.join('\n') + '\n';
 }
 
-/** roff text: backslashes and hyphens escaped, a leading . or ' neutralised, no control characters. */
-export const roff = (s: string) =>
-  s
-    .replace(/[\p{Cc}]/gu, (c) => (c === '\n' ? '\n' : ' '))
-    .replace(/\\/g, '\\e')
-    .replace(/-/g, '\\-')
-    .split('\n')
-    .map((l) => (/^[.']/.test(l) ? `\\&${l}` : l))
-    .join('\n');
 
 export function manPage(cmds: Cmd[], version: string, description: string): string {
   const out = [
