@@ -21,6 +21,8 @@ export const EnvVar = {
   debianMirror: 'AGENTBOX_DEBIAN_MIRROR',
   /** Where a bare agent.command[0] (and a `--` command) is looked up, then the box's own PATH. */
   path: 'PATH',
+  /** The CA bundle the egress proxy verifies upstream certificates against (default: the system bundle). */
+  systemCa: 'AGENTBOX_SYSTEM_CA',
   xdgStateHome: 'XDG_STATE_HOME',
   home: 'HOME',
 } as const;
@@ -41,3 +43,7 @@ export const microvmAccel = (env: NodeJS.ProcessEnv = process.env): string | und
 /** The launcher's PATH as absolute directories, in order and without repeats. */
 export const lookupPath = (boxPath: readonly string[], env: NodeJS.ProcessEnv = process.env): string[] =>
   [...new Set([...(env[EnvVar.path] ?? '').split(':').filter((d) => d.startsWith('/')), ...boxPath])];
+
+export const DEFAULT_SYSTEM_CA = '/etc/ssl/certs/ca-certificates.crt';
+/** The host's system trust store (a PEM bundle). */
+export const systemCaBundle = (env: NodeJS.ProcessEnv = process.env) => env[EnvVar.systemCa] || DEFAULT_SYSTEM_CA;

@@ -30,6 +30,8 @@ import { spawnReaper } from '../session/reaper.js';
 import { runSession, type LaunchResult } from '../session/lifecycle.js';
 import type { SessionControl } from '../session/control.js';
 import type { BuildOptions, Built } from '../runtimes/build.js';
+import type { SessionOptions } from '../session/options.js';
+import type { Brokered } from '../egress/credentials.js';
 import { narrowToToken } from './tokens.js';
 import type { Notify } from './notify.js';
 
@@ -97,7 +99,7 @@ export async function prepareLaunch(loaded: Model, req: LaunchRequest, notify: N
         throw new AgentboxError('USAGE', `--env-file ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
       }
     });
-    const r = parseEnvArgs(req.env ?? [], files);
+    const r = parseEnvArgs(req.env ?? [], files, model.egress.credentials.flatMap((c) => (c.env ? [c.env] : [])));
     if (!r.ok) throw new AgentboxError('USAGE', `the environment given on the command line is not valid; nothing was started`, { details: r.errors });
     envAdded = Object.keys(r.env).sort();
     model = { ...model, agent: { ...model.agent, env: { ...model.agent.env, ...r.env } } };
@@ -172,10 +174,47 @@ async function build(p: PreparedLaunch, opts: BuildOptions): Promise<{ dryRun: D
   }
 }
 
+/**
+ * The session's egress materials, made before the box: the secrets read (fail closed,
+ * exit 4), a placeholder for each, and the session CA with the box's bundle (the host's
+ * system roots with the CA appended) when anything is decrypted. A dry run reads no
+ * secret and makes no key: it shows where the bundle and placeholders would go.
+ */
+async function prepareEgress(model: Model, state: string, dryRun: boolean): Promise<{ build: NonNullable<BuildOptions['egress']>; session: NonNullable<SessionOptions['egress']> } | undefined> {
+  const { usesProxy } = await import('../model/grants.js');
+  if (!usesProxy(model)) return undefined;
+  const { decryptsAny } = await import('../model/http.js');
+  const decrypts = decryptsAny(model);
+  if (!decrypts && model.egress.credentials.length === 0) return undefined;
+  const { newPlaceholder } = await import('../egress/credentials.js');
+  const { dlpDigest } = await import('../audit/sink.js');
+  const placeholders: Record<string, string> = {};
+  const brokered: Brokered[] = [];
+  const digest = dryRun ? () => '' : dlpDigest(state);
+  for (const spec of model.egress.credentials) {
+    const placeholder = newPlaceholder(spec.name);
+    if (spec.env) placeholders[spec.env] = placeholder;
+    if (dryRun) continue;
+    const { readSecret } = await import('../host/secrets.js');
+    const secret = await readSecret(spec);
+    brokered.push({ spec, placeholder, secret, digest: digest(secret) });
+  }
+  if (!decrypts) return { build: { bundle: undefined, placeholders }, session: { tls: undefined, brokered } };
+  const { systemBundle, upstreamTrust } = await import('../host/trust.js');
+  const trust = upstreamTrust(model.egress.trust);
+  const system = systemBundle() ?? (await import('node:tls')).rootCertificates.join('\n');
+  if (dryRun) return { build: { bundle: '', placeholders }, session: { tls: undefined, brokered } };
+  const { SessionCa } = await import('../egress/ca.js');
+  const ca = await SessionCa.create(model.name, (model.ttlSeconds ?? 7 * 24 * 3600) * 1000);
+  return { build: { bundle: `${system.trimEnd()}\n${ca.certPem.trimEnd()}\n`, placeholders }, session: { tls: { ca, trust }, brokered } };
+}
+
 export async function launch(p: PreparedLaunch, req: LaunchRequest, notify: Notify): Promise<LaunchOutcome> {
   const state = stateDir();
   const log = (line: string) => notify.info(line);
+  const egress = await prepareEgress(p.model, state, Boolean(req.dryRun));
   const { dryRun, built } = await build(p, {
+    ...(egress ? { egress: egress.build } : {}),
     command: p.command,
     state,
     dryRun: Boolean(req.dryRun),
@@ -197,6 +236,7 @@ export async function launch(p: PreparedLaunch, req: LaunchRequest, notify: Noti
     ...(p.tokenExp !== undefined ? { tokenExp: p.tokenExp } : {}),
     ...(p.policy ? { policy: p.policy } : {}),
     ...(req.control ? { control: req.control } : {}),
+    ...(egress ? { egress: egress.session } : {}),
   }, built.box);
   return { result };
 }

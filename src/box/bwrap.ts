@@ -29,9 +29,9 @@ import { posix } from 'node:path';
 import { isWithin } from '../model/paths.js';
 import { type Model } from '../model/types.js';
 import { usesProxy } from '../model/grants.js';
-import { agentEnvironment } from '../model/environment.js';
+import { agentEnvironment, BOX_CA_BUNDLE } from '../model/environment.js';
 import { shQuote } from '../escape/shell.js';
-import { BOX_PROXY_PORT, BOX_RUN, forwarderInit, grantBind, layersFor, proxyDir, visibleDenies, type GrantFact, type LayerPaths, type PathKind, type SessionPaths } from './common.js';
+import { BOX_PROXY_PORT, BOX_RUN, CA_BUNDLE_NAME, forwarderInit, type BoxEgress, grantBind, layersFor, proxyDir, visibleDenies, type GrantFact, type LayerPaths, type PathKind, type SessionPaths } from './common.js';
 
 export const BOX_HELPER = '/run/agentbox-helper/landlock-exec';
 /** The fd bubblewrap reads the seccomp program from. */
@@ -71,6 +71,8 @@ export interface LaunchFacts {
   tmpBytes: number;
   /** The kernel has vm.memfd_noexec (6.3+) and agentbox runs as root. */
   memfdNoexec: boolean;
+  /** The session CA bundle and credential placeholders (egress with inspection or brokering). */
+  egress?: BoxEgress;
 }
 
 export interface LaunchPlan {
@@ -107,7 +109,11 @@ export const parentsFirst = (g: readonly GrantFact[]) => g.map((x, i) => ({ x, i
 export function buildLaunchPlan(model: Model, command: string[], f: LaunchFacts): LaunchPlan {
   const hasNet = usesProxy(model);
   const proxyUrl = hasNet ? `http://127.0.0.1:${BOX_PROXY_PORT}` : undefined;
-  const env = agentEnvironment(model, proxyUrl);
+  // The bundle goes over the system bundle where the host has one; else the variables
+  // name it where the box sees the proxy dir.
+  const bundleOverSystem = f.egress?.caBundle !== undefined && f.kind(BOX_CA_BUNDLE) === 'file';
+  const boxBundle = f.egress?.caBundle === undefined ? undefined : bundleOverSystem ? BOX_CA_BUNDLE : `${BOX_RUN}/${CA_BUNDLE_NAME}`;
+  const env = agentEnvironment(model, proxyUrl, { ...(boxBundle ? { caBundle: boxBundle } : {}), placeholders: f.egress?.placeholders ?? {} });
   if (f.term) env.push(['TERM', f.term]);
   const layers = layersFor(f.session, f.grants);
   const tmpDir = (name: string) => posix.join(f.session.run, 'mnt', name);
@@ -125,6 +131,7 @@ export function buildLaunchPlan(model: Model, command: string[], f: LaunchFacts)
   b.push('--ro-bind', '/etc', '/etc');
   for (const m of ETC_FILE_MASKS) if (f.kind(m) === 'file') b.push('--ro-bind', '/dev/null', m);
   for (const m of ETC_DIR_MASKS) if (f.kind(m) === 'dir') b.push('--tmpfs', m, '--remount-ro', m);
+  if (bundleOverSystem) b.push('--ro-bind', f.egress!.caBundle!, BOX_CA_BUNDLE);
   b.push('--proc', '/proc', '--dev', '/dev');
   // The private writable places: noexec tmpfs built as root, else bubblewrap's own.
   if (f.root) b.push('--dir', '/var', ...TMPS.flatMap(([at, name]) => ['--bind', tmpDir(name), at]));
@@ -177,6 +184,7 @@ export function buildLaunchPlan(model: Model, command: string[], f: LaunchFacts)
     // The kernel checks execute on the ELF interpreter too; libraries are only mapped.
     for (const ld of DYNAMIC_LOADERS) landlock.push('--x', ld);
     if (hasNet) landlock.push('--connect', String(BOX_PROXY_PORT));
+    if (boxBundle && !bundleOverSystem) landlock.push('--ro', boxBundle);
     landlock.push('--');
   }
 
@@ -190,6 +198,7 @@ export function buildLaunchPlan(model: Model, command: string[], f: LaunchFacts)
 
   let argv: string[];
   const controls = ['bubblewrap: user, pid, ipc, uts, cgroup and network namespaces; no nested user namespaces', 'seccomp', 'grants bound from the fds opened at launch'];
+  if (boxBundle) controls.push(`session CA trusted (${boxBundle})`);
   if (f.landlockHelper) controls.push('landlock');
   if (f.socketMasks.length > 0) controls.push(`${f.socketMasks.length} unix sockets inside grants covered`);
   if (f.root) {

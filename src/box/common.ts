@@ -138,3 +138,16 @@ export function reservedOverlaps(model: Model, reserved: readonly string[], bind
 export function visibleDenies(model: Model, grants: readonly GrantFact[]): Model['denies']['fs'] {
   return model.denies.fs.filter((d) => grants.some((g) => isWithin(d.path, g.path)));
 }
+
+/**
+ * What the box gets from the session's egress materials: the CA bundle (the host's
+ * system roots with the session CA appended, a host file in the session's proxy dir)
+ * when anything is decrypted, and the brokered credentials' placeholders.
+ */
+export interface BoxEgress {
+  caBundle: string | undefined;
+  placeholders: Record<string, string>;
+}
+
+/** The bundle's name in the session's proxy dir (the box sees that dir at BOX_RUN). */
+export const CA_BUNDLE_NAME = 'ca-bundle.crt';

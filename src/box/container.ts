@@ -23,10 +23,10 @@
  */
 import { posix } from 'node:path';
 import { isWithin } from '../model/paths.js';
-import { agentEnvironment } from '../model/environment.js';
+import { agentEnvironment, BOX_CA_BUNDLE } from '../model/environment.js';
 import { type Model } from '../model/types.js';
 import { usesProxy } from '../model/grants.js';
-import { BOX_PROXY_PORT, BOX_RUN, denyDir, forwarderInit, grantBind, layersFor, maskFile, proxyDir, visibleDenies, type GrantFact, type LayerPaths, type PathKind, type SessionPaths } from './common.js';
+import { BOX_PROXY_PORT, BOX_RUN, type BoxEgress, denyDir, forwarderInit, grantBind, layersFor, maskFile, proxyDir, visibleDenies, type GrantFact, type LayerPaths, type PathKind, type SessionPaths } from './common.js';
 import { parentsFirst } from './bwrap.js';
 import { dockerSeccompProfile } from './seccomp.js';
 
@@ -53,6 +53,8 @@ export interface ContainerFacts {
   memfdGate: boolean;
   /** The agent's stdin is a terminal: the container gets one of its own. */
   tty?: boolean;
+  /** The session CA bundle and credential placeholders. */
+  egress?: BoxEgress;
 }
 
 export const STATX_COMPAT_TARGET = '/run/agentbox-helper/statx-compat.so';
@@ -128,7 +130,7 @@ export function memfdGateInit(): string {
 export function buildContainerPlan(model: Model, command: string[], f: ContainerFacts): ContainerPlan {
   const hasNet = usesProxy(model);
   const proxyUrl = hasNet ? `http://127.0.0.1:${BOX_PROXY_PORT}` : undefined;
-  const env = agentEnvironment(model, proxyUrl);
+  const env = agentEnvironment(model, proxyUrl, { ...(f.egress?.caBundle ? { caBundle: BOX_CA_BUNDLE } : {}), placeholders: f.egress?.placeholders ?? {} });
   if (f.term) env.push(['TERM', f.term]);
   const layers = layersFor(f.session, f.grants);
   const bind = (Source: string, Target: string, ReadOnly: boolean): Mount => ({ Type: 'bind', Source, Target, ReadOnly, BindOptions: { Propagation: 'rprivate' } });
@@ -164,6 +166,8 @@ export function buildContainerPlan(model: Model, command: string[], f: Container
   }
   const proxySocket = hasNet ? posix.join(proxyDir(f.session), 'proxy.sock') : undefined;
   if (hasNet) mounts.push(bind(proxyDir(f.session), BOX_RUN, true));
+  // The session CA bundle over the image's system bundle (Docker creates the mount point).
+  if (f.egress?.caBundle) mounts.push(bind(f.egress.caBundle, BOX_CA_BUNDLE, true));
   if (f.memfdGate) mounts.push(bind(ctlDir(f.session), CTL_TARGET, true));
 
   let cmd = [...command];

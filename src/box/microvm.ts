@@ -24,10 +24,10 @@
  */
 import { posix } from 'node:path';
 import { isWithin } from '../model/paths.js';
-import { agentEnvironment } from '../model/environment.js';
+import { agentEnvironment, BOX_CA_BUNDLE } from '../model/environment.js';
 import { type Model } from '../model/types.js';
 import { usesProxy } from '../model/grants.js';
-import { grantBind, layerNeedsExec, layersFor, proxyDir, visibleDenies, type GrantFact, type LayerPaths, type PathKind, type SessionPaths } from './common.js';
+import { CA_BUNDLE_NAME, type BoxEgress, grantBind, layerNeedsExec, layersFor, proxyDir, visibleDenies, type GrantFact, type LayerPaths, type PathKind, type SessionPaths } from './common.js';
 
 export const GUEST_PROXY = '10.0.2.100:3128';
 export const DEFAULT_VM_MEMORY = 512 * 1024 ** 2;
@@ -48,6 +48,8 @@ export interface MicrovmFacts {
   socat: string;
   /** The existing effective grants, as opened. */
   grants: GrantFact[];
+  /** The session CA bundle (the runtime copies it into the control share) and credential placeholders. */
+  egress?: BoxEgress;
 }
 
 export interface MicrovmPlan {
@@ -72,7 +74,7 @@ export const SAFE_SESSION_PATH = /^\/[A-Za-z0-9._/-]*$/;
 
 export function buildMicrovmPlan(model: Model, command: string[], f: MicrovmFacts): MicrovmPlan {
   const hasNet = usesProxy(model);
-  const env = agentEnvironment(model, hasNet ? `http://${GUEST_PROXY}` : undefined);
+  const env = agentEnvironment(model, hasNet ? `http://${GUEST_PROXY}` : undefined, { ...(f.egress?.caBundle ? { caBundle: BOX_CA_BUNDLE } : {}), placeholders: f.egress?.placeholders ?? {} });
   if (f.term) env.push(['TERM', f.term]);
   const ctlDir = posix.join(f.session.dir, 'ctl');
   const qmpSocket = posix.join(f.session.run, 'qmp.sock');
@@ -111,6 +113,8 @@ export function buildMicrovmPlan(model: Model, command: string[], f: MicrovmFact
     if (kind === 'dir') records.push(['deny-dir', d.path]);
     else if (kind === 'file') records.push(['deny-file', d.path]);
   }
+  // The session CA bundle, copied into the control share by the runtime, over the guest's system bundle.
+  if (f.egress?.caBundle) records.push(['bind', `/ctl/${CA_BUNDLE_NAME}`, BOX_CA_BUNDLE, 'ro']);
   for (const a of command) records.push(['arg', a]);
   for (const [k, v] of env) records.push(['env', `${k}=${v}`]);
   records.push(['uid', String(f.uid)], ['gid', String(f.gid)]);

@@ -8,9 +8,22 @@ import type { Detector, UploadMeter } from '../policy/dlp.js';
 import type { Admissions } from './admission.js';
 import type { BufferBudget } from './body.js';
 import type { ReasonCode } from './reasons.js';
+import type { HttpHostRules } from '../model/types.js';
+import type { InspectReason } from '../model/http.js';
+import type { SessionCa } from './ca.js';
+import type { Brokered } from './credentials.js';
+import type { PolicyAnswer } from './policy-cache.js';
+
+/** HTTP-level governance: the method/path rules, which hosts are decrypted, and per-request policy. */
+export interface HttpGovernance {
+  rules(host: string): HttpHostRules[];
+  inspects(host: string): InspectReason | undefined;
+  /** Organisation policy for one request (method and path in the Cedar context). */
+  requestPolicy?: (host: string, port: number, method: string, path: string) => PolicyAnswer;
+}
 
 export interface EgressEvent {
-  action: 'egress.connect' | 'egress.http';
+  action: 'egress.connect' | 'egress.http' | 'egress.https';
   host: string;
   port: number;
   decision: 'allow' | 'deny';
@@ -58,6 +71,10 @@ export interface ProxyContext {
   dlp: readonly Detector[] | undefined;
   digest: ((match: string) => string) | undefined;
   budget: BufferBudget;
+  http: HttpGovernance | undefined;
+  /** The session CA and upstream trust, when anything is decrypted. */
+  tls: { ca: SessionCa; trust: string[] } | undefined;
+  brokered: readonly Brokered[] | undefined;
   maxScanBytes: number;
   bodyIdleMs: number;
   connectTimeoutMs: number;

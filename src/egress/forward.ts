@@ -7,8 +7,7 @@
  * upstream (request line, headers and body) is counted against the upload meter.
  */
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
-import { scanRequest } from '../policy/dlp.js';
-import { readBody, scanTexts } from './body.js';
+import { decide } from './decrypted.js';
 import { splitAuthority, type ProxyContext } from './context.js';
 import { refusal, statusText, type Refusal } from './reasons.js';
 import type { Use } from './admission.js';
@@ -80,34 +79,19 @@ export async function handleRequest(ctx: ProxyContext, req: IncomingMessage, res
     return;
   }
 
-  const headers: Record<string, string | string[]> = {};
-  for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP_BY_HOP.includes(k)) headers[k] = v;
-  // Inspect before anything leaves: with DLP the whole body is read (and counted) first;
-  // with only the threshold it is counted as it streams, and cut at the limit.
-  let body: Buffer | undefined;
-  let release = () => undefined as void;
-  if (ctx.dlp && ctx.dlp.length > 0) {
-    const read = await readBody(req, { maxBytes: ctx.maxScanBytes, budget: ctx.budget, idleMs: ctx.bodyIdleMs });
-    if (!read.ok) return refuse(read.refusal.code === 'busy' ? 503 : 403, host, port, { ...read.refusal, rule: read.refusal.rule ?? 'egress.dlp' });
-    body = read.body;
-    release = read.release;
-    const texts = scanTexts(body, { encoding: req.headers['content-encoding'], contentType: req.headers['content-type'] }, ctx.maxScanBytes);
-    if (!texts.ok) {
-      release();
-      return refuse(403, host, port, { ...texts.refusal, rule: 'egress.dlp' });
-    }
-    const list = Object.entries(req.headers).flatMap(([k, v]) => (k === 'host' || v === undefined ? [] : (Array.isArray(v) ? v : [v]).map((x) => [k, x] as [string, string])));
-    const hit = scanRequest(ctx.dlp, { url: req.url ?? '', headers: list, body: texts.texts });
-    if (hit) {
-      release();
-      const reason = `data-loss prevention: the request's ${hit.where} matches detector ${hit.detector}; it was not sent`;
-      const d = { detector: hit.detector, where: hit.where, digest: ctx.digest?.(hit.match), method, path: url.pathname };
-      refuse(403, host, port, refusal('dlp', reason, `egress.dlp ${hit.detector}`, { ...verdict.details, dlp: d }));
-      ctx.violation({ kind: 'dlp', host, port, reason, details: d });
-      return;
-    }
-    headers['content-length'] = String(body.length);
+  // Rules, policy, DLP and the credential detectors, before anything leaves: with any
+  // detector the whole body is read (and counted) first; without, it is counted as it
+  // streams, and cut at the limit.
+  const d = await decide(ctx, host, port, req, method, pathAndQuery, false);
+  if (!d.ok) {
+    refuse(d.status, host, port, { ...d.refusal, details: { ...verdict.details, ...d.refusal.details } });
+    if (d.refusal.code === 'dlp' || d.refusal.code === 'placeholder') ctx.violation({ kind: 'dlp', host, port, reason: d.refusal.reason, details: (d.refusal.details.dlp as Record<string, unknown>) ?? {} });
+    return;
   }
+  const headers = d.headers;
+  headers.host = req.headers.host!;
+  const body = d.body;
+  const release = d.release;
   const path = pathAndQuery;
   const meter = ctx.upload;
   const t = ctx.trackOpen({ kind: 'http', host, port, address: verdict.address });

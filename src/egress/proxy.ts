@@ -21,12 +21,15 @@ import { Admissions, type Resolve } from './admission.js';
 import { canonicalHost, type EgressRules } from './addresses.js';
 import { BufferBudget } from './body.js';
 import type { ConsentAnswer } from './consent.js';
-import type { EgressEvent, OpenExchange, ProxyContext, Violation } from './context.js';
+import type { EgressEvent, HttpGovernance, OpenExchange, ProxyContext, Violation } from './context.js';
+import type { SessionCa } from './ca.js';
+import type { Brokered } from './credentials.js';
 import { handleRequest } from './forward.js';
 import type { PolicyAnswer } from './policy-cache.js';
 import { handleConnect } from './tunnel.js';
+import { hostDetectors } from './credentials.js';
 
-export type { EgressEvent, Violation, OpenExchange } from './context.js';
+export type { EgressEvent, Violation, OpenExchange, HttpGovernance } from './context.js';
 export { splitAuthority } from './context.js';
 export { MAX_PENDING_CONSENT } from './admission.js';
 export type { PolicyAnswer } from './policy-cache.js';
@@ -61,6 +64,12 @@ export interface ProxyOptions {
   digest?: (match: string) => string;
   /** A DLP match or an upload over the threshold (after it was blocked). */
   onViolation?: (v: Violation) => void;
+  /** Method/path rules, inspection and per-request policy. */
+  http?: HttpGovernance;
+  /** The session CA and the upstream trust store: without it nothing is decrypted. */
+  tls?: { ca: SessionCa; trust: string[] };
+  /** Credentials injected for their hosts (placeholders in the box). */
+  brokered?: readonly Brokered[];
 }
 
 export const DEFAULT_MAX_SCAN = 16 * 1024 * 1024;
@@ -97,7 +106,7 @@ export class EgressProxy {
       resolve: opts.resolve ?? systemResolve,
       ...(opts.policy ? { policy: opts.policy } : {}),
       ...(opts.consent ? { consent: opts.consent } : {}),
-      ...(opts.dlp ? { dlp: opts.dlp } : {}),
+      ...(opts.dlp || opts.brokered?.length ? { dlp: [...(opts.dlp ?? []), ...hostDetectors(opts.brokered ?? [])] } : {}),
       ...(opts.digest ? { digest: opts.digest } : {}),
       closed: () => this.closed,
     });
@@ -119,6 +128,9 @@ export class EgressProxy {
       dlp: opts.dlp,
       digest: opts.digest,
       budget: new BufferBudget(opts.maxBufferBytes ?? DEFAULT_MAX_BUFFER),
+      http: opts.http,
+      tls: opts.tls,
+      brokered: opts.brokered,
       maxScanBytes: opts.maxScanBytes ?? DEFAULT_MAX_SCAN,
       bodyIdleMs: opts.bodyIdleMs ?? DEFAULT_BODY_IDLE_MS,
       connectTimeoutMs: opts.connectTimeoutMs ?? 10_000,

@@ -18,6 +18,12 @@ export type ReasonCode =
   | 'egress-cut' // quarantined
   | 'host-mismatch' // plain HTTP Host header names another host
   | 'bad-request'
+  | 'http-rule' // an egress.http method/path rule refused the request
+  | 'sni-mismatch' // the TLS server name is not the CONNECT host
+  | 'upstream-certificate' // the upstream's certificate failed verification
+  | 'upstream-failed' // the upstream could not be reached over TLS
+  | 'placeholder' // a brokered credential's placeholder sent to another host
+  | 'credential' // a brokered credential cannot be sent this way (plain HTTP)
   | 'busy'; // connection or buffer budget exhausted
 
 export interface Refusal {

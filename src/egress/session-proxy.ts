@@ -14,6 +14,9 @@ import type { Authorizer } from '../policy/verdict.js';
 import { termSafe } from '../escape/terminal.js';
 import type { ConsentBroker } from './consent.js';
 import { EgressProxy, type EgressEvent, type ProxyOptions, type Violation } from './proxy.js';
+import type { SessionCa } from './ca.js';
+import type { Brokered } from './credentials.js';
+import { httpEntriesFor, inspection } from '../model/http.js';
 
 export type AuditEvent = (action: string, resource: string, decision: 'allow' | 'deny' | 'info', reason: string, details?: Record<string, unknown>) => void;
 
@@ -31,6 +34,10 @@ export interface SessionProxyOptions {
   resolve?: ((host: string) => Promise<string[]>) | undefined;
   /** A DLP or upload violation, after it was blocked and audited. */
   onViolation: (v: Violation) => void;
+  /** The session CA and the upstream trust store, when the manifest decrypts any host. */
+  tls?: { ca: SessionCa; trust: string[] } | undefined;
+  /** Brokered credentials (secrets read at launch, placeholders in the box). */
+  brokered?: readonly Brokered[] | undefined;
 }
 
 export interface SessionProxy {
@@ -45,16 +52,17 @@ export async function startSessionProxy(model: Model, o: SessionProxyOptions): P
   mkdirSync(posix.dirname(o.socket), { recursive: true, mode: 0o755 });
   chmodSync(posix.dirname(o.socket), 0o755);
   const extra: Partial<ProxyOptions> = {};
+  let requestPolicy: NonNullable<ProxyOptions['http']>['requestPolicy'];
   let broker: ConsentBroker | undefined;
   if (o.policy) {
     const { agentEntity, agentFacts, connectRequest } = await import('../policy/entities.js');
     const { MANIFEST_PERMIT_ID, verdictText } = await import('../policy/verdict.js');
     const { engine, labels } = o.policy;
     const agent = agentEntity(agentFacts(model));
-    extra.policy = (host, port, consented) => {
-      const v = engine.authorize(connectRequest(agent, host, port, labels, 'run', consented));
-      return v.decision === 'allow' ? { allow: true, ids: [MANIFEST_PERMIT_ID], reason: 'no policy forbids it' } : { allow: false, ids: [...v.forbiddenBy.map((p) => p.id), ...v.errors.map((e) => e.id)], reason: verdictText(v) };
-    };
+    const answer = (v: ReturnType<typeof engine.authorize>) =>
+      v.decision === 'allow' ? { allow: true, ids: [MANIFEST_PERMIT_ID], reason: 'no policy forbids it' } : { allow: false, ids: [...v.forbiddenBy.map((p) => p.id), ...v.errors.map((e) => e.id)], reason: verdictText(v) };
+    extra.policy = (host, port, consented) => answer(engine.authorize(connectRequest(agent, host, port, labels, 'run', consented)));
+    requestPolicy = (host, port, method, path) => answer(engine.authorize(connectRequest(agent, host, port, labels, 'run', false, undefined, { method, path })));
   }
   const consent = model.egress.consent;
   if (consent) {
@@ -94,6 +102,12 @@ export async function startSessionProxy(model: Model, o: SessionProxyOptions): P
     log(`agentbox: ${termSafe(v.reason)}`);
     o.onViolation(v);
   };
+  extra.http = { rules: (host) => httpEntriesFor(model, host), inspects: (host) => inspection(model, host), ...(requestPolicy ? { requestPolicy } : {}) };
+  if (o.tls) extra.tls = o.tls;
+  if (o.brokered && o.brokered.length > 0) {
+    extra.brokered = o.brokered;
+    extra.digest ??= dlpDigest(o.state);
+  }
   const egress = { allowed: 0, denied: {} as Record<string, number> };
   const proxy = new EgressProxy({
     rules: { grants: model.grants.net, denies: model.denies.net },
@@ -125,6 +139,7 @@ export async function startSessionProxy(model: Model, o: SessionProxyOptions): P
     close: async () => {
       broker?.close();
       await proxy.close();
+      o.tls?.ca.destroy();
     },
   };
 }

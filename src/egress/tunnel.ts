@@ -28,6 +28,12 @@ export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, cli
     return;
   }
   if (client.destroyed) return;
+  // A host the manifest inspects: TLS is terminated and each request decided (inspect.ts).
+  const why = ctx.tls ? ctx.http?.inspects(host) : undefined;
+  if (why) {
+    const { terminateTls } = await import('./inspect.js');
+    return terminateTls(ctx, client, head, verdict, port, why);
+  }
   ctx.event({ action: 'egress.connect', host, port, decision: 'allow', reason: 'granted', rule: verdict.rule, address: verdict.address, details: verdict.details });
   const upstream = connect({ host: verdict.address, port, timeout: ctx.connectTimeoutMs });
   ctx.sockets.add(upstream);

@@ -9,11 +9,22 @@ import {
   DEFAULT_PROXY_PORT,
   DEFAULT_UPLOAD_WINDOW_SECONDS,
   type ConsentHost,
+  type CredentialSpec,
   type EgressRulesModel,
+  type HttpHostRules,
+  type HttpRule,
+  type SecretSource,
   type Preset,
   type RuleSource,
 } from '../model/types.js';
 import type { RawManifest } from './schema.js';
+import { parseHttpRule } from '../model/http.js';
+import { hostMatches } from '../model/decide.js';
+import { CA_ENV, PROXY_ENV } from '../model/environment.js';
+import type { HostKind } from '../model/grammar.js';
+
+/** Where `secret: NAME` is read from (root-only files, 0600). */
+export const SECRETS_DIR = '/etc/agentbox/secrets';
 
 export type ErrFn = (segments: (string | number)[], pointer: string, message: string) => void;
 
@@ -95,6 +106,79 @@ export function egressRules(raw: RawManifest, file: string, presets: Preset[], e
   if (e.onViolation !== undefined && dlp === undefined && maxUploadBytes === undefined) {
     err(['egress', 'onViolation'], 'egress.onViolation', 'has nothing to act on: add egress.dlp detectors or egress.maxUploadBytes');
   }
-  return { proxyPort: e.proxyPort ?? DEFAULT_PROXY_PORT, consent, dlp, maxUploadBytes, maxSessionUploadBytes, uploadWindowSeconds, onViolation: e.onViolation ?? 'block' };
+  const http = httpRules(e.http ?? [], file, err);
+  const credentials = credentialSpecs(e.credentials ?? [], file, http, err, Object.keys(raw.agent?.env ?? {}));
+  return { proxyPort: e.proxyPort ?? DEFAULT_PROXY_PORT, consent, dlp, maxUploadBytes, maxSessionUploadBytes, uploadWindowSeconds, onViolation: e.onViolation ?? 'block', http, credentials, trust: [...(e.trust ?? [])] };
+}
+
+/** A host as the http and credential entries write it: a name or `*.name` (no port). */
+function hostOf(text: string, segments: (string | number)[], pointer: string, err: ErrFn, wildcard: boolean): { host: string; hostKind: HostKind } | undefined {
+  const g = parseGrant(`net:connect:${text}:443`);
+  if (!g.ok || g.value.type !== 'net') {
+    err(segments, pointer, `"${text}" is not a host name; write it as in grants, such as api.github.com${wildcard ? ' or *.github.com' : ''} (no port)`);
+    return undefined;
+  }
+  if (!wildcard && g.value.hostKind === 'wildcard') {
+    err(segments, pointer, `"${text}" is a wildcard; a secret is sent to one named host only`);
+    return undefined;
+  }
+  return { host: g.value.host, hostKind: g.value.hostKind };
+}
+
+type RawHttp = NonNullable<NonNullable<RawManifest['egress']>['http']>;
+type RawCredentials = NonNullable<NonNullable<RawManifest['egress']>['credentials']>;
+
+/** `egress.http`: each rule parsed where it is written. */
+function httpRules(raw: RawHttp, file: string, err: ErrFn): HttpHostRules[] {
+  const out: HttpHostRules[] = [];
+  raw.forEach((entry, i) => {
+    const pointer = `egress.http[${i}]`;
+    const h = hostOf(entry.host, ['egress', 'http', i, 'host'], `${pointer}.host`, err, true);
+    const rules = (list: string[] | undefined, key: 'allow' | 'deny'): HttpRule[] =>
+      (list ?? []).flatMap((text, j) => {
+        const r = parseHttpRule(text);
+        if (!r.ok) {
+          err(['egress', 'http', i, key, j], `${pointer}.${key}[${j}]`, r.message);
+          return [];
+        }
+        return [{ method: r.method, segments: r.segments, text, source: { origin: 'manifest' as const, file, pointer: `${pointer}.${key}[${j}]`, text } }];
+      });
+    const allow = entry.allow === undefined ? undefined : rules(entry.allow, 'allow');
+    const deny = rules(entry.deny, 'deny');
+    if (entry.inspect === false && (entry.allow !== undefined || entry.deny !== undefined)) {
+      err(['egress', 'http', i, 'inspect'], `${pointer}.inspect`, 'rules need the traffic decrypted; remove inspect: false or the allow/deny rules');
+    }
+    if (entry.inspect === undefined && entry.allow === undefined && entry.deny === undefined) {
+      err(['egress', 'http', i], pointer, 'says nothing about the host; give allow or deny rules, or inspect: true / false');
+    }
+    if (h) out.push({ ...h, inspect: entry.inspect, allow, deny, source: { origin: 'manifest', file, pointer, text: entry.host } });
+  });
+  return out;
+}
+
+/** `egress.credentials`: where each secret comes from and how it is sent; the value is never read here. */
+function credentialSpecs(raw: RawCredentials, file: string, http: readonly HttpHostRules[], err: ErrFn, agentEnv: readonly string[]): CredentialSpec[] {
+  const out: CredentialSpec[] = [];
+  raw.forEach((c, i) => {
+    const pointer = `egress.credentials[${i}]`;
+    const h = hostOf(c.host, ['egress', 'credentials', i, 'host'], `${pointer}.host`, err, false);
+    const ways = [c.header !== undefined, c.query !== undefined, c.bearer === true].filter(Boolean).length;
+    if (ways !== 1) err(['egress', 'credentials', i], pointer, 'give exactly one of header (e.g. x-api-key), query (e.g. key) or bearer: true');
+    const inject: CredentialSpec['inject'] = c.header !== undefined ? { kind: 'header', name: c.header.toLowerCase() } : c.query !== undefined ? { kind: 'query', name: c.query } : { kind: 'bearer' };
+    if (inject.kind === 'header' && ['host', 'content-length', 'transfer-encoding', 'connection', 'upgrade', 'te', 'trailer', 'proxy-authorization', 'cookie'].includes(inject.name)) {
+      err(['egress', 'credentials', i, 'header'], `${pointer}.header`, `${inject.name} is not a credential header; name the header the API reads the key from (x-api-key, authorization)`);
+    }
+    const s = c.secret;
+    const secret: SecretSource = typeof s === 'string' ? { kind: 'file', path: `${SECRETS_DIR}/${s}` } : 'file' in s ? { kind: 'file', path: s.file } : 'helper' in s ? { kind: 'helper', argv: [...s.helper] } : { kind: 'env', name: s.env };
+    const name = c.name ?? (typeof s === 'string' ? s : undefined);
+    if (name === undefined) err(['egress', 'credentials', i, 'name'], `${pointer}.name`, 'a secret given as file, helper or env needs a name (it names the credential in the audit log and the placeholder)');
+    if (name !== undefined && raw.findIndex((d) => (d.name ?? (typeof d.secret === 'string' ? d.secret : undefined)) === name) !== i) err(['egress', 'credentials', i, 'name'], `${pointer}.name`, `credential name "${name}" is used twice`);
+    if (c.env !== undefined && (PROXY_ENV.includes(c.env) || CA_ENV.includes(c.env) || ['HOME', 'PATH'].includes(c.env))) err(['egress', 'credentials', i, 'env'], `${pointer}.env`, `${c.env} is set by agentbox itself; name the variable the agent reads its key from`);
+    if (c.env !== undefined && agentEnv.includes(c.env)) err(['egress', 'credentials', i, 'env'], `${pointer}.env`, `agent.env also sets ${c.env}; remove it there (the box gets the placeholder, and the proxy the real key)`);
+    if (c.env !== undefined && raw.findIndex((d) => d.env === c.env) !== i) err(['egress', 'credentials', i, 'env'], `${pointer}.env`, `${c.env} already holds another credential's placeholder`);
+    if (h && http.some((e) => e.inspect === false && hostMatches(e.host, h.host))) err(['egress', 'credentials', i, 'host'], `${pointer}.host`, `${h.host} is marked inspect: false in egress.http, but injecting a credential needs the traffic decrypted`);
+    if (h && name !== undefined) out.push({ name, host: h.host, inject, env: c.env, secret, source: { origin: 'manifest', file, pointer, text: `${name} for ${h.host}` } });
+  });
+  return out;
 }
 

@@ -162,7 +162,7 @@ export const manifestSchema = {
         dlp: {
           type: 'object',
           additionalProperties: false,
-          description: 'Data-loss prevention at the egress proxy: plain-HTTP URLs, headers and bodies are scanned and a match is blocked.',
+          description: 'Data-loss prevention at the egress proxy: URLs, headers and bodies of plain HTTP and of decrypted HTTPS are scanned and a match is blocked. With DLP every HTTPS host is decrypted except those marked inspect: false.',
           properties: {
             detectors: {
               type: 'array',
@@ -199,6 +199,57 @@ export const manifestSchema = {
         },
         uploadWindow: { type: 'string', pattern: TTL_PATTERN, maxLength: 20, description: 'The window maxUploadBytes counts over (default 60s).' },
         onViolation: { enum: ['block', 'quarantine'], description: 'What a DLP match or an upload over maxUploadBytes does beyond blocking it: block (default) or quarantine the session.' },
+        http: {
+          type: 'array',
+          maxItems: 256,
+          description:
+            'Per-host HTTP settings for HTTPS the proxy decrypts: `allow`/`deny` rules of the form "METHOD /path/glob" (`*` one path segment, `**` any number, method `*` any), and `inspect: false` to keep a host an opaque tunnel (certificate pinning). A host with rules is inspected.',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['host'],
+            properties: {
+              host: { type: 'string', minLength: 1, maxLength: 253, description: 'A host name as in grants: api.github.com or *.github.com.' },
+              inspect: { type: 'boolean', description: 'true: decrypt and inspect this host even without rules; false: never decrypt it (an opaque tunnel).' },
+              allow: { type: 'array', maxItems: 256, items: { type: 'string', minLength: 3, maxLength: 512 }, description: 'Requests allowed, e.g. "GET /repos/**"; with a list, any other request is refused.' },
+              deny: { type: 'array', maxItems: 256, items: { type: 'string', minLength: 3, maxLength: 512 }, description: 'Requests refused even when an allow rule matches, e.g. "DELETE /**".' },
+            },
+          },
+        },
+        credentials: {
+          type: 'array',
+          maxItems: 64,
+          description:
+            'Credentials agentbox injects into requests to one host, so the agent never holds them: the box gets a placeholder (in `env`), and the proxy puts the real secret in the named header, query parameter or Authorization: Bearer of requests to that host only.',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['host', 'secret'],
+            properties: {
+              host: { type: 'string', minLength: 1, maxLength: 253, description: 'The one host (no wildcard) the secret is sent to.' },
+              name: { type: 'string', pattern: NAME_PATTERN, description: 'The credential\'s name in the audit log and the placeholder (default: the secret\'s name).' },
+              header: { type: 'string', pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]{1,64}$', description: 'Header the secret is sent in, e.g. x-api-key.' },
+              query: { type: 'string', pattern: '^[A-Za-z0-9._~-]{1,64}$', description: 'Query parameter the secret is sent in, e.g. key.' },
+              bearer: { const: true, description: 'Send the secret as Authorization: Bearer SECRET.' },
+              env: { type: 'string', pattern: ENV_NAME_PATTERN, description: 'Variable the box gets the placeholder in, e.g. ANTHROPIC_API_KEY.' },
+              secret: {
+                description: 'Where the launcher reads the secret: NAME (the root-only file /etc/agentbox/secrets/NAME), { file: PATH } (root-only, 0600), { helper: [COMMAND, ARG...] } (first line of its output; run by the launcher, never in the box), or { env: VAR } (the launching shell\'s environment).',
+                oneOf: [
+                  { type: 'string', pattern: NAME_PATTERN },
+                  { type: 'object', additionalProperties: false, required: ['file'], properties: { file: { type: 'string', pattern: '^/', maxLength: 4096 } } },
+                  { type: 'object', additionalProperties: false, required: ['helper'], properties: { helper: { type: 'array', minItems: 1, maxItems: 32, items: { type: 'string', minLength: 1, maxLength: 4096 } } } },
+                  { type: 'object', additionalProperties: false, required: ['env'], properties: { env: { type: 'string', pattern: ENV_NAME_PATTERN } } },
+                ],
+              },
+            },
+          },
+        },
+        trust: {
+          type: 'array',
+          maxItems: 16,
+          items: { type: 'string', pattern: '^/', maxLength: 4096 },
+          description: 'PEM files of CAs the proxy trusts for upstream certificates besides the host\'s system store (an enterprise CA).',
+        },
       },
     },
   },
@@ -234,5 +285,8 @@ export interface RawManifest {
     maxSessionUploadBytes?: number | string;
     uploadWindow?: string;
     onViolation?: 'block' | 'quarantine';
+    http?: { host: string; inspect?: boolean; allow?: string[]; deny?: string[] }[];
+    credentials?: { host: string; name?: string; header?: string; query?: string; bearer?: true; env?: string; secret: string | { file: string } | { helper: string[] } | { env: string } }[];
+    trust?: string[];
   };
 }

@@ -5,6 +5,8 @@
 import { ETC_DIR_MASKS, ETC_FILE_MASKS } from './system-view.js';
 import type { Model } from './types.js';
 import { effectiveFs, viaProxy } from './grants.js';
+import { inspection } from './http.js';
+import { hostMatches } from './decide.js';
 
 export interface Description {
   agent: string;
@@ -15,6 +17,8 @@ export interface Description {
   mayNot: string[];
   /** Every path the agent may never open. */
   denied: string[];
+  /** Granted hosts whose HTTPS agentbox decrypts and inspects (a pinned client needs inspect: false). */
+  decrypted: string[];
   duration: string;
   limits: string[];
   onExit: string;
@@ -49,10 +53,20 @@ export function describeModel(model: Model): Description {
   const p = (x: string) => showPath(x, model.home);
   const { fs } = effectiveFs(model);
   const may: string[] = [];
+  const decrypted: string[] = [];
   for (const g of fs) may.push(g.access === 'write' ? `read, change, create and delete files in ${p(g.path)}` : `read ${p(g.path)}`);
   for (const g of model.grants.net) {
     const host = g.hostKind === 'wildcard' ? `any host under ${g.host.slice(2)}` : g.hostKind === 'ipv6' ? `[${g.host}]` : g.host;
-    may.push(`connect to ${host} on port ${g.port}${viaProxy(g) ? " (through agentbox's egress proxy)" : ''}`);
+    const why = viaProxy(g) && g.hostKind !== 'ipv4' && g.hostKind !== 'ipv6' ? inspection(model, g.host) : undefined;
+    const tls = !viaProxy(g) ? '' : why ? '; agentbox decrypts and inspects its HTTPS' : model.egress.http.some((e) => e.inspect === false && hostMatches(e.host, g.host)) ? '; its HTTPS stays an encrypted tunnel agentbox does not open (inspect: false)' : '';
+    may.push(`connect to ${host} on port ${g.port}${viaProxy(g) ? ` (through agentbox's egress proxy${tls})` : ''}`);
+    if (why) decrypted.push(g.host);
+  }
+  for (const c of model.egress.credentials) {
+    may.push(`use your ${c.name} key for ${c.host} through agentbox; it never sees the key${c.env ? ` (${c.env} in the box holds a stand-in that works only there)` : ''}`);
+  }
+  for (const e of model.egress.http) {
+    if (e.allow !== undefined) may.push(`on ${e.host}, make only these requests: ${e.allow.map((r) => r.text).join(', ') || 'none'}`);
   }
   const consent = model.egress.consent;
   for (const c of consent?.hosts ?? []) {
@@ -90,11 +104,13 @@ export function describeModel(model: Model): Description {
     const names: Record<string, string> = { 'private-key': 'private keys', 'aws-access-key': 'AWS access keys', 'us-ssn': 'US social security numbers', 'payment-card': 'payment card numbers' };
     const what = [...dlp.detectors.map((d) => names[d] ?? d), ...dlp.custom.map((c) => (c.marker !== undefined ? `text marked ${c.marker}` : `data matching ${c.name}`))];
     const list = what.length > 1 ? `${what.slice(0, -1).join(', ')} or ${what.at(-1)}` : what[0];
-    mayNot.push(`send ${list} in plain web requests${quarantines}`);
+    mayNot.push(`send ${list} in web requests agentbox can read (plain HTTP, and the HTTPS it decrypts)${quarantines}`);
   }
   if (model.egress.maxUploadBytes !== undefined) {
     mayNot.push(`send more than ${bytes(model.egress.maxUploadBytes)} to any one host within ${duration(model.egress.uploadWindowSeconds)}${quarantines}`);
   }
+  for (const e of model.egress.http) if (e.deny.length > 0) mayNot.push(`make these requests to ${e.host}: ${e.deny.map((r) => r.text).join(', ')}`);
+  if (model.egress.credentials.length > 0) mayNot.push('send a brokered key (or its stand-in) to any other host');
   for (const d of model.denies.net) mayNot.push(`connect to ${d.hostKind === 'ipv6' ? `[${d.host}]` : d.host}${d.port === 'any' ? '' : ` on port ${d.port}`}`);
   mayNot.push('run programs it was not granted');
   for (const d of model.denies.exec) mayNot.push(`run ${p(d.path)}`);
@@ -115,6 +131,7 @@ export function describeModel(model: Model): Description {
     may,
     mayNot,
     denied,
+    decrypted,
     duration: model.ttlSeconds === undefined ? 'until it exits (no time limit is set)' : `at most ${duration(model.ttlSeconds)}, then it is stopped`,
     limits,
     onExit: !writes

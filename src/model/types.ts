@@ -116,6 +116,49 @@ export interface EgressRulesModel {
   maxSessionUploadBytes: number | undefined;
   uploadWindowSeconds: number;
   onViolation: 'block' | 'quarantine';
+  /** Per-host HTTP settings (`egress.http`): method/path rules and whether HTTPS to it is decrypted. */
+  http: HttpHostRules[];
+  /** Credentials the proxy injects (`egress.credentials`); the box holds only placeholders. */
+  credentials: CredentialSpec[];
+  /** Extra CA files the proxy trusts for upstream certificates (`egress.trust`), besides the host's system store. */
+  trust: string[];
+}
+
+/** One method/path rule as written: `GET /repos/**`. */
+export interface HttpRule {
+  /** Upper-case method, or `*`. */
+  method: string;
+  /** Path glob segments: a literal segment, `*` (one segment) or `**` (any number). */
+  segments: string[];
+  text: string;
+  source: RuleSource;
+}
+
+export interface HttpHostRules {
+  host: string;
+  hostKind: HostKind;
+  /** undefined: decided by the rest of the manifest (rules, credentials, DLP). */
+  inspect: boolean | undefined;
+  /** undefined: every request not denied is allowed. */
+  allow: HttpRule[] | undefined;
+  deny: HttpRule[];
+  source: RuleSource;
+}
+
+/** Where the launcher reads a brokered secret; the value never enters the model. */
+export type SecretSource = { kind: 'file'; path: string } | { kind: 'helper'; argv: string[] } | { kind: 'env'; name: string };
+
+export interface CredentialSpec {
+  /** Names the credential in the audit log and in its placeholder. */
+  name: string;
+  /** The one host (a name, no wildcard) the secret is sent to. */
+  host: string;
+  /** How it is sent. */
+  inject: { kind: 'header'; name: string } | { kind: 'query'; name: string } | { kind: 'bearer' };
+  /** Variable that holds the placeholder in the box. */
+  env: string | undefined;
+  secret: SecretSource;
+  source: RuleSource;
 }
 
 export interface Preset {

@@ -206,9 +206,10 @@ export function fsRequest(agent: Entity, action: 'read' | 'write' | 'exec', path
   return request(agent, action, pathEntity(path, home, labels, find), text, source, { phase });
 }
 
-export function connectRequest(agent: Entity, host: string, port: number, labels: Labels, phase: Phase, consented: boolean, source?: RuleSource): PolicyRequest {
+export function connectRequest(agent: Entity, host: string, port: number, labels: Labels, phase: Phase, consented: boolean, source?: RuleSource, http?: { method: string; path: string }): PolicyRequest {
   const hostText = host.includes(':') ? `[${host}]` : host;
-  return request(agent, 'connect', hostEntity(host, port, labels), `net:connect:${hostText}:${port}`, source, { phase, consented });
+  const text = http ? `net:connect:${hostText}:${port} ${http.method} ${http.path}` : `net:connect:${hostText}:${port}`;
+  return request(agent, 'connect', hostEntity(host, port, labels), text, source, { phase, consented, ...(http ? { method: http.method, path: http.path } : {}) });
 }
 
 export function launchRequest(agent: Entity, phase: Phase): PolicyRequest {

@@ -2,7 +2,10 @@
  * What every runtime's build takes and gives: the plan it made (printed by a dry run)
  * and, unless it was a dry run, the `Box` the session drives.
  */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { posix } from 'node:path';
 import type { Box } from '../session/box.js';
+import { CA_BUNDLE_NAME, proxyDir, type BoxEgress, type SessionPaths } from '../box/common.js';
 
 export interface BuildOptions {
   command: string[];
@@ -17,6 +20,26 @@ export interface BuildOptions {
   pty?: boolean;
   /** Container runtime: runc or gVisor (default: runtime.isolation). */
   isolation?: 'runc' | 'gvisor';
+  /** The session's CA bundle (PEM text, placed in the session's proxy dir) and the credential placeholders. */
+  egress?: { bundle: string | undefined; placeholders: Record<string, string> };
+}
+
+/**
+ * Writes the session's CA bundle into its proxy dir (root-owned, 0644: public
+ * certificates) and returns what the box plan needs. Nothing when there is no egress.
+ */
+export function placeEgress(paths: SessionPaths, e: BuildOptions['egress'], dryRun: boolean): BoxEgress | undefined {
+  if (!e) return undefined;
+  let caBundle: string | undefined;
+  if (e.bundle !== undefined) {
+    const dir = proxyDir(paths);
+    caBundle = posix.join(dir, CA_BUNDLE_NAME);
+    if (!dryRun) {
+      mkdirSync(dir, { recursive: true, mode: 0o755 });
+      writeFileSync(caBundle, e.bundle, { mode: 0o644, flag: 'wx' });
+    }
+  }
+  return { caBundle, placeholders: e.placeholders };
 }
 
 export interface Built<P> {

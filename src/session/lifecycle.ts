@@ -76,6 +76,8 @@ function launchDetails(model: Model, box: Box, opts: SessionOptions): Record<str
     ...(opts.envAdded ? { envAdded: opts.envAdded } : {}),
     ...(box.layers ? { layers: { fs: box.layers.fs, limitBytes: box.layers.limitBytes, snapshot: model.runtime.snapshot } } : {}),
     ...(opts.policy ? { policy: { dir: opts.policy.dir, policies: [...opts.policy.engine.policies.keys()], checked: 'every grant allowed' } } : {}),
+    ...(opts.egress?.tls ? { tls: { decrypts: 'hosts with egress.http rules, credentials or inspect: true, and every host under DLP, except inspect: false' } } : {}),
+    ...(opts.egress?.brokered.length ? { credentials: opts.egress.brokered.map((b) => ({ name: b.spec.name, host: b.spec.host, env: b.spec.env ?? null, digest: b.digest })) } : {}),
     ...(model.egress.consent ? { consent: model.egress.consent.hosts.map((h) => h.source.text) } : {}),
     ...(model.egress.dlp ? { dlp: [...model.egress.dlp.detectors, ...model.egress.dlp.custom.map((c) => c.name)] } : {}),
     ...(model.egress.maxUploadBytes !== undefined ? { maxUploadBytes: model.egress.maxUploadBytes, maxSessionUploadBytes: model.egress.maxSessionUploadBytes, uploadWindowSeconds: model.egress.uploadWindowSeconds, onViolation: model.egress.onViolation } : {}),
@@ -162,6 +164,8 @@ export async function runSession(model: Model, opts: SessionOptions, box: Box): 
         event,
         policy: opts.policy,
         resolve: opts.resolve,
+        tls: opts.egress?.tls,
+        brokered: opts.egress?.brokered,
         onViolation: (v: Violation) => {
           if (model.egress.onViolation === 'quarantine') quarantine(`${v.kind} violation towards ${v.host}:${v.port}`).catch(guard.report);
         },

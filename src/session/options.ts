@@ -4,6 +4,8 @@ import type { Authorizer } from '../policy/verdict.js';
 import type { ProcessIdentity } from '../host/proc.js';
 import type { Change } from './layers.js';
 import type { SessionControl } from './control.js';
+import type { SessionCa } from '../egress/ca.js';
+import type { Brokered } from '../egress/credentials.js';
 
 export interface SessionOptions {
   /** The command the agent runs (for the launch audit entry). */
@@ -25,6 +27,8 @@ export interface SessionOptions {
   spawnReaper?: (state: string, session: string) => ProcessIdentity | null;
   /** Where quarantine, release and end requests come from (default: the launcher's signals). */
   control?: SessionControl;
+  /** The session CA and upstream trust (when anything is decrypted), and the brokered credentials. */
+  egress?: { tls: { ca: SessionCa; trust: string[] } | undefined; brokered: Brokered[] };
 }
 
 export interface LaunchResult {

@@ -16,7 +16,7 @@ import { denyDir, maskFile } from '../../box/common.js';
 import { buildContainerPlan, ctlDir, type ContainerPlan } from '../../box/container.js';
 import { BASE_IMAGE } from './image.js';
 import type { Box } from '../../session/box.js';
-import type { BuildOptions, Built } from '../build.js';
+import { placeEgress, type BuildOptions, type Built } from '../build.js';
 import { newSessionId } from '../../session/records.js';
 import { prepareSession } from '../../session/prepare.js';
 import { DEFAULT_DISK_BYTES, unmountBox } from '../../session/layers.js';
@@ -49,7 +49,9 @@ export async function buildContainerBox(model: Model, opts: BuildOptions): Promi
     });
   }
   const memfdGate = isolation === 'runc' && existsSync('/proc/sys/vm/memfd_noexec');
+  const egress = placeEgress(prep.paths, opts.egress, opts.dryRun);
   const plan = buildContainerPlan(model, opts.command, {
+    ...(egress ? { egress } : {}),
     session: prep.paths,
     image,
     runtime: isolation === 'gvisor' ? 'runsc' : 'runc',

@@ -20,7 +20,8 @@ import { readMicrovmImage } from './image.js';
 import { BOOT_DEADLINE_SECONDS, buildMicrovmPlan, SAFE_SESSION_PATH, type MicrovmPlan } from '../../box/microvm.js';
 import { seccompBytes } from '../../box/seccomp.js';
 import type { Box } from '../../session/box.js';
-import type { BuildOptions, Built } from '../build.js';
+import { placeEgress, type BuildOptions, type Built } from '../build.js';
+import { CA_BUNDLE_NAME } from '../../box/common.js';
 import { newSessionId } from '../../session/records.js';
 import { identify } from '../../host/proc.js';
 import { bindOpened, bindPath, mountLayers, pathKind } from '../host-mounts.js';
@@ -90,7 +91,9 @@ export async function buildMicrovmBox(model: Model, opts: BuildOptions): Promise
   // 9p does not carry host sockets into the guest: nothing inside a grant to cover.
   const prep = prepareSession(model, { state: opts.state, id, root: true, uid, gid: uid, dryRun: opts.dryRun, log: opts.log, socketsReachable: false });
   const sessionDir = prep.paths.dir;
+  const egress = placeEgress(prep.paths, opts.egress, opts.dryRun);
   const plan = buildMicrovmPlan(model, opts.command, {
+    ...(egress ? { egress } : {}),
     session: prep.paths,
     kernel: image?.kernel ?? '(not built)',
     initramfs: image?.initramfs ?? '(not built)',
@@ -137,6 +140,7 @@ export async function buildMicrovmBox(model: Model, opts: BuildOptions): Promise
       mkdirSync(plan.ctlDir, { recursive: true, mode: 0o700 });
       writeFileSync(posix.join(plan.ctlDir, 'config'), plan.config, { mode: 0o600 });
       writeFileSync(posix.join(plan.ctlDir, 'seccomp.bpf'), seccompBytes(), { mode: 0o600 });
+      if (egress?.caBundle) copyFileSync(egress.caBundle, posix.join(plan.ctlDir, CA_BUNDLE_NAME));
       const deadline = BOOT_DEADLINE_SECONDS[plan.argv[plan.argv.indexOf('-accel') + 1] === 'kvm' ? 'kvm' : 'tcg'];
       /** One boot: QEMU with fresh output relays; resolves with the exit code, or 'stalled' if the guest never reached the agent. */
       const bootOnce = (onSpawn: (c: ChildProcess) => void) =>

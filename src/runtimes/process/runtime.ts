@@ -22,7 +22,7 @@ import { prepareSession } from '../../session/prepare.js';
 import { makeMountPoints, DEFAULT_DISK_BYTES, unmountBox } from '../../session/layers.js';
 import { bindOpened, mountLayers, pathKind } from '../host-mounts.js';
 import { attachSocket, type Box } from '../../session/box.js';
-import type { BuildOptions, Built } from '../build.js';
+import { placeEgress, type BuildOptions, type Built } from '../build.js';
 
 function topLinks(): Record<string, string> {
   const out: Record<string, string> = {};
@@ -100,6 +100,8 @@ export async function buildProcessBox(model: Model, opts: BuildOptions): Promise
       tmpBytes: model.limits.diskBytes ?? prep.layers?.limitBytes ?? DEFAULT_DISK_BYTES,
       memfdNoexec: root && existsSync('/proc/sys/vm/memfd_noexec'),
     };
+    const egress = placeEgress(prep.paths, opts.egress, opts.dryRun);
+    if (egress) facts.egress = egress;
     plan = buildLaunchPlan(model, opts.command, facts);
     if (opts.dryRun) {
       prep.release();

@@ -1,0 +1,277 @@
+/**
+ * One request inside a decrypted tunnel (HTTP/1.1 or HTTP/2 from the agent), decided
+ * before anything leaves:
+ *
+ * 1. its authority (`Host`, or `:authority`) must be the tunnel's host and port;
+ * 2. the `egress.http` method/path rules for the host (rules.ts semantics);
+ * 3. organisation policy per request, with `method` and `path` in the Cedar context;
+ * 4. the body read within the session's buffer budget and scanned with the URL and
+ *    headers: the manifest's DLP detectors, every brokered secret, and the placeholders
+ *    of credentials that belong to other hosts;
+ * 5. the credential for this host injected (after the scan, so the scan never sees it);
+ * 6. the upload meter counts the request line, headers and body.
+ *
+ * A refusal answers 403 inside TLS with the reason code in the status text (HTTP/1.1)
+ * and the plain-language body, and is audited with method and path. Allowed requests
+ * go upstream as HTTP/1.1 over the pinned, verified connection. A WebSocket upgrade is
+ * decided the same way, then both directions are relayed and metered.
+ */
+import type { IncomingMessage, ServerResponse, OutgoingHttpHeaders } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import { request as httpsRequest } from 'node:https';
+import type { Socket } from 'node:net';
+import type { Readable } from 'node:stream';
+import { scanRequest, type Detector } from '../policy/dlp.js';
+import { decideHttp } from '../model/http.js';
+import { readBody, scanTexts } from './body.js';
+import { splitAuthority, type OpenExchange, type ProxyContext } from './context.js';
+import { credentialDetectors, inject } from './credentials.js';
+import { refusal, statusText, type Refusal } from './reasons.js';
+import { upstreamRefusal, type UpstreamTls } from './upstream.js';
+
+/** An admitted, decrypted tunnel. */
+export interface Inspected {
+  host: string;
+  port: number;
+  address: string;
+  rule: string;
+  meterKey: string;
+  /** Why it is decrypted: rules, credential, inspect, dlp. */
+  inspected: string;
+  upstream: UpstreamTls;
+}
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'http2-settings', 'host']);
+/** Response headers an HTTP/2 answer must not carry, and hints that would send clients around the proxy. */
+const RESPONSE_DROP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'alt-svc']);
+
+type AnyReq = IncomingMessage | Http2ServerRequest;
+type AnyRes = ServerResponse | Http2ServerResponse;
+
+export type Decided = { ok: true; body: Buffer | undefined; release: () => void; path: string; headers: Record<string, string | string[]>; injected: ReturnType<typeof inject>['injected'] } | { ok: false; status: number; refusal: Refusal };
+
+/** The request's headers as [name, value] pairs (pseudo-headers and Host left out), for scanning. */
+const headerList = (h: AnyReq['headers']) => Object.entries(h).flatMap(([k, v]) => (k.startsWith(':') || k === 'host' || v === undefined ? [] : (Array.isArray(v) ? v : [v]).map((x) => [k, String(x)] as [string, string])));
+
+/**
+ * Steps 2 to 5 for a request to `host` (shared with plain HTTP, forward.ts): rules,
+ * policy, scanning and injection. `withBody` false for an upgrade (no body).
+ */
+export async function decide(ctx: ProxyContext, host: string, port: number, req: AnyReq, method: string, pathAndQuery: string, tls: boolean, withBody = true): Promise<Decided> {
+  const no = (status: number, r: Refusal): Decided => ({ ok: false, status, refusal: r });
+  const q = pathAndQuery.indexOf('?');
+  const path = q < 0 ? pathAndQuery : pathAndQuery.slice(0, q);
+  const entries = ctx.http?.rules(host) ?? [];
+  const d = decideHttp(entries, method, path);
+  if (!d.allow) return no(403, refusal('http-rule', d.reason, d.rule, { method, path }));
+  const p = ctx.http?.requestPolicy?.(host, port, method, path);
+  if (p && !p.allow) return no(403, refusal('policy', `organisation policy forbids ${method} ${path}: ${p.reason}`, p.ids.join(', ') || undefined, { method, path, policy: { decision: 'deny', ids: p.ids } }));
+  const brokered = ctx.brokered ?? [];
+  if (!tls && brokered.some((b) => b.spec.host === host)) {
+    const b = brokered.find((x) => x.spec.host === host)!;
+    return no(403, refusal('credential', `credential ${b.spec.name} is sent to ${host} over HTTPS only; this plain-HTTP request was not sent`, b.spec.source.pointer, { method, path }));
+  }
+  const detectors: Detector[] = [...(ctx.dlp ?? []), ...credentialDetectors(brokered, host)];
+  let body: Buffer | undefined;
+  let release = () => undefined as void;
+  if (detectors.length > 0) {
+    let texts: string[] = [];
+    if (withBody) {
+      const read = await readBody(req as IncomingMessage, { maxBytes: ctx.maxScanBytes, budget: ctx.budget, idleMs: ctx.bodyIdleMs });
+      if (!read.ok) return no(read.refusal.code === 'busy' ? 503 : 403, { ...read.refusal, rule: read.refusal.rule ?? 'egress.dlp', details: { ...read.refusal.details, method, path } });
+      body = read.body;
+      release = read.release;
+      const t = scanTexts(body, { encoding: req.headers['content-encoding'] as string | undefined, contentType: req.headers['content-type'] as string | undefined }, ctx.maxScanBytes);
+      if (!t.ok) {
+        release();
+        return no(403, { ...t.refusal, rule: 'egress.dlp', details: { method, path } });
+      }
+      texts = t.texts;
+    }
+    const hit = scanRequest(detectors, { url: pathAndQuery, headers: headerList(req.headers), body: texts });
+    if (hit) {
+      release();
+      const placeholder = hit.detector.startsWith('placeholder:');
+      const reason = placeholder
+        ? `the placeholder of credential ${hit.detector.slice(12)} was in the request's ${hit.where} to ${host}, which is not its host; it was not sent`
+        : `data-loss prevention: the request's ${hit.where} matches detector ${hit.detector}; it was not sent`;
+      return no(403, refusal(placeholder ? 'placeholder' : 'dlp', reason, `egress.dlp ${hit.detector}`, { dlp: { detector: hit.detector, where: hit.where, digest: ctx.digest?.(hit.match), method, path } }));
+    }
+  }
+  const headers: Record<string, string | string[]> = {};
+  for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !k.startsWith(':') && !HOP_BY_HOP.has(k)) headers[k] = v as string | string[];
+  const inj = tls ? inject(brokered, host, headers, pathAndQuery) : { path: pathAndQuery, injected: [] };
+  if (body !== undefined) {
+    headers['content-length'] = String(body.length);
+    delete headers['transfer-encoding'];
+  }
+  return { ok: true, body, release, path: inj.path, headers, injected: inj.injected };
+}
+
+/** The bytes a request line and headers take upstream. */
+function headerBytes(method: string, path: string, headers: Record<string, string | string[]>): number {
+  let n = Buffer.byteLength(`${method} ${path} HTTP/1.1\r\n\r\n`);
+  for (const [k, v] of Object.entries(headers)) for (const x of Array.isArray(v) ? v : [v]) n += Buffer.byteLength(`${k}: ${x}\r\n`);
+  return n;
+}
+
+/** Takes n bytes from the upload meter; the refusal when over. */
+export function meterTake(ctx: ProxyContext, meterKey: string, host: string, port: number, n: number, sent: number, what: string): Refusal | undefined {
+  const meter = ctx.upload;
+  if (!meter) return undefined;
+  const over = meter.wouldRefuse(meterKey, n, Date.now());
+  if (!over && meter.take(meterKey, n, Date.now())) return undefined;
+  const limit = over === 'session' ? `${meter.sessionLimit} bytes from the whole session` : `${meter.limit} bytes`;
+  const reason = `upload to ${host}:${port} would pass ${limit} within ${meter.windowMs / 1000}s (egress.${over === 'session' ? 'maxSessionUploadBytes' : 'maxUploadBytes'}); ${what}`;
+  const d = { limit: over === 'session' ? meter.sessionLimit : meter.limit, windowSeconds: meter.windowMs / 1000, sentInWindow: meter.used(meterKey, Date.now()), sessionSentInWindow: meter.usedBySession(Date.now()), sentInRequest: sent, meterKey };
+  return refusal('upload-limit', reason, 'egress.maxUploadBytes', d);
+}
+
+function authorityOk(req: AnyReq, conn: Inspected, canonical: (h: string) => string): boolean {
+  const raw = (req.headers[':authority'] as string | undefined) ?? req.headers.host;
+  if (raw === undefined) return false;
+  const a = splitAuthority(raw, 443);
+  return a !== undefined && canonical(a.host) === conn.host && (a.port === conn.port || (raw.indexOf(':', raw.lastIndexOf(']') + 1) < 0 && conn.port === 443));
+}
+
+/** The request target as origin-form; an absolute-form target must name the tunnel's host. */
+function originForm(req: AnyReq, conn: Inspected, canonical: (h: string) => string): string | undefined {
+  const u = req.url ?? '/';
+  if (u.startsWith('/')) return u;
+  try {
+    const url = new URL(u);
+    if (url.protocol !== 'https:' || canonical(url.hostname) !== conn.host) return undefined;
+    return `${url.pathname}${url.search}`;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function handleDecrypted(ctx: ProxyContext, conn: Inspected, t: OpenExchange, req: AnyReq, res: AnyRes): Promise<void> {
+  const { host, port } = conn;
+  const method = req.method ?? 'GET';
+  (req as Readable).on('error', () => res.destroy());
+  res.on('error', () => (req as Readable).destroy());
+  const shown = (p: string) => (p.length > 200 ? `${p.slice(0, 197)}...` : p);
+  const refuse = (status: number, r: Refusal, path: string) => {
+    ctx.event({ action: 'egress.https', host, port, decision: 'deny', code: r.code, reason: r.reason, rule: r.rule, address: conn.address, details: { method, path: shown(path), ...r.details } });
+    if (r.code === 'dlp' || r.code === 'placeholder') ctx.violation({ kind: 'dlp', host, port, reason: r.reason, details: (r.details.dlp as Record<string, unknown>) ?? { method, path } });
+    const body = status === 403 ? ctx.denyBody(host, port, r.reason) : `agentbox: ${r.reason}\n`;
+    (req as Readable).resume();
+    if (res.headersSent || res.destroyed) return;
+    const h = { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body) };
+    if (req.httpVersionMajor >= 2) (res as Http2ServerResponse).writeHead(status, h);
+    else (res as ServerResponse).writeHead(status, status === 403 ? statusText(r) : status === 502 ? 'Bad Gateway (agentbox)' : undefined, { ...h, connection: 'close' });
+    res.end(body);
+  };
+  const pathAndQuery = originForm(req, conn, ctx.canonical);
+  if (!authorityOk(req, conn, ctx.canonical) || pathAndQuery === undefined) {
+    return refuse(403, refusal('host-mismatch', `the request names ${String(req.headers[':authority'] ?? req.headers.host ?? 'no host')}, not ${host}:${port}, the host the tunnel was opened to; relaying through an allowed host is refused`), req.url ?? '');
+  }
+  const d = await decide(ctx, host, port, req, method, pathAndQuery, true);
+  if (!d.ok) return refuse(d.status, d.refusal, pathAndQuery.split('?')[0]!);
+  const headers = d.headers;
+  headers.host = port === 443 ? host : `${host}:${port}`;
+  const head = headerBytes(method, d.path, headers);
+  const over = meterTake(ctx, conn.meterKey, host, port, head + (d.body?.length ?? 0), 0, 'it was not sent');
+  if (over) {
+    d.release();
+    ctx.violation({ kind: 'upload-limit', host, port, reason: over.reason, details: over.details });
+    return refuse(403, over, pathAndQuery.split('?')[0]!);
+  }
+  t.bytesOut += head;
+  ctx.event({ action: 'egress.https', host, port, decision: 'allow', reason: 'granted', rule: conn.rule, address: conn.address, details: { method, path: shown(pathAndQuery.split('?')[0]!), inspected: conn.inspected, ...(d.injected.length > 0 ? { injected: d.injected } : {}) } });
+
+  const up = httpsRequest({ host: conn.address, port, method, path: d.path, headers: headers as OutgoingHttpHeaders, agent: conn.upstream.agent, ...(conn.upstream.servername ? { servername: conn.upstream.servername } : {}), setHost: false, timeout: ctx.connectTimeoutMs }, (upRes) => {
+    const out: Record<string, string | string[]> = {};
+    for (const [k, v] of Object.entries(upRes.headers)) if (v !== undefined && !RESPONSE_DROP.has(k)) out[k] = v;
+    if (!res.headersSent) res.writeHead(upRes.statusCode ?? 502, out);
+    upRes.on('error', () => res.destroy());
+    upRes.on('data', (c: Buffer) => (t.bytesIn += c.length));
+    (upRes as Readable).pipe(res as unknown as NodeJS.WritableStream);
+  });
+  ctx.upstreams.add(up);
+  up.on('close', () => ctx.upstreams.delete(up));
+  up.on('timeout', () => up.destroy(Object.assign(new Error('upstream timeout'), { code: 'ETIMEDOUT' })));
+  up.on('error', (e: NodeJS.ErrnoException) => {
+    const r = upstreamRefusal(host, port, e);
+    if (r.code === 'upstream-certificate') ctx.event({ action: 'egress.https', host, port, decision: 'deny', code: r.code, reason: r.reason, rule: r.rule, address: conn.address, details: { method, path: shown(pathAndQuery), ...r.details } });
+    if (!res.headersSent) refuse(502, r, pathAndQuery);
+    else res.destroy();
+  });
+  if (d.body !== undefined) {
+    t.bytesOut += d.body.length;
+    up.end(d.body, () => d.release());
+    return;
+  }
+  // Not scanned (no detectors): metered as it streams, cut at the limit.
+  let cut = false;
+  (req as Readable).on('data', (c: Buffer) => {
+    if (cut) return;
+    const o = meterTake(ctx, conn.meterKey, host, port, c.length, t.bytesOut, 'the request was cut');
+    if (o) {
+      cut = true;
+      up.destroy();
+      ctx.violation({ kind: 'upload-limit', host, port, reason: o.reason, details: o.details });
+      return refuse(403, o, pathAndQuery);
+    }
+    t.bytesOut += c.length;
+    if (!up.write(c)) (req as Readable).pause();
+  });
+  up.on('drain', () => (req as Readable).resume());
+  (req as Readable).on('end', () => {
+    if (!cut) up.end();
+  });
+}
+
+/** A WebSocket (or other HTTP/1.1) upgrade: decided as a request, then relayed both ways and metered. */
+export async function handleUpgrade(ctx: ProxyContext, conn: Inspected, t: OpenExchange, req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
+  const { host, port } = conn;
+  const method = req.method ?? 'GET';
+  socket.on('error', () => socket.destroy());
+  const refuse = (status: number, r: Refusal, path: string) => {
+    ctx.event({ action: 'egress.https', host, port, decision: 'deny', code: r.code, reason: r.reason, rule: r.rule, address: conn.address, details: { method, path, upgrade: req.headers.upgrade ?? null, ...r.details } });
+    if (r.code === 'dlp' || r.code === 'placeholder') ctx.violation({ kind: 'dlp', host, port, reason: r.reason, details: (r.details.dlp as Record<string, unknown>) ?? {} });
+    const body = ctx.denyBody(host, port, r.reason);
+    socket.end(`HTTP/1.1 ${status} ${status === 403 ? statusText(r) : 'Bad Gateway (agentbox)'}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  };
+  const pathAndQuery = originForm(req, conn, ctx.canonical);
+  if (!authorityOk(req, conn, ctx.canonical) || pathAndQuery === undefined) return refuse(403, refusal('host-mismatch', `the upgrade names ${req.headers.host ?? 'no host'}, not ${host}:${port}`), req.url ?? '');
+  const d = await decide(ctx, host, port, req, method, pathAndQuery, true, false);
+  if (!d.ok) return refuse(d.status, d.refusal, pathAndQuery.split('?')[0]!);
+  let up: import('node:tls').TLSSocket;
+  try {
+    up = await conn.upstream.connect();
+  } catch (e) {
+    return refuse(502, upstreamRefusal(host, port, e as NodeJS.ErrnoException), pathAndQuery);
+  }
+  const headers = { ...d.headers, host: port === 443 ? host : `${host}:${port}`, connection: 'Upgrade', upgrade: String(req.headers.upgrade ?? '') };
+  let text = `${method} ${d.path} HTTP/1.1\r\n`;
+  for (const [k, v] of Object.entries(headers)) for (const x of Array.isArray(v) ? v : [v]) text += `${k}: ${x}\r\n`;
+  text += '\r\n';
+  ctx.event({ action: 'egress.https', host, port, decision: 'allow', reason: 'granted', rule: conn.rule, address: conn.address, details: { method, path: pathAndQuery.split('?')[0], upgrade: headers.upgrade, inspected: conn.inspected, ...(d.injected.length > 0 ? { injected: d.injected } : {}) } });
+  let cut = false;
+  const send = (c: Buffer) => {
+    if (cut) return;
+    const o = meterTake(ctx, conn.meterKey, host, port, c.length, t.bytesOut, 'the connection was cut');
+    if (o) {
+      cut = true;
+      ctx.event({ action: 'egress.https', host, port, decision: 'deny', code: o.code, reason: o.reason, rule: o.rule, address: conn.address, details: o.details });
+      ctx.violation({ kind: 'upload-limit', host, port, reason: o.reason, details: o.details });
+      up.destroy();
+      socket.destroy();
+      return;
+    }
+    t.bytesOut += c.length;
+    if (!up.write(c)) socket.pause();
+  };
+  send(Buffer.from(text));
+  if (head.length > 0) send(head);
+  socket.on('data', send);
+  up.on('drain', () => socket.resume());
+  up.on('data', (c: Buffer) => (t.bytesIn += c.length));
+  up.pipe(socket);
+  socket.on('close', () => up.destroy());
+  up.on('close', () => socket.destroy());
+  up.on('error', () => socket.destroy());
+}

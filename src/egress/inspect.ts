@@ -1,0 +1,134 @@
+/**
+ * TLS termination for an admitted CONNECT to a host the manifest inspects.
+ *
+ * 1. Before the agent hears anything, the proxy opens its own TLS to the admitted
+ *    address, verified against the host's trust store (and egress.trust): an upstream
+ *    whose certificate fails is refused with 502 and its reason code in the status line
+ *    (`upstream-certificate`), audited; the agent is never offered that server.
+ * 2. The CONNECT is answered 200 and the agent's TLS is terminated with a leaf of the
+ *    session CA for the CONNECT host. The SNI name must be that host (absent SNI gets
+ *    the same leaf); any other name is refused in the handshake and audited
+ *    (`sni-mismatch`): one admitted tunnel cannot be used to reach another name.
+ * 3. ALPN offers h2 and http/1.1; each request (either protocol) goes to
+ *    decrypted.ts, and to the upstream as HTTP/1.1 over the pinned, verified
+ *    connection (the first one is the connection made in step 1).
+ */
+import { createSecureServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
+import type { IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, type AgentOptions } from 'node:https';
+import { isIP, type Socket } from 'node:net';
+import { connect as tlsConnect, type TLSSocket, type SecureContext } from 'node:tls';
+import type { Duplex } from 'node:stream';
+import type { Admitted } from './admission.js';
+import type { ProxyContext } from './context.js';
+import { handleDecrypted, handleUpgrade, type Inspected } from './decrypted.js';
+import { refusal } from './reasons.js';
+import { upstreamRefusal, type UpstreamTls } from './upstream.js';
+
+/**
+ * The upstream connections of one agent connection: the verified first one, then more
+ * on demand (an h2 agent's parallel streams), all to the admitted address.
+ */
+class PinnedAgent extends HttpsAgent {
+  constructor(private first: TLSSocket | undefined, opts: AgentOptions) {
+    super(opts);
+  }
+  override createConnection(options: object, cb: (e: Error | null, s: Duplex) => void): Duplex | undefined {
+    const s = this.first;
+    if (s && !s.destroyed) {
+      this.first = undefined;
+      return s;
+    }
+    // @ts-expect-error: https.Agent.prototype.createConnection exists (it is tls.connect).
+    return super.createConnection(options, cb);
+  }
+}
+
+function dial(ctx: ProxyContext, host: string, address: string, port: number): Promise<TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const servername = isIP(host) ? undefined : host;
+    const s = tlsConnect({ host: address, port, ...(servername ? { servername } : {}), ca: ctx.tls!.trust, ALPNProtocols: ['http/1.1'], timeout: ctx.connectTimeoutMs, minVersion: 'TLSv1.2' });
+    ctx.sockets.add(s);
+    s.once('close', () => ctx.sockets.delete(s));
+    s.once('secureConnect', () => {
+      s.setTimeout(0);
+      resolve(s);
+    });
+    s.once('timeout', () => {
+      s.destroy();
+      reject(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' }));
+    });
+    s.once('error', reject);
+  });
+}
+
+export async function terminateTls(ctx: ProxyContext, client: Socket, head: Buffer, verdict: Admitted, port: number, why: string): Promise<void> {
+  const host = verdict.host;
+  let first: TLSSocket;
+  try {
+    first = await dial(ctx, host, verdict.address, port);
+  } catch (e) {
+    const r = upstreamRefusal(host, port, e as NodeJS.ErrnoException);
+    ctx.event({ action: 'egress.connect', host, port, decision: 'deny', code: r.code, reason: r.reason, rule: r.rule, address: verdict.address, details: { ...verdict.details, ...r.details, inspected: why } });
+    const body = `agentbox: ${r.reason}\n`;
+    if (!client.destroyed) client.end(`HTTP/1.1 502 ${r.code === 'upstream-certificate' ? 'Upstream certificate refused by agentbox (upstream-certificate)' : 'Upstream unreachable (agentbox)'}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    return;
+  }
+  first.on('error', () => undefined);
+  if (client.destroyed) {
+    first.destroy();
+    return;
+  }
+  let context: SecureContext;
+  try {
+    context = await ctx.tls!.ca.contextFor(host);
+  } catch {
+    first.destroy();
+    client.destroy();
+    return;
+  }
+  ctx.event({ action: 'egress.connect', host, port, decision: 'allow', reason: 'granted', rule: verdict.rule, address: verdict.address, details: { ...verdict.details, inspected: why } });
+  const servername = isIP(host) ? undefined : host;
+  const agent = new PinnedAgent(first, { keepAlive: true, maxSockets: 16, ca: ctx.tls!.trust, ...(servername ? { servername } : {}), ALPNProtocols: ['http/1.1'], minVersion: 'TLSv1.2' } as AgentOptions);
+  const upstream: UpstreamTls = { connect: () => dial(ctx, host, verdict.address, port), agent, servername };
+  const conn: Inspected = { host, port, address: verdict.address, rule: verdict.rule, meterKey: verdict.meterKey, inspected: why, upstream };
+  const t = ctx.trackOpen({ kind: 'tunnel', host, port, address: verdict.address });
+  let sniRefused = false;
+
+  const server = createSecureServer(
+    {
+      allowHTTP1: true,
+      ALPNProtocols: ['h2', 'http/1.1'],
+      minVersion: 'TLSv1.2',
+      SNICallback: (name, cb) => {
+        if (ctx.canonical(name) === host) return cb(null, context);
+        sniRefused = true;
+        const r = refusal('sni-mismatch', `the TLS server name ${JSON.stringify(name.slice(0, 253))} is not the host the tunnel was opened to (${host}); one tunnel cannot reach another name`);
+        ctx.event({ action: 'egress.connect', host, port, decision: 'deny', code: r.code, reason: r.reason, rule: undefined, address: verdict.address, details: { sni: name.slice(0, 253) } });
+        cb(new Error(r.reason));
+      },
+      // A client that sends no SNI (an address, an old client) is answered for the CONNECT host.
+      ...({ secureContext: context } as object),
+    },
+    (req: Http2ServerRequest | IncomingMessage, res: Http2ServerResponse | import('node:http').ServerResponse) => void handleDecrypted(ctx, conn, t, req, res).catch(() => res.destroy()),
+  );
+  server.on('upgrade', (req: IncomingMessage, socket: Socket, upgradeHead: Buffer) => void handleUpgrade(ctx, conn, t, req, socket, upgradeHead).catch(() => socket.destroy()));
+  server.on('tlsClientError', () => client.destroy());
+  server.on('sessionError', () => undefined);
+  server.on('secureConnection', (s: TLSSocket) => {
+    s.on('error', () => undefined);
+    ctx.sockets.add(s);
+    s.once('close', () => ctx.sockets.delete(s));
+  });
+  const cleanup = () => {
+    agent.destroy();
+    first.destroy();
+    ctx.trackClose(t);
+    if (!sniRefused) ctx.event({ action: 'egress.connect', host, port, decision: 'allow', reason: 'closed', rule: verdict.rule, address: verdict.address, bytesIn: t.bytesIn, bytesOut: t.bytesOut });
+  };
+  client.once('close', cleanup);
+  client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+  if (head.length > 0) client.unshift(head);
+  server.emit('connection', client);
+}
+

@@ -1,0 +1,26 @@
+/**
+ * The proxy's own TLS towards an upstream: the failure classes (a certificate that does
+ * not verify is refused and says so; a server that cannot be reached is a 502), and the
+ * handle a decrypted tunnel keeps to its pinned, verified upstream.
+ */
+import type { Agent as HttpsAgent } from 'node:https';
+import type { TLSSocket } from 'node:tls';
+import { refusal, type Refusal } from './reasons.js';
+
+/** TLS errors that mean the upstream's certificate was not acceptable. */
+// Node reports OpenSSL's X509_V_ERR_* names without the prefix, and ERR_TLS_CERT_ALTNAME_INVALID for a name mismatch.
+const CERT_ERRORS = /CERT|SELF_SIGNED|UNABLE_TO_|ALTNAME|HOSTNAME|KEY_TOO_SMALL|INVALID_(CA|PURPOSE)|PATH_LENGTH|CRL|UNTRUSTED|REJECTED|REVOKED|SIGNATURE|ERROR_IN_|CHAIN/;
+
+export function upstreamRefusal(host: string, port: number, e: NodeJS.ErrnoException): Refusal {
+  const code = e.code ?? 'error';
+  if (CERT_ERRORS.test(code)) return refusal('upstream-certificate', `the certificate of ${host}:${port} failed verification (${code}); agentbox does not connect to it, and the agent cannot be made to accept it`, 'upstream TLS verification', { tlsError: code });
+  return refusal('upstream-failed', `${host}:${port} could not be reached over TLS (${code})`, undefined, { tlsError: code });
+}
+
+export interface UpstreamTls {
+  /** Connects to address:port verifying `host`'s certificate. */
+  connect(): Promise<TLSSocket>;
+  agent: HttpsAgent;
+  servername: string | undefined;
+}
+
