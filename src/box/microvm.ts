@@ -50,6 +50,8 @@ export interface MicrovmFacts {
   grants: GrantFact[];
   /** The session CA bundle (the runtime copies it into the control share) and credential placeholders. */
   egress?: BoxEgress;
+  /** The host's clock (ms since the epoch) the guest starts with. */
+  now?: number;
 }
 
 export interface MicrovmPlan {
@@ -118,6 +120,8 @@ export function buildMicrovmPlan(model: Model, command: string[], f: MicrovmFact
   for (const a of command) records.push(['arg', a]);
   for (const [k, v] of env) records.push(['env', `${k}=${v}`]);
   records.push(['uid', String(f.uid)], ['gid', String(f.gid)]);
+  // The host's clock: -M microvm has no RTC, and TLS needs the date.
+  if (f.now !== undefined) records.push(['time', String(Math.floor(f.now / 1000))]);
   if (model.limits.pids !== undefined) records.push(['nproc', String(model.limits.pids)]);
   const dirGrant = (p: string) => f.grants.some((g) => g.kind === 'dir' && isWithin(p, g.path));
   records.push(['cwd', dirGrant(f.cwd) ? f.cwd : dirGrant(model.home) ? model.home : '/']);

@@ -21,10 +21,16 @@ x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 const HOUR = 3600_000;
 
+export interface Leaf {
+  context: SecureContext;
+  key: string;
+  cert: string;
+}
+
 const serial = () => Buffer.from(webcrypto.getRandomValues(new Uint8Array(16))).toString('hex').replace(/^[89a-f]/, '1');
 
 export class SessionCa {
-  private readonly leaves = new Map<string, Promise<SecureContext>>();
+  private readonly leaves = new Map<string, Promise<Leaf>>();
   private destroyed = false;
 
   private constructor(
@@ -70,8 +76,8 @@ export class SessionCa {
     return Buffer.from(await this.caCert.getThumbprint('SHA-256')).toString('hex');
   }
 
-  /** The TLS context presenting a leaf for `host` (a canonical name or address). */
-  contextFor(host: string): Promise<SecureContext> {
+  /** The leaf for `host` (a canonical name or address): its TLS context, and key and certificate for a server's defaults. */
+  leafFor(host: string): Promise<Leaf> {
     if (this.destroyed) return Promise.reject(new Error('the session CA was destroyed'));
     let c = this.leaves.get(host);
     if (!c) {
@@ -82,7 +88,7 @@ export class SessionCa {
     return c;
   }
 
-  private async issue(host: string): Promise<SecureContext> {
+  private async issue(host: string): Promise<Leaf> {
     const ca = this.caKeys!;
     const leaf = this.leafKeys!;
     const san = isIP(host) ? { type: 'ip' as const, value: host } : { type: 'dns' as const, value: host };
@@ -104,7 +110,8 @@ export class SessionCa {
         await x509.AuthorityKeyIdentifierExtension.create(ca.publicKey),
       ],
     });
-    return createSecureContext({ key: this.leafKeyPem!, cert: cert.toString('pem'), minVersion: 'TLSv1.2' });
+    const pem = cert.toString('pem');
+    return { context: createSecureContext({ key: this.leafKeyPem!, cert: pem, minVersion: 'TLSv1.2' }), key: this.leafKeyPem!, cert: pem };
   }
 
   /** Drops every key and context: nothing can be issued or presented after the session. */

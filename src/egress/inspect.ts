@@ -17,7 +17,8 @@ import { createSecureServer, type Http2ServerRequest, type Http2ServerResponse }
 import type { IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, type AgentOptions } from 'node:https';
 import { isIP, type Socket } from 'node:net';
-import { connect as tlsConnect, type TLSSocket, type SecureContext } from 'node:tls';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import type { Leaf } from './ca.js';
 import type { Duplex } from 'node:stream';
 import type { Admitted } from './admission.js';
 import type { ProxyContext } from './context.js';
@@ -79,9 +80,9 @@ export async function terminateTls(ctx: ProxyContext, client: Socket, head: Buff
     first.destroy();
     return;
   }
-  let context: SecureContext;
+  let leaf: Leaf;
   try {
-    context = await ctx.tls!.ca.contextFor(host);
+    leaf = await ctx.tls!.ca.leafFor(host);
   } catch {
     first.destroy();
     client.destroy();
@@ -101,14 +102,15 @@ export async function terminateTls(ctx: ProxyContext, client: Socket, head: Buff
       ALPNProtocols: ['h2', 'http/1.1'],
       minVersion: 'TLSv1.2',
       SNICallback: (name, cb) => {
-        if (ctx.canonical(name) === host) return cb(null, context);
+        if (ctx.canonical(name) === host) return cb(null, leaf.context);
         sniRefused = true;
         const r = refusal('sni-mismatch', `the TLS server name ${JSON.stringify(name.slice(0, 253))} is not the host the tunnel was opened to (${host}); one tunnel cannot reach another name`);
         ctx.event({ action: 'egress.connect', host, port, decision: 'deny', code: r.code, reason: r.reason, rule: undefined, address: verdict.address, details: { sni: name.slice(0, 253) } });
         cb(new Error(r.reason));
       },
       // A client that sends no SNI (an address, an old client) is answered for the CONNECT host.
-      ...({ secureContext: context } as object),
+      key: leaf.key,
+      cert: leaf.cert,
     },
     (req: Http2ServerRequest | IncomingMessage, res: Http2ServerResponse | import('node:http').ServerResponse) => void handleDecrypted(ctx, conn, t, req, res).catch(() => res.destroy()),
   );

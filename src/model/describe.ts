@@ -57,9 +57,10 @@ export function describeModel(model: Model): Description {
   for (const g of fs) may.push(g.access === 'write' ? `read, change, create and delete files in ${p(g.path)}` : `read ${p(g.path)}`);
   for (const g of model.grants.net) {
     const host = g.hostKind === 'wildcard' ? `any host under ${g.host.slice(2)}` : g.hostKind === 'ipv6' ? `[${g.host}]` : g.host;
-    const why = viaProxy(g) && g.hostKind !== 'ipv4' && g.hostKind !== 'ipv6' ? inspection(model, g.host) : undefined;
-    const tls = !viaProxy(g) ? '' : why ? '; agentbox decrypts and inspects its HTTPS' : model.egress.http.some((e) => e.inspect === false && hostMatches(e.host, g.host)) ? '; its HTTPS stays an encrypted tunnel agentbox does not open (inspect: false)' : '';
-    may.push(`connect to ${host} on port ${g.port}${viaProxy(g) ? ` (through agentbox's egress proxy${tls})` : ''}`);
+    const why = inspection(model, g.host);
+    const opaque = !why && model.egress.http.some((e) => e.inspect === false && hostMatches(e.host, g.host));
+    const notes = [viaProxy(g) ? "through agentbox's egress proxy" : undefined, why ? 'agentbox decrypts and inspects its HTTPS' : opaque ? 'its HTTPS stays an encrypted tunnel agentbox does not open (inspect: false)' : undefined].filter(Boolean);
+    may.push(`connect to ${host} on port ${g.port}${notes.length > 0 ? ` (${notes.join('; ')})` : ''}`);
     if (why) decrypted.push(g.host);
   }
   for (const c of model.egress.credentials) {

@@ -15,7 +15,7 @@ import type { RuntimeKind } from './types.js';
 export const SYSTEM_TOP = ['/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32'];
 /** Secrets in /etc the process runtime covers. */
 export const ETC_FILE_MASKS = ['/etc/shadow', '/etc/shadow-', '/etc/gshadow', '/etc/gshadow-', '/etc/sudoers', '/etc/security/opasswd'];
-export const ETC_DIR_MASKS = ['/etc/sudoers.d', '/etc/ssh', '/etc/ssl/private', '/etc/docker'];
+export const ETC_DIR_MASKS = ['/etc/sudoers.d', '/etc/ssh', '/etc/ssl/private', '/etc/docker', '/etc/agentbox/secrets'];
 /** The session's own writable places. */
 export const PRIVATE_WRITABLE = ['/tmp', '/var/tmp', '/dev/shm'];
 

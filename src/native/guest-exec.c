@@ -14,6 +14,7 @@
  *
  * Config records: a type string, then its fields, each NUL-terminated:
  *   mount TAG TARGET ro|rw|rwx   bind SRC TARGET ro|rw|rwx   deny-dir PATH   deny-file PATH
+ *   time SECONDS (the host's clock at launch: the guest has no RTC)
  *   arg VALUE   env K=V
  * (rw is writable and noexec; rwx writable and executable, for a grant that holds a
  * granted program.)
@@ -30,6 +31,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <time.h>
 #include <sys/reboot.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -160,6 +162,12 @@ int main(int argc, char **argv) {
     } else if (!strcmp(t, "nproc")) {
       NEED(1);
       nproc = strtol(items[++i], NULL, 10);
+    } else if (!strcmp(t, "time")) {
+      /* -M microvm has no RTC (rtc=off): without this the guest starts in 1970 and no
+         certificate (the session CA's included) is valid yet. */
+      NEED(1);
+      struct timespec ts = {(time_t)strtoll(items[++i], NULL, 10), 0};
+      if (clock_settime(CLOCK_REALTIME, &ts) != 0) die("clock_settime");
     } else if (!strcmp(t, "cwd")) {
       NEED(1);
       cwd = items[++i];

@@ -8,6 +8,7 @@
  * through which hop (the proxy adds no header, so tests compare against the audit log).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 
 export interface SeenRequest {
   method: string;
@@ -62,9 +63,10 @@ function gemini(res: ServerResponse, text: string, stream: boolean) {
 }
 
 /** Starts the server on 127.0.0.1 (an ephemeral port); every answer says `text`. */
-export async function startFakeApi(text: string): Promise<FakeApi> {
+/** `tls`: serve HTTPS with this key and certificate (a test CA's), HTTP/1.1. */
+export async function startFakeApi(text: string, tls?: { key: string; cert: string }): Promise<FakeApi> {
   const seen: SeenRequest[] = [];
-  const server: Server = createServer((req, res) => {
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -89,7 +91,8 @@ export async function startFakeApi(text: string): Promise<FakeApi> {
       res.writeHead(404, { 'content-type': 'application/json' });
       res.end('{"error":{"type":"not_found","message":"fake API: no such route"}}');
     });
-  });
+  };
+  const server: Server = tls ? createHttpsServer(tls, handler) : createServer(handler);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as { port: number }).port;
   return { port, seen, close: () => new Promise<void>((r) => server.close(() => r())) };

@@ -58,7 +58,7 @@ export class TestCa {
       publicKey: keys.publicKey,
       signingKey: this.keys.privateKey,
       signingAlgorithm: ALG,
-      extensions: [new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]), new x509.SubjectAlternativeNameExtension(names.map((value) => ({ type: 'dns' as const, value })))],
+      extensions: [new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]), new x509.SubjectAlternativeNameExtension(names.map((value) => ({ type: /^[0-9.]+$/.test(value) ? ('ip' as const) : ('dns' as const), value })))],
     });
     return { cert: cert.toString('pem'), key: await keyPem(keys.privateKey) };
   }

@@ -94,6 +94,7 @@ export async function buildMicrovmBox(model: Model, opts: BuildOptions): Promise
   const egress = placeEgress(prep.paths, opts.egress, opts.dryRun);
   const plan = buildMicrovmPlan(model, opts.command, {
     ...(egress ? { egress } : {}),
+    now: Date.now(),
     session: prep.paths,
     kernel: image?.kernel ?? '(not built)',
     initramfs: image?.initramfs ?? '(not built)',
