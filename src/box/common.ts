@@ -114,7 +114,7 @@ export function layerNeedsExec(model: Model, command: readonly string[], path: s
 export function forwarderInit(socat: string): string {
   const hexPort = BOX_PROXY_PORT.toString(16).toUpperCase().padStart(4, '0');
   return [
-    `${socat} TCP-LISTEN:${BOX_PROXY_PORT},bind=127.0.0.1,reuseaddr,fork UNIX-CONNECT:${BOX_RUN}/proxy.sock 2>/dev/null &`,
+    `${socat} -b 262144 TCP-LISTEN:${BOX_PROXY_PORT},bind=127.0.0.1,reuseaddr,fork,nodelay UNIX-CONNECT:${BOX_RUN}/proxy.sock 2>/dev/null &`,
     `i=0; while [ $i -lt 2500 ] && ! grep -q ' 0100007F:${hexPort} 00000000:0000 0A' /proc/net/tcp; do i=$((i+1)); sleep 0.002; done`,
     'exec "$@"',
   ].join('\n');

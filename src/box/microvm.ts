@@ -152,7 +152,7 @@ export function buildMicrovmPlan(model: Model, command: string[], f: MicrovmFact
   ];
   for (const s of shares) argv.push('-fsdev', `local,id=${s.tag},path=${s.path},security_model=passthrough,multidevs=remap${s.readonly ? ',readonly=on' : ''}`, '-device', `virtio-9p-device,fsdev=${s.tag},mount_tag=${s.tag}`);
   if (proxySocket) {
-    argv.push('-netdev', `user,id=net0,restrict=on,guestfwd=tcp:${GUEST_PROXY}-cmd:${f.socat} - UNIX-CONNECT:${proxySocket}`, '-device', 'virtio-net-device,netdev=net0');
+    argv.push('-netdev', `user,id=net0,restrict=on,guestfwd=tcp:${GUEST_PROXY}-cmd:${f.socat} -b 262144 - UNIX-CONNECT:${proxySocket}`, '-device', 'virtio-net-device,netdev=net0');
   }
   argv.push('-qmp', `unix:${qmpSocket},server=on,wait=off`);
   const controls = ['micro-VM: its own kernel, user namespaces off, 9p shares of the grants only', 'seccomp (guest)', 'grants bound from fds opened at launch', 'uid drop, no_new_privs', 'writable grants and /tmp noexec'];

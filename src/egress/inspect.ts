@@ -48,11 +48,12 @@ class PinnedAgent extends HttpsAgent {
 function dial(ctx: ProxyContext, host: string, address: string, port: number): Promise<TLSSocket> {
   return new Promise((resolve, reject) => {
     const servername = isIP(host) ? undefined : host;
-    const s = tlsConnect({ host: address, port, ...(servername ? { servername } : {}), ca: ctx.tls!.trust, ALPNProtocols: ['http/1.1'], timeout: ctx.connectTimeoutMs, minVersion: 'TLSv1.2' });
+    const s = tlsConnect({ host: address, port, ...(servername ? { servername } : {}), secureContext: ctx.tls!.upstream, ALPNProtocols: ['http/1.1'], timeout: ctx.connectTimeoutMs });
     ctx.sockets.add(s);
     s.once('close', () => ctx.sockets.delete(s));
     s.once('secureConnect', () => {
       s.setTimeout(0);
+      s.setNoDelay(true);
       resolve(s);
     });
     s.once('timeout', () => {
@@ -90,7 +91,7 @@ export async function terminateTls(ctx: ProxyContext, client: Socket, head: Buff
   }
   ctx.event({ action: 'egress.connect', host, port, decision: 'allow', reason: 'granted', rule: verdict.rule, address: verdict.address, details: { ...verdict.details, inspected: why } });
   const servername = isIP(host) ? undefined : host;
-  const agent = new PinnedAgent(first, { keepAlive: true, maxSockets: 16, ca: ctx.tls!.trust, ...(servername ? { servername } : {}), ALPNProtocols: ['http/1.1'], minVersion: 'TLSv1.2' } as AgentOptions);
+  const agent = new PinnedAgent(first, { keepAlive: true, maxSockets: 16, secureContext: ctx.tls!.upstream, ...(servername ? { servername } : {}), ALPNProtocols: ['http/1.1'] } as AgentOptions);
   const upstream: UpstreamTls = { connect: () => dial(ctx, host, verdict.address, port), agent, servername };
   const conn: Inspected = { host, port, address: verdict.address, rule: verdict.rule, meterKey: verdict.meterKey, inspected: why, upstream };
   const t = ctx.trackOpen({ kind: 'tunnel', host, port, address: verdict.address });
@@ -129,6 +130,7 @@ export async function terminateTls(ctx: ProxyContext, client: Socket, head: Buff
     if (!sniRefused) ctx.event({ action: 'egress.connect', host, port, decision: 'allow', reason: 'closed', rule: verdict.rule, address: verdict.address, bytesIn: t.bytesIn, bytesOut: t.bytesOut });
   };
   client.once('close', cleanup);
+  client.setNoDelay(true);
   client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
   if (head.length > 0) client.unshift(head);
   server.emit('connection', client);

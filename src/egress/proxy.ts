@@ -14,6 +14,7 @@
  */
 import { createServer, type ClientRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { lookup } from 'node:dns/promises';
+import { createSecureContext } from 'node:tls';
 import type { Socket } from 'node:net';
 import type { ConsentHost } from '../model/types.js';
 import type { Detector, UploadMeter } from '../policy/dlp.js';
@@ -129,7 +130,7 @@ export class EgressProxy {
       digest: opts.digest,
       budget: new BufferBudget(opts.maxBufferBytes ?? DEFAULT_MAX_BUFFER),
       http: opts.http,
-      tls: opts.tls,
+      tls: opts.tls ? { ...opts.tls, upstream: createSecureContext({ ca: opts.tls.trust, minVersion: 'TLSv1.2' }) } : undefined,
       brokered: opts.brokered,
       maxScanBytes: opts.maxScanBytes ?? DEFAULT_MAX_SCAN,
       bodyIdleMs: opts.bodyIdleMs ?? DEFAULT_BODY_IDLE_MS,
@@ -150,6 +151,7 @@ export class EgressProxy {
       }
       this.clients++;
       this.sockets.add(s);
+      s.setNoDelay(true);
       s.on('close', () => {
         this.clients--;
         this.sockets.delete(s);

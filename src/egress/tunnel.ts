@@ -66,6 +66,10 @@ export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, cli
   };
   upstream.once('connect', () => {
     upstream.setTimeout(0);
+    // No Nagle on either side: a relay that waits for full segments adds a delayed-ACK
+    // round (~40 ms) to every exchange of small writes (TLS handshakes, requests).
+    upstream.setNoDelay(true);
+    client.setNoDelay(true);
     client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
     if (head.length > 0 && !send(head)) return;
     client.on('data', (c: Buffer) => void send(c));

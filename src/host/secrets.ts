@@ -81,7 +81,8 @@ export async function readSecret(spec: CredentialSpec): Promise<string> {
   const r = await execa(cmd!, args, { reject: false, stdin: 'ignore', timeout: 15_000, maxBuffer: MAX_SECRET, stripFinalNewline: false });
   if (r.failed || r.exitCode !== 0) {
     const why = r.timedOut ? 'did not finish within 15 s' : r.exitCode === undefined ? `could not be run (${(r as { code?: string }).code ?? 'not found'})` : `exited with ${r.exitCode}`;
-    fail(spec, `the credential helper ${JSON.stringify(s.argv.join(' '))} ${why}`);
+    // Only the program is named: a helper's arguments can carry a token of their own.
+    fail(spec, `the credential helper ${JSON.stringify(cmd)} (egress.credentials secret.helper) ${why}`);
   }
   return clean(spec, String(r.stdout), true);
 }

@@ -85,10 +85,10 @@ export function pathMatches(pattern: readonly string[], path: readonly string[])
   let reach = new Set<number>([0]);
   for (const p of pattern) {
     const next = new Set<number>();
-    for (const i of reach) {
-      if (p === '**') for (let j = i; j <= path.length; j++) next.add(j);
-      else if (i < path.length && segmentMatches(p, path[i]!)) next.add(i + 1);
-    }
+    if (p === '**') {
+      // Every position from the earliest reachable one on: linear, whatever the pattern.
+      for (let j = Math.min(...reach); j <= path.length; j++) next.add(j);
+    } else for (const i of reach) if (i < path.length && segmentMatches(p, path[i]!)) next.add(i + 1);
     if (next.size === 0) return false;
     reach = next;
   }
