@@ -91,7 +91,7 @@ capabilities: [fs:write:~/tools, fs:write:~/notes.txt]
 
   it('one way out: restrict=on user networking whose only exit is the proxy socket', () => {
     const net = p.argv[p.argv.indexOf('-netdev') + 1]!;
-    expect(net).toBe(`user,id=net0,restrict=on,guestfwd=tcp:${GUEST_PROXY}-cmd:/usr/bin/socat - UNIX-CONNECT:/run/agentbox/v-1/proxy/proxy.sock`);
+    expect(net).toBe(`user,id=net0,restrict=on,guestfwd=tcp:${GUEST_PROXY}-cmd:/usr/bin/socat -b 262144 - UNIX-CONNECT:/run/agentbox/v-1/proxy/proxy.sock`);
     expect(p.argv.filter((a) => a === '-netdev')).toHaveLength(1);
     expect(p.argv).toEqual(expect.arrayContaining(['-m', '1024M', '-smp', '2', '-accel', 'tcg', '-nodefaults', '-no-user-config', '-no-reboot']));
     expect(p.argv).toContain(`unix:/run/agentbox/v-1/qmp.sock,server=on,wait=off`);
