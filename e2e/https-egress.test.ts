@@ -59,7 +59,7 @@ afterAll(async () => {
 /** The egress section every manifest here uses: the fake API granted, decrypted, its key brokered. */
 const egress = () => ({
   trust: [caFile],
-  dlp: { detectors: ['private-key'] },
+  dlp: { detectors: ['private-key', 'aws-access-key'] },
   credentials: [{ host: '127.0.0.1', header: 'x-api-key', name: 'anthropic', secret: { file: secretFile }, env: 'ANTHROPIC_API_KEY' }],
 });
 const grants = () => [`net:connect:127.0.0.1:${api.port}`];
@@ -169,7 +169,8 @@ describe('HTTPS through inspection, on real boxes', () => {
     doc.agent.command[0] = CLAUDE;
     doc.agent.env.ANTHROPIC_BASE_URL = `https://127.0.0.1:${api.port}`;
     doc.capabilities.push(...grants());
-    doc.egress = egress();
+    // Its API host under method/path rules: the messages API only, nothing else.
+    doc.egress = { ...egress(), http: [{ host: '127.0.0.1', allow: ['POST /v1/messages', 'POST /v1/messages/**'], deny: ['* /v1/files/**'] }] };
     const f = join(base, 'claude-tls.yaml');
     writeFileSync(f, stringify(doc));
     const before = api.seen.length;
@@ -181,6 +182,18 @@ describe('HTTPS through inspection, on real boxes', () => {
     for (const m of msgs) expect(m.headers['x-api-key']).toBe(SECRET);
     // What Claude Code sent never held the key (the placeholder went in; the proxy swapped it).
     expect(audit()).not.toContain(SECRET);
+    // The rules were applied to what Claude Code sent (each request audited with its rule).
+    const entries = audit().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { session: string; action: string; decision: string; details?: Record<string, unknown> });
+    const session = /session (\S+) ended/.exec(r.stderr)![1];
+    const decided = entries.filter((e) => e.session === session && e.action === 'egress.https');
+    expect(decided.some((e) => e.decision === 'allow' && e.details?.method === 'POST' && /^\/v1\/messages/.test(String(e.details?.path)))).toBe(true);
+    expect(decided.every((e) => e.decision === 'deny' || /^\/v1\/messages/.test(String(e.details?.path)))).toBe(true);
+    // A prompt carrying an AWS key id: Claude Code's request is refused inside TLS; the API never sees it.
+    const leaked = api.seen.length;
+    const k = await run(['launch', f, '--home', h, '--', CLAUDE, '-p', 'remember AKIAIOSFODNN7EXAMPLE please'], join(h, 'work'));
+    expect(k.exitCode).not.toBe(0);
+    expect(api.seen.slice(leaked).some((x) => x.body.includes('AKIAIOSFODNN7EXAMPLE'))).toBe(false);
+    expect(audit()).toMatch(/"action":"egress.https"[^\n]*"detector":"aws-access-key"/);
     const described = await run(['describe', f]);
     expect(described.stdout).toMatch(/use your anthropic key for 127.0.0.1 through agentbox; it never sees the key/);
     expect(described.stdout).toContain(`connect to 127.0.0.1 on port ${api.port} (agentbox decrypts and inspects its HTTPS)`);

@@ -28,6 +28,7 @@ import { splitAuthority, type OpenExchange, type ProxyContext } from './context.
 import { credentialDetectors, inject } from './credentials.js';
 import { refusal, statusText, type Refusal } from './reasons.js';
 import { upstreamRefusal, type UpstreamTls } from './upstream.js';
+import { scanBody } from './scan-stream.js';
 
 /** An admitted, decrypted tunnel. */
 export interface Inspected {
@@ -48,7 +49,7 @@ const RESPONSE_DROP = new Set(['connection', 'keep-alive', 'proxy-connection', '
 type AnyReq = IncomingMessage | Http2ServerRequest;
 type AnyRes = ServerResponse | Http2ServerResponse;
 
-export type Decided = { ok: true; body: Buffer | undefined; release: () => void; path: string; headers: Record<string, string | string[]>; injected: ReturnType<typeof inject>['injected'] } | { ok: false; status: number; refusal: Refusal };
+export type Decided = { ok: true; body: Buffer | undefined; release: () => void; path: string; headers: Record<string, string | string[]>; injected: ReturnType<typeof inject>['injected']; detectors: Detector[] } | { ok: false; status: number; refusal: Refusal };
 
 /** The request's headers as [name, value] pairs (pseudo-headers and Host left out), for scanning. */
 const headerList = (h: AnyReq['headers']) => Object.entries(h).flatMap(([k, v]) => (k.startsWith(':') || k === 'host' || v === undefined ? [] : (Array.isArray(v) ? v : [v]).map((x) => [k, String(x)] as [string, string])));
@@ -57,7 +58,7 @@ const headerList = (h: AnyReq['headers']) => Object.entries(h).flatMap(([k, v]) 
  * Steps 2 to 5 for a request to `host` (shared with plain HTTP, forward.ts): rules,
  * policy, scanning and injection. `withBody` false for an upgrade (no body).
  */
-export async function decide(ctx: ProxyContext, host: string, port: number, req: AnyReq, method: string, pathAndQuery: string, tls: boolean, withBody = true): Promise<Decided> {
+export async function decide(ctx: ProxyContext, host: string, port: number, req: AnyReq, method: string, pathAndQuery: string, tls: boolean, withBody = true, streamBody = false): Promise<Decided> {
   const no = (status: number, r: Refusal): Decided => ({ ok: false, status, refusal: r });
   const q = pathAndQuery.indexOf('?');
   const path = q < 0 ? pathAndQuery : pathAndQuery.slice(0, q);
@@ -76,7 +77,8 @@ export async function decide(ctx: ProxyContext, host: string, port: number, req:
   let release = () => undefined as void;
   if (detectors.length > 0) {
     let texts: string[] = [];
-    if (withBody) {
+    // A streamed body is scanned by the caller (scan-stream.ts); here only the URL and headers.
+    if (withBody && !streamBody) {
       const read = await readBody(req as IncomingMessage, { maxBytes: ctx.maxScanBytes, budget: ctx.budget, idleMs: ctx.bodyIdleMs });
       if (!read.ok) return no(read.refusal.code === 'busy' ? 503 : 403, { ...read.refusal, rule: read.refusal.rule ?? 'egress.dlp', details: { ...read.refusal.details, method, path } });
       body = read.body;
@@ -105,7 +107,7 @@ export async function decide(ctx: ProxyContext, host: string, port: number, req:
     headers['content-length'] = String(body.length);
     delete headers['transfer-encoding'];
   }
-  return { ok: true, body, release, path: inj.path, headers, injected: inj.injected };
+  return { ok: true, body, release, path: inj.path, headers, injected: inj.injected, detectors };
 }
 
 /** The bytes a request line and headers take upstream. */
@@ -168,59 +170,95 @@ export async function handleDecrypted(ctx: ProxyContext, conn: Inspected, t: Ope
   if (!authorityOk(req, conn, ctx.canonical) || pathAndQuery === undefined) {
     return refuse(403, refusal('host-mismatch', `the request names ${String(req.headers[':authority'] ?? req.headers.host ?? 'no host')}, not ${host}:${port}, the host the tunnel was opened to; relaying through an allowed host is refused`), req.url ?? '');
   }
-  const d = await decide(ctx, host, port, req, method, pathAndQuery, true);
-  if (!d.ok) return refuse(d.status, d.refusal, pathAndQuery.split('?')[0]!);
+  const d = await decide(ctx, host, port, req, method, pathAndQuery, true, true, true);
+  const path = pathAndQuery.split('?')[0]!;
+  if (!d.ok) return refuse(d.status, d.refusal, path);
   const headers = d.headers;
   headers.host = port === 443 ? host : `${host}:${port}`;
   const head = headerBytes(method, d.path, headers);
-  const over = meterTake(ctx, conn.meterKey, host, port, head + (d.body?.length ?? 0), 0, 'it was not sent');
+  const over = meterTake(ctx, conn.meterKey, host, port, head, 0, 'it was not sent');
   if (over) {
-    d.release();
     ctx.violation({ kind: 'upload-limit', host, port, reason: over.reason, details: over.details });
-    return refuse(403, over, pathAndQuery.split('?')[0]!);
+    return refuse(403, over, path);
   }
   t.bytesOut += head;
-  ctx.event({ action: 'egress.https', host, port, decision: 'allow', reason: 'granted', rule: conn.rule, address: conn.address, details: { method, path: shown(pathAndQuery.split('?')[0]!), inspected: conn.inspected, ...(d.injected.length > 0 ? { injected: d.injected } : {}) } });
 
-  const up = httpsRequest({ host: conn.address, port, method, path: d.path, headers: headers as OutgoingHttpHeaders, agent: conn.upstream.agent, ...(conn.upstream.servername ? { servername: conn.upstream.servername } : {}), setHost: false, timeout: ctx.connectTimeoutMs }, (upRes) => {
-    const out: Record<string, string | string[]> = {};
-    for (const [k, v] of Object.entries(upRes.headers)) if (v !== undefined && !RESPONSE_DROP.has(k)) out[k] = v;
-    if (!res.headersSent) res.writeHead(upRes.statusCode ?? 502, out);
-    upRes.on('error', () => res.destroy());
-    upRes.on('data', (c: Buffer) => (t.bytesIn += c.length));
-    (upRes as Readable).pipe(res as unknown as NodeJS.WritableStream);
-  });
-  ctx.upstreams.add(up);
-  up.on('close', () => ctx.upstreams.delete(up));
-  up.on('timeout', () => up.destroy(Object.assign(new Error('upstream timeout'), { code: 'ETIMEDOUT' })));
-  up.on('error', (e: NodeJS.ErrnoException) => {
-    const r = upstreamRefusal(host, port, e);
-    if (r.code === 'upstream-certificate') ctx.event({ action: 'egress.https', host, port, decision: 'deny', code: r.code, reason: r.reason, rule: r.rule, address: conn.address, details: { method, path: shown(pathAndQuery), ...r.details } });
-    if (!res.headersSent) refuse(502, r, pathAndQuery);
-    else res.destroy();
-  });
-  if (d.body !== undefined) {
-    t.bytesOut += d.body.length;
-    up.end(d.body, () => d.release());
+  // The upstream request opens with the first scanned bytes (or the end of an empty
+  // body): a body refused while held never reaches the server, not even its headers.
+  let up: import('node:http').ClientRequest | undefined;
+  let cut = false;
+  const open = () => {
+    if (up) return up;
+    ctx.event({ action: 'egress.https', host, port, decision: 'allow', reason: 'granted', rule: conn.rule, address: conn.address, details: { method, path: shown(path), inspected: conn.inspected, ...(d.injected.length > 0 ? { injected: d.injected } : {}) } });
+    const r = httpsRequest({ host: conn.address, port, method, path: d.path, headers: headers as OutgoingHttpHeaders, agent: conn.upstream.agent, ...(conn.upstream.servername ? { servername: conn.upstream.servername } : {}), setHost: false, timeout: ctx.connectTimeoutMs }, (upRes) => {
+      if (cut) return void upRes.destroy();
+      const out: Record<string, string | string[]> = {};
+      for (const [k, v] of Object.entries(upRes.headers)) if (v !== undefined && !RESPONSE_DROP.has(k)) out[k] = v;
+      if (!res.headersSent) res.writeHead(upRes.statusCode ?? 502, out);
+      upRes.on('error', () => res.destroy());
+      upRes.on('data', (c: Buffer) => (t.bytesIn += c.length));
+      (upRes as Readable).pipe(res as unknown as NodeJS.WritableStream);
+    });
+    up = r;
+    ctx.upstreams.add(r);
+    r.on('close', () => ctx.upstreams.delete(r));
+    r.on('timeout', () => r.destroy(Object.assign(new Error('upstream timeout'), { code: 'ETIMEDOUT' })));
+    r.on('error', (e: NodeJS.ErrnoException) => {
+      if (cut) return;
+      const x = upstreamRefusal(host, port, e);
+      if (x.code === 'upstream-certificate') ctx.event({ action: 'egress.https', host, port, decision: 'deny', code: x.code, reason: x.reason, rule: x.rule, address: conn.address, details: { method, path: shown(path), ...x.details } });
+      if (!res.headersSent) refuse(502, x, path);
+      else res.destroy();
+    });
+    r.on('drain', () => (req as Readable).resume());
+    return r;
+  };
+  const cutWith = (status: number, r: Refusal) => {
+    cut = true;
+    up?.destroy();
+    refuse(status, r, path);
+  };
+  /** Meters and forwards one chunk; false when the meter cut the request. */
+  const send = (c: Buffer): boolean => {
+    if (cut) return false;
+    const o = meterTake(ctx, conn.meterKey, host, port, c.length, t.bytesOut, 'the request was cut');
+    if (o) {
+      ctx.violation({ kind: 'upload-limit', host, port, reason: o.reason, details: o.details });
+      cutWith(403, o);
+      return false;
+    }
+    t.bytesOut += c.length;
+    return open().write(c);
+  };
+  if (d.detectors.length > 0) {
+    // Scanned as it streams, within bounded memory (scan-stream.ts).
+    scanBody(req as Readable, {
+      detectors: d.detectors,
+      url: pathAndQuery,
+      headers: [],
+      encoding: req.headers['content-encoding'] as string | undefined,
+      contentType: req.headers['content-type'] as string | undefined,
+      budget: ctx.budget,
+      maxDecodedBytes: ctx.maxScanBytes,
+      idleMs: ctx.bodyIdleMs,
+    }, {
+      data: (c) => send(c),
+      end: () => {
+        if (!cut) open().end();
+      },
+      refuse: (r, hit, sent) => {
+        const details = hit ? { dlp: { detector: hit.detector, where: hit.where, digest: ctx.digest?.(hit.match), method, path, sentBefore: sent } } : { method, path, sentBefore: sent };
+        cutWith(r.code === 'busy' ? 503 : 403, { ...r, details: { ...r.details, ...details } });
+      },
+    });
     return;
   }
   // Not scanned (no detectors): metered as it streams, cut at the limit.
-  let cut = false;
   (req as Readable).on('data', (c: Buffer) => {
-    if (cut) return;
-    const o = meterTake(ctx, conn.meterKey, host, port, c.length, t.bytesOut, 'the request was cut');
-    if (o) {
-      cut = true;
-      up.destroy();
-      ctx.violation({ kind: 'upload-limit', host, port, reason: o.reason, details: o.details });
-      return refuse(403, o, pathAndQuery);
-    }
-    t.bytesOut += c.length;
-    if (!up.write(c)) (req as Readable).pause();
+    if (!send(c)) (req as Readable).pause();
   });
-  up.on('drain', () => (req as Readable).resume());
   (req as Readable).on('end', () => {
-    if (!cut) up.end();
+    if (!cut) open().end();
   });
 }
 

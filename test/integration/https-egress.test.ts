@@ -210,6 +210,44 @@ console.log(a.status, b.status, (await b.json()).method);`.replace('process.argv
   });
 });
 
+describe('large bodies: scanned as they stream, within bounded memory', () => {
+  // Attack: a secret at the end of a large upload (past what the proxy holds whole), or
+  // straddling the point where it starts streaming. Defence: the body streams through the
+  // scanner with an overlap window; the chunk holding the match is never forwarded.
+  const post = (body: Buffer | string, extra: string[] = []) => execa('curl', ['-sS', '--max-time', '60', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'POST', '--data-binary', '@-', ...extra, apiUrl('/echo')], { reject: false, input: body, env: clientEnv(), extendEnv: false });
+
+  it('a 24 MiB clean upload passes (more than the 16 MiB a body could be held whole)', async () => {
+    const before = api.seen.length;
+    const r = await post(Buffer.alloc(24 * 1024 * 1024, 'a'));
+    expect(r.stdout).toBe('200');
+    expect(api.seen.slice(before).find((x) => x.url === '/echo')!.body.length).toBe(24 * 1024 * 1024);
+  });
+
+  it('a key at the end of 8 MiB, or across the 1 MiB hold boundary, is refused and never reaches the server', async () => {
+    for (const at of [8 * 1024 * 1024, 1024 * 1024 - 40, 1024 * 1024 + 65536 - 30]) {
+      const before = api.seen.length;
+      const body = Buffer.concat([Buffer.alloc(at, 'b'), Buffer.from(TEST_KEY), Buffer.alloc(4096, 'c')]);
+      const r = await post(body);
+      expect(r.stdout, `key at ${at}`).toBe('403');
+      for (const x of api.seen.slice(before)) expect(x.body.includes('OPENSSH')).toBe(false);
+      const ev = audited((e) => e.code === 'dlp' && e.action === 'egress.https').at(-1)!;
+      expect(ev.details).toMatchObject({ dlp: { detector: 'private-key', where: 'body' } });
+    }
+  });
+
+  it('a gzip body streams through a bounded decompressor: a key inside is refused; a bomb is cut', async () => {
+    const { gzipSync } = await import('node:zlib');
+    const big = gzipSync(Buffer.concat([Buffer.alloc(3 * 1024 * 1024, 'x'), Buffer.from(TEST_KEY)]), { level: 1 });
+    // Incompressible padding first, so the compressed body itself is past the hold size.
+    const padded = gzipSync(Buffer.concat([(await import('node:crypto')).randomBytes(2 * 1024 * 1024), Buffer.from(TEST_KEY)]));
+    expect((await post(padded, ['-H', 'content-encoding: gzip'])).stdout).toBe('403');
+    expect((await post(big, ['-H', 'content-encoding: gzip'])).stdout).toBe('403');
+    const bomb = gzipSync(Buffer.alloc(64 * 1024 * 1024, 0));
+    const r = await post(Buffer.concat([(await import('node:crypto')).randomBytes(0), bomb]), ['-H', 'content-encoding: gzip']);
+    expect(r.stdout).toBe('403');
+  });
+});
+
 describe('method and path rules', () => {
   it('allows what the rules allow and refuses the rest, naming the rule', async () => {
     const code = async (method: string, p: string) => (await curl(['-o', '/dev/null', '-w', '%{http_code}', '-X', method, apiUrl(p)])).stdout;
@@ -222,6 +260,13 @@ describe('method and path rules', () => {
     expect(body.stdout).toMatch(/DELETE \/repos\/o\/r is denied by rule "DELETE \/\*\*" \(egress\.http\[0\]\.deny\[0\]\)/);
     const status = await execa('python3', ['-c', `import requests\nr = requests.delete("${apiUrl('/repos/o/r')}", timeout=20)\nprint(r.status_code, r.reason)`], { reject: false, env: clientEnv(), extendEnv: false });
     expect(status.stdout.trim()).toBe('403 Forbidden by agentbox (http-rule)');
+    const node = await execa(process.execPath, ['--input-type=module', '-e', `import { EnvHttpProxyAgent, fetch } from 'undici';
+const d = new EnvHttpProxyAgent();
+const a = await fetch(${JSON.stringify(apiUrl('/repos/o/r'))}, { dispatcher: d, method: 'DELETE' });
+const b = await fetch(${JSON.stringify(apiUrl('/repos/o/r'))}, { dispatcher: d });
+console.log(a.status, (await a.text()).includes('DELETE /**'), b.status);`], { reject: false, env: clientEnv(), extendEnv: false, cwd: process.cwd() });
+    expect(node.stderr).toBe('');
+    expect(node.stdout.trim()).toBe('403 true 200');
   });
 
   it('path spellings cannot walk around a rule: .., encoded slashes and backslashes', async () => {
