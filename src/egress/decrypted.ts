@@ -22,7 +22,7 @@ import { request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { scanRequest, type Detector } from '../policy/dlp.js';
-import { decideHttp } from '../model/http.js';
+import { decideHttp, normaliseRequestPath } from '../model/http.js';
 import { readBody, scanTexts } from './body.js';
 import { splitAuthority, type OpenExchange, type ProxyContext } from './context.js';
 import { credentialDetectors, inject } from './credentials.js';
@@ -44,7 +44,7 @@ export interface Inspected {
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'http2-settings', 'host']);
 /** Response headers an HTTP/2 answer must not carry, and hints that would send clients around the proxy. */
-const RESPONSE_DROP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'alt-svc']);
+const RESPONSE_DROP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'alt-svc', 'te', 'trailer', 'http2-settings', 'proxy-authenticate']);
 
 type AnyReq = IncomingMessage | Http2ServerRequest;
 type AnyRes = ServerResponse | Http2ServerResponse;
@@ -62,10 +62,19 @@ export async function decide(ctx: ProxyContext, host: string, port: number, req:
   const no = (status: number, r: Refusal): Decided => ({ ok: false, status, refusal: r });
   const q = pathAndQuery.indexOf('?');
   const path = q < 0 ? pathAndQuery : pathAndQuery.slice(0, q);
+  // HTTP/2 lets any token through as a method; the upstream client upper-cases it. Rules
+  // and policy must see what the server will: a method in capitals, or nothing.
+  if (!/^[A-Z][A-Z-]{0,31}$/.test(method)) return no(400, refusal('bad-request', `${JSON.stringify(method.slice(0, 40))} is not an HTTP method agentbox forwards (capitals only)`, undefined, { path }));
+  // TRACE/TRACK echo the request, injected credentials included, back to the agent.
+  if (method === 'TRACE' || method === 'TRACK') return no(403, refusal('http-rule', `${method} is never forwarded: the server would echo the request (and any brokered credential) back`, undefined, { method, path }));
   const entries = ctx.http?.rules(host) ?? [];
   const d = decideHttp(entries, method, path);
   if (!d.allow) return no(403, refusal('http-rule', d.reason, d.rule, { method, path }));
-  const p = ctx.http?.requestPolicy?.(host, port, method, path);
+  // Policy sees the path as rules (and servers) resolve it, not as spelled.
+  const n = normaliseRequestPath(path);
+  if (!n.ok && ctx.http?.requestPolicy) return no(403, refusal('http-rule', `${method} ${path.slice(0, 120)} was refused: ${n.reason} (organisation policy reads paths)`, undefined, { method, path }));
+  const resolved = n.ok ? `/${n.segments.join('/')}` : path;
+  const p = ctx.http?.requestPolicy?.(host, port, method, resolved);
   if (p && !p.allow) return no(403, refusal('policy', `organisation policy forbids ${method} ${path}: ${p.reason}`, p.ids.join(', ') || undefined, { method, path, policy: { decision: 'deny', ids: p.ids } }));
   const brokered = ctx.brokered ?? [];
   if (!tls && brokered.some((b) => b.spec.host === host)) {
@@ -194,7 +203,26 @@ export async function handleDecrypted(ctx: ProxyContext, conn: Inspected, t: Ope
       if (cut) return void upRes.destroy();
       const out: Record<string, string | string[]> = {};
       for (const [k, v] of Object.entries(upRes.headers)) if (v !== undefined && !RESPONSE_DROP.has(k)) out[k] = v;
-      if (!res.headersSent) res.writeHead(upRes.statusCode ?? 502, out);
+      // A server that reflects the injected secret (a redirect keeping the query, an
+      // echo) must not hand it to the agent: such a header is removed and audited.
+      for (const b of ctx.brokered ?? []) {
+        if (b.spec.host !== host) continue;
+        const det = credentialDetectors([b], '');
+        for (const [k, v] of Object.entries(out)) {
+          if ((Array.isArray(v) ? v : [v]).some((x) => det[0]!.find(String(x)) !== undefined)) {
+            delete out[k];
+            ctx.event({ action: 'egress.https', host, port, decision: 'deny', code: 'dlp', reason: `the answer's ${k} header carried credential ${b.spec.name}; it was removed before the agent saw it`, rule: `egress.credentials ${b.spec.name}`, address: conn.address, details: { method, path: shown(path), header: k } });
+          }
+        }
+      }
+      const status = upRes.statusCode !== undefined && upRes.statusCode >= 200 && upRes.statusCode <= 599 ? upRes.statusCode : 502;
+      try {
+        if (!res.headersSent) res.writeHead(status, out);
+      } catch {
+        upRes.destroy();
+        res.destroy();
+        return;
+      }
       upRes.on('error', () => res.destroy());
       upRes.on('data', (c: Buffer) => (t.bytesIn += c.length));
       (upRes as Readable).pipe(res as unknown as NodeJS.WritableStream);
@@ -275,6 +303,11 @@ export async function handleUpgrade(ctx: ProxyContext, conn: Inspected, t: OpenE
   };
   const pathAndQuery = originForm(req, conn, ctx.canonical);
   if (!authorityOk(req, conn, ctx.canonical) || pathAndQuery === undefined) return refuse(403, refusal('host-mismatch', `the upgrade names ${req.headers.host ?? 'no host'}, not ${host}:${port}`), req.url ?? '');
+  // Only a WebSocket handshake: a GET without a body, nothing pipelined behind it. Any
+  // other "upgrade" would turn the rest of the connection into unchecked raw bytes.
+  if (method !== 'GET' || String(req.headers.upgrade ?? '').toLowerCase() !== 'websocket' || req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined || head.length > 0) {
+    return refuse(403, refusal('bad-request', 'only a WebSocket upgrade (GET, Upgrade: websocket, no body, nothing sent before the answer) passes an inspected tunnel'), pathAndQuery.split('?')[0]!);
+  }
   const d = await decide(ctx, host, port, req, method, pathAndQuery, true, false);
   if (!d.ok) return refuse(d.status, d.refusal, pathAndQuery.split('?')[0]!);
   let up: import('node:tls').TLSSocket;
@@ -303,12 +336,39 @@ export async function handleUpgrade(ctx: ProxyContext, conn: Inspected, t: OpenE
     t.bytesOut += c.length;
     if (!up.write(c)) socket.pause();
   };
+  // The agent's bytes wait until the server has answered 101 Switching Protocols with
+  // Upgrade: websocket; any other answer goes back to the agent and both sides close.
+  socket.pause();
   send(Buffer.from(text));
-  if (head.length > 0) send(head);
-  socket.on('data', send);
+  let answer = Buffer.alloc(0);
+  const onHead = (c: Buffer) => {
+    answer = Buffer.concat([answer, c]);
+    const end = answer.indexOf('\r\n\r\n');
+    if (end < 0) {
+      if (answer.length > 64 * 1024) {
+        up.destroy();
+        socket.destroy();
+      }
+      return;
+    }
+    up.off('data', onHead);
+    t.bytesIn += answer.length;
+    const headText = answer.subarray(0, end).toString('latin1');
+    const ok = /^HTTP\/1\.1 101\b/.test(headText) && /\r\nupgrade:[ \t]*websocket[ \t]*(\r\n|$)/i.test(`${headText}\r\n`);
+    socket.write(answer);
+    if (!ok) {
+      ctx.event({ action: 'egress.https', host, port, decision: 'allow', reason: 'closed', rule: conn.rule, address: conn.address, details: { upgrade: 'refused by the server' } });
+      up.destroy();
+      socket.end();
+      return;
+    }
+    socket.on('data', send);
+    socket.resume();
+    up.on('data', (d2: Buffer) => (t.bytesIn += d2.length));
+    up.pipe(socket);
+  };
+  up.on('data', onHead);
   up.on('drain', () => socket.resume());
-  up.on('data', (c: Buffer) => (t.bytesIn += c.length));
-  up.pipe(socket);
   socket.on('close', () => up.destroy());
   up.on('close', () => socket.destroy());
   up.on('error', () => socket.destroy());

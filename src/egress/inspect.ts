@@ -102,7 +102,8 @@ export async function terminateTls(ctx: ProxyContext, client: Socket, head: Buff
       allowHTTP1: true,
       ALPNProtocols: ['h2', 'http/1.1'],
       // HTTP/2's default 64 KiB stream window holds an upload to a window per round trip.
-      settings: { initialWindowSize: 4 * 1024 * 1024 },
+      // At most 32 streams per connection (each window is data Node accepts outside the body budget).
+      settings: { initialWindowSize: 4 * 1024 * 1024, maxConcurrentStreams: 32 },
       minVersion: 'TLSv1.2',
       SNICallback: (name, cb) => {
         if (ctx.canonical(name) === host) return cb(null, leaf.context);

@@ -15,6 +15,7 @@
  */
 import { createBrotliDecompress, createGunzip, createInflate, type Gunzip } from 'node:zlib';
 import type { Readable } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
 import { scanRequest, type Detector, type DlpHit } from '../policy/dlp.js';
 import { charsetOf, scanTexts, type BufferBudget } from './body.js';
 import { refusal, type Refusal } from './reasons.js';
@@ -95,14 +96,23 @@ export function scanBody(req: Readable, o: ScanOptions, on: ScanEvents): { pause
   };
 
   /** Raw bytes (as sent) and, for a compressed body, the decoder's output are each windowed. */
+  const rawUtf8 = new StringDecoder('utf8');
   const scanRaw = (c: Buffer): boolean => {
-    const hit = scanWindow(c.toString('latin1'));
+    // As Latin-1 (every byte, nothing lost) and as UTF-8 (a character split across chunks kept whole).
+    const hit = scanWindow(c.toString('latin1')) ?? scanUtf8(rawUtf8.write(c));
     if (hit) {
       stop(dlpRefusal(hit, ` (after ${sent} bytes had been sent)`), hit);
       return false;
     }
     return true;
   };
+  let utf8Tail = '';
+  const scanUtf8 = (text: string): DlpHit | undefined => {
+    const all = utf8Tail + text;
+    utf8Tail = all.length > overlap ? all.slice(-overlap) : all;
+    return scanRequest(o.detectors, { url: '', headers: [], body: all });
+  };
+  const decodedUtf8 = new StringDecoder('utf8');
   let decodedTail = '';
   const scanDecoded = (c: Buffer): boolean => {
     decoded += c.length;
@@ -110,7 +120,7 @@ export function scanBody(req: Readable, o: ScanOptions, on: ScanEvents): { pause
       stop(refusal('unscannable', `the ${enc} body expands past ${o.maxDecodedBytes} bytes, more than agentbox scans; it was cut`));
       return false;
     }
-    const text = decodedTail + c.toString('utf8');
+    const text = decodedTail + decodedUtf8.write(c);
     decodedTail = text.length > overlap ? text.slice(-overlap) : text;
     const hit = scanRequest(o.detectors, { url: '', headers: [], body: text });
     if (hit) {
@@ -122,6 +132,12 @@ export function scanBody(req: Readable, o: ScanOptions, on: ScanEvents): { pause
 
   const startStreaming = (): boolean => {
     const cs = charsetOf(o.contentType);
+    const h = held[0] ?? Buffer.alloc(0);
+    // A byte-order mark decides the charset, whatever the header says (as body.ts does).
+    if ((h[0] === 0xff && h[1] === 0xfe) || (h[0] === 0xfe && h[1] === 0xff) || (h[0] === 0 && h[1] === 0 && h[2] === 0xfe && h[3] === 0xff)) {
+      stop(refusal('unscannable', `the body is UTF-16 or UTF-32 (byte-order mark) and over ${hold} bytes, which cannot be scanned in parts; it was not sent`));
+      return false;
+    }
     if (cs !== undefined && !WINDOWABLE.has(cs)) {
       stop(refusal('unscannable', `the body's charset ${JSON.stringify(cs)} cannot be scanned in parts, and the body is over ${hold} bytes; it was not sent`));
       return false;

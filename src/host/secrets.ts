@@ -39,6 +39,9 @@ export function readSecretFile(spec: CredentialSpec, path: string): string {
   const me = process.geteuid?.() ?? 0;
   const parts = path.split('/').filter(Boolean);
   let fd = openSync('/', O_PATH | constants.O_DIRECTORY);
+  // Whether the directory above may be changed by someone else, which then needs the
+  // entry below it to be owned by root or by us (a sticky /tmp holding our own folder).
+  let parentShared = false;
   try {
     for (let i = 0; i < parts.length; i++) {
       const here = `/${parts.slice(0, i + 1).join('/')}`;
@@ -53,9 +56,14 @@ export function readSecretFile(spec: CredentialSpec, path: string): string {
       const st = fstatSync(fd);
       if (st.isSymbolicLink()) fail(spec, `${here} is a symbolic link; a secret's path must be the real one`);
       const last = i === parts.length - 1;
+      const ours = st.uid === 0 || st.uid === me;
+      if (parentShared && !ours) fail(spec, `${here} is owned by uid ${st.uid} inside a folder others can write; the secret could be swapped`);
       if (!last) {
         if (!st.isDirectory()) fail(spec, `${here} is not a directory`);
-        if ((st.mode & 0o022) !== 0 && !(st.mode & 0o1000)) fail(spec, `${here} is writable by group or others (mode ${(st.mode & 0o7777).toString(8)}), so the secret could be swapped`);
+        if (!ours) fail(spec, `${here} is owned by uid ${st.uid}, who could swap the secret; every folder above it must be owned by root`);
+        const shared = (st.mode & 0o022) !== 0;
+        if (shared && !(st.mode & 0o1000)) fail(spec, `${here} is writable by group or others (mode ${(st.mode & 0o7777).toString(8)}), so the secret could be swapped`);
+        parentShared = shared;
         continue;
       }
       if (!st.isFile()) fail(spec, `${here} is not a regular file`);

@@ -12,8 +12,8 @@
  * The path a rule sees is normalised the way servers resolve it, so a rule cannot be
  * walked around by spelling: each segment percent-decoded, `.` dropped, `..` taken
  * back, empty segments dropped. A path whose meaning a server could read differently
- * is refused outright: an encoded `/`, `\` or NUL in a segment, a raw `\`, a `..`
- * above the root, or a malformed percent-escape.
+ * is refused outright: an encoded `/`, `\` or NUL in a segment, a raw `\`, `#` or `;`,
+ * a `..` above the root, a malformed percent-escape, or a `%` left after one decoding.
  */
 import { hostMatches } from './decide.js';
 import type { HttpHostRules, HttpRule, Model } from './types.js';
@@ -43,6 +43,8 @@ export type NormalisedPath = { ok: true; segments: string[] } | { ok: false; rea
 export function normaliseRequestPath(raw: string): NormalisedPath {
   if (!raw.startsWith('/')) return { ok: false, reason: 'the request target is not a path (origin-form /...)' };
   if (raw.includes('\\')) return { ok: false, reason: 'the path has a backslash, which servers read differently' };
+  if (raw.includes('#')) return { ok: false, reason: 'the path has a #, which some servers cut the path at' };
+  if (raw.includes(';')) return { ok: false, reason: 'the path has a ; (path parameters), which some servers strip before routing' };
   const out: string[] = [];
   for (const seg of raw.split('/')) {
     let s: string;
@@ -52,6 +54,8 @@ export function normaliseRequestPath(raw: string): NormalisedPath {
       return { ok: false, reason: 'the path has a malformed percent-escape' };
     }
     if (/[/\\\0]/.test(s)) return { ok: false, reason: 'the path encodes a /, \\ or NUL inside a segment' };
+    if (s.includes('%')) return { ok: false, reason: 'the path is percent-encoded twice, which a server decoding twice reads differently' };
+    if (s.includes(';') || s.includes('#')) return { ok: false, reason: 'the path encodes a ; or #, which some servers read as a delimiter' };
     if (s === '' || s === '.') continue;
     if (s === '..') {
       if (out.length === 0) return { ok: false, reason: 'the path climbs above the root with ..' };
@@ -109,6 +113,8 @@ const where = (r: HttpRule) => `"${r.text}" (${r.source.pointer})`;
  * entry for the host has an allow list, one of them must match; else it is allowed.
  */
 export function decideHttp(entries: readonly HttpHostRules[], method: string, rawPath: string): HttpDecision {
+  // No rules for the host: nothing to walk around, so no spelling is refused.
+  if (entries.length === 0) return { allow: true, rule: undefined };
   const n = normaliseRequestPath(rawPath);
   const shown = rawPath.length > 120 ? `${rawPath.slice(0, 117)}...` : rawPath;
   if (!n.ok) return { allow: false, rule: 'egress.http', reason: `${method} ${shown} was refused: ${n.reason}` };

@@ -146,6 +146,8 @@ export async function startSite(cert: Issued, gitRoot?: string): Promise<TestSit
       seen.push({ method: req.method ?? '', url: req.url ?? '', version: req.httpVersion, headers: { ...req.headers }, body: body.toString('latin1') });
       if (gitRoot && (req.url ?? '').startsWith('/git/')) return gitBackend(gitRoot, req, body, res);
       const text = JSON.stringify({ method: req.method, url: req.url, version: req.httpVersion, headers: req.headers, body: body.toString() });
+      // /reflect: a redirect that keeps what the request carried (a server reflecting a credential).
+      if ((req.url ?? '').includes('/reflect')) res.setHeader('location', `/next?key=${String(req.headers['x-api-key'] ?? '')}`);
       res.writeHead(200, { 'content-type': 'application/json', 'alt-svc': 'h3=":443"' });
       res.end(text);
     });

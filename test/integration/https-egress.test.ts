@@ -365,6 +365,61 @@ describe('what is refused at the TLS layer', () => {
     expect(bad.stdout).toBe('000');
   });
 
+  /** Raw HTTP/1.1 inside an inspected tunnel to api.example.test; resolves with everything read. */
+  const rawInTunnel = (text: string) =>
+    new Promise<string>((resolve) => {
+      const s = netConnect(Number(proxyUrl.split(':').pop()), '127.0.0.1', () => s.write(`CONNECT api.example.test:${api.port} HTTP/1.1\r\nHost: api.example.test:${api.port}\r\n\r\n`));
+      s.once('data', () => {
+        const t = tlsConnect({ socket: s, servername: 'api.example.test', ca: ca.certPem, ALPNProtocols: ['http/1.1'] }, () => t.write(text));
+        let buf = '';
+        t.on('data', (d) => (buf += d.toString()));
+        t.on('close', () => resolve(buf));
+        t.on('error', () => resolve(buf));
+        setTimeout(() => {
+          t.destroy();
+          resolve(buf);
+        }, 3000);
+      });
+    });
+
+  it('an Upgrade that is not a WebSocket handshake cannot carry pipelined requests past the rules', async () => {
+    // Attack: "upgrade" to anything, then pipeline a DELETE the rules deny. Defence: only
+    // GET + Upgrade: websocket with no body passes, and nothing is relayed before a 101.
+    const before = api.seen.length;
+    const r = await rawInTunnel(`GET /repos/x HTTP/1.1\r\nHost: api.example.test:${api.port}\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\nDELETE /repos/o/r HTTP/1.1\r\nHost: api.example.test:${api.port}\r\n\r\n`);
+    expect(r).toMatch(/^HTTP\/1\.1 403 Forbidden by agentbox \(bad-request\)/);
+    const w = await rawInTunnel(`GET /ws HTTP/1.1\r\nHost: api.example.test:${api.port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 5\r\n\r\nhello`);
+    expect(w).toMatch(/^HTTP\/1\.1 403/);
+    expect(api.seen.slice(before).some((x) => x.method === 'DELETE')).toBe(false);
+  });
+
+  it('a lower-case HTTP/2 method and TRACE are refused (the upstream would upper-case and echo)', async () => {
+    const before = api.seen.length;
+    const { connect: h2 } = await import('node:http2');
+    const status = await new Promise<number>((resolve) => {
+      const s = netConnect(Number(proxyUrl.split(':').pop()), '127.0.0.1', () => s.write(`CONNECT api.example.test:${api.port} HTTP/1.1\r\nHost: api.example.test:${api.port}\r\n\r\n`));
+      s.once('data', () => {
+        const c = h2(`https://api.example.test:${api.port}`, { createConnection: () => tlsConnect({ socket: s, servername: 'api.example.test', ca: ca.certPem, ALPNProtocols: ['h2'] }) });
+        const q = c.request({ ':method': 'delete', ':path': '/repos/o/r' });
+        q.on('response', (h) => resolve(Number(h[':status'])));
+        q.on('error', () => resolve(0));
+        q.end();
+        setTimeout(() => resolve(-1), 3000);
+      });
+    });
+    expect(status).toBe(400);
+    expect((await curl(['-o', '/dev/null', '-w', '%{http_code}', '-X', 'TRACE', apiUrl('/repos/x')])).stdout).toBe('403');
+    expect(api.seen.slice(before).some((x) => x.method === 'DELETE' || x.method === 'TRACE')).toBe(false);
+  });
+
+  it('a server reflecting the injected key in a response header does not hand it to the agent', async () => {
+    const r = await curl(['-D', '-', '-o', '/dev/null', '-H', `x-api-key: ${placeholder}`, apiUrl('/repos/reflect')]);
+    expect(r.stdout).toMatch(/^HTTP\/2 200/m);
+    expect(r.stdout).not.toContain(SECRET);
+    expect(r.stdout.toLowerCase()).not.toMatch(/^location:/m);
+    expect(audited((e) => /carried credential api; it was removed/.test(e.reason)).length).toBeGreaterThan(0);
+  });
+
   it('a WebSocket upgrade is checked as a request, then relayed', async () => {
     const result = await new Promise<string>((resolve) => {
       const s = netConnect(Number(proxyUrl.split(':').pop()), '127.0.0.1', () => s.write(`CONNECT api.example.test:${api.port} HTTP/1.1\r\nHost: api.example.test:${api.port}\r\n\r\n`));

@@ -3,7 +3,7 @@
  *
  * Attacks and defences:
  * - a secret file another user can read, or a directory above it another user can
- *   write (swap the file), or a symlink to somewhere else: refused (exit 4), the message
+ *   write or owns (swap the file), or a symlink to somewhere else: refused (exit 4), the message
  *   names the path and the fix and never contains the value;
  * - a secret with a line break (header injection into the upstream request): refused;
  * - a credential helper that fails or hangs: refused with its exit, not its output;
@@ -12,7 +12,7 @@
  *   nothing is issued after destroy().
  */
 import { X509Certificate } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -55,6 +55,20 @@ describe('secret files', () => {
     symlinkSync(join(dir, 'good'), link);
     await refused({ kind: 'file', path: link }, /link is a symbolic link/);
     await refused({ kind: 'file', path: join(dir, 'missing') }, /missing does not exist \(create it as root, mode 0600\)/);
+    // A folder another user owns (mode 0755 is not enough: its owner can rename entries).
+    const theirs = join(dir, 'theirs');
+    mkdirSync(theirs, { mode: 0o755 });
+    writeFileSync(join(theirs, 's'), VALUE, { mode: 0o600 });
+    chownSync(theirs, 1234, 1234);
+    await refused({ kind: 'file', path: join(theirs, 's') }, /theirs is owned by uid 1234, who could swap the secret/);
+    // Under a sticky, world-writable folder, an entry someone else owns is refused too.
+    const sticky = join(dir, 'sticky');
+    mkdirSync(sticky);
+    chmodSync(sticky, 0o1777);
+    mkdirSync(join(sticky, 'x'));
+    writeFileSync(join(sticky, 'x', 's'), VALUE, { mode: 0o600 });
+    chownSync(join(sticky, 'x'), 1234, 1234);
+    await refused({ kind: 'file', path: join(sticky, 'x', 's') }, /x is owned by uid 1234 inside a folder others can write/);
     const two = join(dir, 'two');
     writeFileSync(two, `${VALUE}\nx-evil: 1\n`, { mode: 0o600 });
     await refused({ kind: 'file', path: two }, /line break/);

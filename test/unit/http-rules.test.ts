@@ -113,6 +113,9 @@ describe('decisions', () => {
     expect(decideHttp(gh, 'GET', '/files/a.json').allow).toBe(true);
     expect(decideHttp(gh, 'GET', '/files/a.yaml').allow).toBe(false);
     expect(decideHttp([], 'DELETE', '/anything').allow).toBe(true);
+    // Without rules for the host, no spelling is refused; with rules, ambiguous ones are.
+    expect(decideHttp([], 'GET', '/a;b').allow).toBe(true);
+    for (const p of ['/repos/x#/../../admin', '/admin;x/users', '/repos/%252e%252e/admin', '/repos/a%3Bb']) expect(decideHttp(gh, 'GET', p).allow, p).toBe(false);
   });
 
   it('which hosts are decrypted: rules and credentials always; inspect: false otherwise wins over DLP', () => {
