@@ -8,6 +8,7 @@
  */
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { decide } from './decrypted.js';
+import { scanBody } from './scan-stream.js';
 import { splitAuthority, type ProxyContext } from './context.js';
 import { refusal, statusText, type Refusal } from './reasons.js';
 import type { Use } from './admission.js';
@@ -82,7 +83,7 @@ export async function handleRequest(ctx: ProxyContext, req: IncomingMessage, res
   // Rules, policy, DLP and the credential detectors, before anything leaves: with any
   // detector the whole body is read (and counted) first; without, it is counted as it
   // streams, and cut at the limit.
-  const d = await decide(ctx, host, port, req, method, pathAndQuery, false);
+  const d = await decide(ctx, host, port, req, method, pathAndQuery, false, true, true);
   if (!d.ok) {
     refuse(d.status, host, port, { ...d.refusal, details: { ...verdict.details, ...d.refusal.details } });
     if (d.refusal.code === 'dlp' || d.refusal.code === 'placeholder') ctx.violation({ kind: 'dlp', host, port, reason: d.refusal.reason, details: (d.refusal.details.dlp as Record<string, unknown>) ?? {} });
@@ -90,11 +91,10 @@ export async function handleRequest(ctx: ProxyContext, req: IncomingMessage, res
   }
   const headers = d.headers;
   headers.host = req.headers.host!;
-  const body = d.body;
-  const release = d.release;
   const path = pathAndQuery;
   const meter = ctx.upload;
   const t = ctx.trackOpen({ kind: 'http', host, port, address: verdict.address });
+  let cut = false;
   /** Takes n bytes from the meter; false (and refused, audited, a violation) when over. */
   const take = (n: number, what: string): boolean => {
     if (!meter) return true;
@@ -102,55 +102,95 @@ export async function handleRequest(ctx: ProxyContext, req: IncomingMessage, res
     if (!over && meter.take(verdict.meterKey, n, Date.now())) return true;
     const limit = over === 'session' ? `${meter.sessionLimit} bytes from the whole session` : `${meter.limit} bytes`;
     const reason = `upload to ${host}:${port} would pass ${limit} within ${meter.windowMs / 1000}s (egress.${over === 'session' ? 'maxSessionUploadBytes' : 'maxUploadBytes'}); ${what}`;
-    const d = { limit: over === 'session' ? meter.sessionLimit : meter.limit, windowSeconds: meter.windowMs / 1000, sentInWindow: meter.used(verdict.meterKey, Date.now()), sessionSentInWindow: meter.usedBySession(Date.now()), sentInRequest: t.bytesOut, meterKey: verdict.meterKey };
-    refuse(403, host, port, refusal('upload-limit', reason, 'egress.maxUploadBytes', d));
-    ctx.violation({ kind: 'upload-limit', host, port, reason, details: d });
+    const x = { limit: over === 'session' ? meter.sessionLimit : meter.limit, windowSeconds: meter.windowMs / 1000, sentInWindow: meter.used(verdict.meterKey, Date.now()), sessionSentInWindow: meter.usedBySession(Date.now()), sentInRequest: t.bytesOut, meterKey: verdict.meterKey };
+    refuse(403, host, port, refusal('upload-limit', reason, 'egress.maxUploadBytes', x));
+    ctx.violation({ kind: 'upload-limit', host, port, reason, details: x });
     return false;
   };
   const head = headerBytes(method, path, headers);
-  if (!take(head + (body?.length ?? 0), 'it was not sent')) {
-    release();
+  if (!take(head, 'it was not sent')) {
     ctx.trackClose(t);
     return;
   }
   t.bytesOut += head;
-  ctx.event({ action: 'egress.http', host, port, decision: 'allow', reason: 'granted', rule: verdict.rule, address: verdict.address, details: verdict.details });
 
-  const up = httpRequest({ host: verdict.address, port, method, path, headers, timeout: ctx.connectTimeoutMs, setHost: false }, (upRes) => {
-    const out: Record<string, string | string[]> = {};
-    for (const [k, v] of Object.entries(upRes.headers)) if (v !== undefined && !HOP_BY_HOP.includes(k)) out[k] = v;
-    res.writeHead(upRes.statusCode ?? 502, out);
-    // An upstream that resets mid-answer ('aborted', ECONNRESET): the agent's answer is cut too.
-    upRes.on('error', () => res.destroy());
-    upRes.on('data', (c: Buffer) => (t.bytesIn += c.length));
-    upRes.pipe(res);
-    upRes.on('end', () => {
-      ctx.trackClose(t);
-      ctx.event({ action: 'egress.http', host, port, decision: 'allow', reason: 'closed', rule: verdict.rule, address: verdict.address, bytesIn: t.bytesIn, bytesOut: t.bytesOut });
+  // The upstream request opens with the first scanned bytes (or the end of the body), as
+  // inside a decrypted tunnel: a body refused while held never reaches the server.
+  let up: ReturnType<typeof httpRequest> | undefined;
+  const open = () => {
+    if (up) return up;
+    ctx.event({ action: 'egress.http', host, port, decision: 'allow', reason: 'granted', rule: verdict.rule, address: verdict.address, details: verdict.details });
+    const r = httpRequest({ host: verdict.address, port, method, path, headers, timeout: ctx.connectTimeoutMs, setHost: false }, (upRes) => {
+      if (cut) return void upRes.destroy();
+      const out: Record<string, string | string[]> = {};
+      for (const [k, v] of Object.entries(upRes.headers)) if (v !== undefined && !HOP_BY_HOP.includes(k)) out[k] = v;
+      res.writeHead(upRes.statusCode ?? 502, out);
+      // An upstream that resets mid-answer ('aborted', ECONNRESET): the agent's answer is cut too.
+      upRes.on('error', () => res.destroy());
+      upRes.on('data', (c: Buffer) => (t.bytesIn += c.length));
+      upRes.pipe(res);
+      upRes.on('end', () => {
+        ctx.trackClose(t);
+        ctx.event({ action: 'egress.http', host, port, decision: 'allow', reason: 'closed', rule: verdict.rule, address: verdict.address, bytesIn: t.bytesIn, bytesOut: t.bytesOut });
+      });
     });
-  });
-  ctx.upstreams.add(up);
-  up.on('close', () => {
-    ctx.upstreams.delete(up);
-    ctx.trackClose(t);
-  });
-  up.on('timeout', () => up.destroy(new Error('upstream timeout')));
-  up.on('error', () => {
-    if (!res.headersSent) {
-      res.writeHead(502, { 'content-type': 'text/plain', connection: 'close' });
-      res.end(`agentbox: ${host}:${port} did not answer\n`);
-    } else res.destroy();
-  });
-  if (body !== undefined) {
-    t.bytesOut += body.length;
-    up.end(body, () => release());
+    up = r;
+    ctx.upstreams.add(r);
+    r.on('close', () => {
+      ctx.upstreams.delete(r);
+      ctx.trackClose(t);
+    });
+    r.on('timeout', () => r.destroy(new Error('upstream timeout')));
+    r.on('error', () => {
+      if (cut) return;
+      if (!res.headersSent) {
+        res.writeHead(502, { 'content-type': 'text/plain', connection: 'close' });
+        res.end(`agentbox: ${host}:${port} did not answer\n`);
+      } else res.destroy();
+    });
+    r.on('drain', () => req.resume());
+    return r;
+  };
+  const send = (c: Buffer, what: string): boolean => {
+    if (cut) return false;
+    if (!take(c.length, what)) {
+      cut = true;
+      up?.destroy();
+      return false;
+    }
+    t.bytesOut += c.length;
+    return open().write(c);
+  };
+  if (d.detectors.length > 0) {
+    scanBody(req, {
+      detectors: d.detectors,
+      url: req.url ?? '',
+      headers: [],
+      encoding: req.headers['content-encoding'],
+      contentType: req.headers['content-type'],
+      budget: ctx.budget,
+      maxDecodedBytes: ctx.maxScanBytes,
+      idleMs: ctx.bodyIdleMs,
+    }, {
+      data: (c) => send(c, 'the request was cut'),
+      end: () => {
+        if (!cut) open().end();
+      },
+      refuse: (r, hit, sent) => {
+        cut = true;
+        up?.destroy();
+        const details = hit ? { ...verdict.details, dlp: { detector: hit.detector, where: hit.where, digest: ctx.digest?.(hit.match), method, path: url.pathname, sentBefore: sent } } : { ...verdict.details, sentBefore: sent };
+        refuse(r.code === 'busy' ? 503 : 403, host, port, { ...r, rule: r.rule ?? 'egress.dlp', details: { ...r.details, ...details } });
+        if (r.code === 'dlp') ctx.violation({ kind: 'dlp', host, port, reason: r.reason, details: ('dlp' in details ? details.dlp : {}) as Record<string, unknown> });
+      },
+    });
     return;
   }
-  let cut = false;
+  // No detector: metered as it streams, cut at the limit or when it stalls.
   let idle: NodeJS.Timeout | undefined;
   const stall = () => {
     cut = true;
-    up.destroy();
+    up?.destroy();
     refuse(408, host, port, refusal('unscannable', `the request body stalled for ${ctx.bodyIdleMs / 1000}s; the request was cut`));
   };
   idle = setTimeout(stall, ctx.bodyIdleMs);
@@ -158,19 +198,14 @@ export async function handleRequest(ctx: ProxyContext, req: IncomingMessage, res
     if (cut) return;
     clearTimeout(idle);
     idle = setTimeout(stall, ctx.bodyIdleMs);
-    if (!take(c.length, 'the request was cut')) {
-      cut = true;
-      clearTimeout(idle);
-      up.destroy();
-      return;
+    if (!send(c, 'the request was cut')) {
+      if (cut) clearTimeout(idle);
+      else req.pause();
     }
-    t.bytesOut += c.length;
-    if (!up.write(c)) req.pause();
   });
-  up.on('drain', () => req.resume());
   req.on('end', () => {
     clearTimeout(idle);
-    if (!cut) up.end();
+    if (!cut) open().end();
   });
   req.on('close', () => clearTimeout(idle));
 }

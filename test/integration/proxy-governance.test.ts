@@ -295,11 +295,18 @@ describe('DLP over plain HTTP', () => {
     await p.proxy.close();
   });
 
-  it('a body over the scan limit is refused rather than sent unscanned', async () => {
+  it('a body is never sent unscanned: a compressed one expanding past the scan limit is refused; a long one streams scanned', async () => {
     const p = await start(`capabilities: [net:connect:127.0.0.1:${sinkPort}]`, { dlp: detectors, maxScanBytes: 1024 });
-    const r = await viaProxy(p, `http://127.0.0.1:${sinkPort}/big`, 'a'.repeat(4096)).catch(() => ({ status: 0, text: 'reset' }));
+    const r = await viaProxy(p, `http://127.0.0.1:${sinkPort}/big`, gzipSync(Buffer.alloc(4096, 'a')), { 'content-encoding': 'gzip' }).catch(() => ({ status: 0, text: 'reset' }));
     expect(r.status === 403 || r.status === 0).toBe(true);
     expect(received.some((x) => x.url === '/big')).toBe(false);
+    // Past the 1 MiB held whole, the body streams through the scanner: a key at its end is
+    // refused and the bytes holding it never reach the server.
+    const long = await viaProxy(p, `http://127.0.0.1:${sinkPort}/long`, Buffer.concat([Buffer.alloc(3 * 1024 * 1024, 'a'), Buffer.from(KEY)])).catch(() => ({ status: 0, text: 'reset' }));
+    expect(long.status === 403 || long.status === 0).toBe(true);
+    expect(received.some((x) => x.url === '/long' && x.body.includes('OPENSSH'))).toBe(false);
+    const clean = await viaProxy(p, `http://127.0.0.1:${sinkPort}/clean`, Buffer.alloc(3 * 1024 * 1024, 'a'));
+    expect(clean.status).toBe(200);
     await p.proxy.close();
   });
 });
