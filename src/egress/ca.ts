@@ -18,7 +18,9 @@ import * as x509 from '@peculiar/x509';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 
-const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+/** The key and signature algorithm of every certificate agentbox makes (tests' CAs use it too). */
+export const X509_ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+const ALG = X509_ALG;
 const HOUR = 3600_000;
 
 export interface Leaf {

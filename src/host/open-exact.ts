@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants, fchmodSync, fstatSync, linkSync, openSync, renameSync, rmSync, writeSync, type Stats } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { AgentboxError } from '../errors.js';
 
 /** O_PATH: an fd naming a file without opening it for reading (not in node's constants). */
@@ -55,19 +55,29 @@ export function openExact(path: string): { fd: number; stat: Stats } | undefined
  * beside it, then takes the name by rename (which replaces a link itself, never its
  * target), or by link (never over an existing file) when `replace` is false.
  */
-export function writeFileNoFollow(path: string, content: string, mode: number, replace: boolean): void {
-  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
-  const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
+export function writeFileNoFollow(path: string, content: string | Buffer, mode: number, replace: boolean): void {
+  // The folder is opened component by component (openExact): a symlink anywhere above the
+  // name fails; the temporary and the rename then go through that fd, never the path again.
+  const parent = openExact(dirname(path));
+  if (!parent || !parent.stat.isDirectory()) throw new AgentboxError('CONTROL_UNAVAILABLE', `${dirname(path)} is not a folder agentbox can write into; nothing was written`);
+  const dir = fdPath(parent.fd);
+  const name = basename(path);
+  const tmp = `${dir}/.${name}.${randomBytes(6).toString('hex')}.tmp`;
   try {
-    writeSync(fd, content);
-    fchmodSync(fd, mode);
+    const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
+    try {
+      writeSync(fd, typeof content === 'string' ? Buffer.from(content) : content);
+      fchmodSync(fd, mode);
+    } finally {
+      closeSync(fd);
+    }
+    try {
+      if (replace) renameSync(tmp, `${dir}/${name}`);
+      else linkSync(tmp, `${dir}/${name}`);
+    } finally {
+      if (!replace) rmSync(tmp, { force: true });
+    }
   } finally {
-    closeSync(fd);
-  }
-  try {
-    if (replace) renameSync(tmp, path);
-    else linkSync(tmp, path);
-  } finally {
-    if (!replace) rmSync(tmp, { force: true });
+    closeSync(parent.fd);
   }
 }

@@ -2,7 +2,8 @@
  * What every runtime's build takes and gives: the plan it made (printed by a dry run)
  * and, unless it was a dry run, the `Box` the session drives.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { writeFileNoFollow } from '../host/open-exact.js';
 import { posix } from 'node:path';
 import type { Box } from '../session/box.js';
 import { CA_BUNDLE_NAME, proxyDir, type BoxEgress, type SessionPaths } from '../box/common.js';
@@ -36,7 +37,7 @@ export function placeEgress(paths: SessionPaths, e: BuildOptions['egress'], dryR
     caBundle = posix.join(dir, CA_BUNDLE_NAME);
     if (!dryRun) {
       mkdirSync(dir, { recursive: true, mode: 0o755 });
-      writeFileSync(caBundle, e.bundle, { mode: 0o644, flag: 'wx' });
+      writeFileNoFollow(caBundle, e.bundle, 0o644, false);
     }
   }
   return { caBundle, placeholders: e.placeholders };

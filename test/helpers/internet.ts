@@ -7,7 +7,8 @@
  * - `/echo...`: method, path, headers and body as JSON;
  * - WebSocket upgrades: answered 101 and echoed raw.
  */
-import 'reflect-metadata';
+// First: the session CA's module sets up @peculiar/x509 (reflect-metadata, the provider); its algorithm is reused.
+import { X509_ALG as ALG } from '../../src/egress/ca.js';
 import * as x509 from '@peculiar/x509';
 import { spawn } from 'node:child_process';
 import { webcrypto } from 'node:crypto';
@@ -15,8 +16,6 @@ import { createSecureServer, type Http2ServerRequest, type Http2ServerResponse }
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 
-x509.cryptoProvider.set(webcrypto as unknown as Crypto);
-const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 const DAY = 86400_000;
 
 export interface Issued {
@@ -28,19 +27,17 @@ async function keyPem(k: CryptoKey): Promise<string> {
   return x509.PemConverter.encode(await webcrypto.subtle.exportKey('pkcs8', k), 'PRIVATE KEY');
 }
 
+/** A self-signed certificate for `name` with `extensions`, and its keys. */
+async function selfSignedWith(name: string, serialNumber: string, extensions: x509.Extension[]): Promise<{ keys: CryptoKeyPair; cert: x509.X509Certificate }> {
+  const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({ serialNumber, name: `CN=${name}`, notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + 30 * DAY), keys, signingAlgorithm: ALG, extensions });
+  return { keys, cert };
+}
+
 export class TestCa {
   private constructor(private readonly keys: CryptoKeyPair, readonly cert: x509.X509Certificate) {}
   static async create(name = 'agentbox test internet root'): Promise<TestCa> {
-    const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
-    const cert = await x509.X509CertificateGenerator.createSelfSigned({
-      serialNumber: '01',
-      name: `CN=${name}`,
-      notBefore: new Date(Date.now() - DAY),
-      notAfter: new Date(Date.now() + 30 * DAY),
-      keys,
-      signingAlgorithm: ALG,
-      extensions: [new x509.BasicConstraintsExtension(true, undefined, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign, true)],
-    });
+    const { keys, cert } = await selfSignedWith(name, '01', [new x509.BasicConstraintsExtension(true, undefined, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign, true)]);
     return new TestCa(keys, cert);
   }
   get pem(): string {
@@ -64,18 +61,10 @@ export class TestCa {
   }
   /** A certificate for `name` signed by nobody the proxy trusts. */
   static async selfSigned(name: string): Promise<Issued> {
-    const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
-    const cert = await x509.X509CertificateGenerator.createSelfSigned({
-      serialNumber: '02',
-      name: `CN=${name}`,
-      notBefore: new Date(Date.now() - DAY),
-      notAfter: new Date(Date.now() + 10 * DAY),
-      keys,
-      signingAlgorithm: ALG,
-      extensions: [new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]), new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: name }])],
-    });
+    const { keys, cert } = await selfSignedWith(name, '02', [new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]), new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: name }])]);
     return { cert: cert.toString('pem'), key: await keyPem(keys.privateKey) };
   }
+
 }
 
 export interface Seen {

@@ -22,6 +22,7 @@ import { seccompBytes } from '../../box/seccomp.js';
 import type { Box } from '../../session/box.js';
 import { placeEgress, type BuildOptions, type Built } from '../build.js';
 import { CA_BUNDLE_NAME } from '../../box/common.js';
+import { writeFileNoFollow } from '../../host/open-exact.js';
 import { newSessionId } from '../../session/records.js';
 import { identify } from '../../host/proc.js';
 import { bindOpened, bindPath, mountLayers, pathKind } from '../host-mounts.js';
@@ -141,7 +142,7 @@ export async function buildMicrovmBox(model: Model, opts: BuildOptions): Promise
       mkdirSync(plan.ctlDir, { recursive: true, mode: 0o700 });
       writeFileSync(posix.join(plan.ctlDir, 'config'), plan.config, { mode: 0o600 });
       writeFileSync(posix.join(plan.ctlDir, 'seccomp.bpf'), seccompBytes(), { mode: 0o600 });
-      if (egress?.caBundle) copyFileSync(egress.caBundle, posix.join(plan.ctlDir, CA_BUNDLE_NAME));
+      if (egress?.caBundle) writeFileNoFollow(posix.join(plan.ctlDir, CA_BUNDLE_NAME), readFileSync(egress.caBundle), 0o644, false);
       const deadline = BOOT_DEADLINE_SECONDS[plan.argv[plan.argv.indexOf('-accel') + 1] === 'kvm' ? 'kvm' : 'tcg'];
       /** One boot: QEMU with fresh output relays; resolves with the exit code, or 'stalled' if the guest never reached the agent. */
       const bootOnce = (onSpawn: (c: ChildProcess) => void) =>
