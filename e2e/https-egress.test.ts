@@ -190,9 +190,9 @@ describe('HTTPS through inspection, on real boxes', () => {
     expect(decided.every((e) => e.decision === 'deny' || /^\/v1\/messages/.test(String(e.details?.path)))).toBe(true);
     // A prompt carrying an AWS key id: Claude Code's request is refused inside TLS; the API never sees it.
     const leaked = api.seen.length;
-    const k = await run(['launch', f, '--home', h, '--', CLAUDE, '-p', 'remember AKIAIOSFODNN7EXAMPLE please'], join(h, 'work'));
+    const k = await run(['launch', f, '--home', h, '--', CLAUDE, '-p', 'remember AKIA2E3NGX5M4HYT7Q2W please'], join(h, 'work'));
     expect(k.exitCode).not.toBe(0);
-    expect(api.seen.slice(leaked).some((x) => x.body.includes('AKIAIOSFODNN7EXAMPLE'))).toBe(false);
+    expect(api.seen.slice(leaked).some((x) => x.body.includes('AKIA2E3NGX5M4HYT7Q2W'))).toBe(false);
     expect(audit()).toMatch(/"action":"egress.https"[^\n]*"detector":"aws-access-key"/);
     const described = await run(['describe', f]);
     expect(described.stdout).toMatch(/use your anthropic key for 127.0.0.1 through agentbox; it never sees the key/);

@@ -17,7 +17,7 @@
 import { isIP } from 'node:net';
 import { hostMatches } from '../model/decide.js';
 import type { ConsentHost } from '../model/types.js';
-import { scanHost, type Detector } from '../policy/dlp.js';
+import { hitName, isUndecodable, scanHost, type Detector } from '../policy/dlp.js';
 import { canonicalHost, decideEgressFor, isInternalAddress, pickAddress, type EgressRules } from './addresses.js';
 import type { ConsentAnswer } from './consent.js';
 import { PolicyCache, type PolicyAnswer } from './policy-cache.js';
@@ -80,17 +80,26 @@ export class Admissions {
     const details: Record<string, unknown> = {};
     const no = (r: Refusal): Admission => ({ ok: false, host, ...r, details: { ...details, ...r.details } });
     if (this.o.closed()) return no(refusal('egress-cut', 'egress is cut for this session'));
-    // A host name is content: an encoded secret in a label must not reach a resolver.
-    if (this.o.dlp && this.o.dlp.length > 0) {
-      const hit = scanHost(this.o.dlp, host);
-      if (hit) return no(refusal('dlp', `data-loss prevention: the host name matches detector ${hit.detector}; it was not looked up`, `egress.dlp ${hit.detector}`, { dlp: { detector: hit.detector, where: 'host', digest: this.o.digest?.(hit.match) } }));
-    }
     const d = decideEgressFor(this.o.rules, host, port);
     const explicitDeny = !d.allow && d.rule !== undefined;
     const ask = !d.allow && !explicitDeny ? this.consentHost(host, port) : undefined;
     if (!d.allow && !ask) {
       const code = explicitDeny ? 'denied-by-rule' : /allows port/.test(d.reason) ? 'wrong-port' : 'not-granted';
       return no(refusal(code, d.reason, d.rule ? `${d.rule.text} (${d.rule.pointer})` : undefined));
+    }
+    // A host name is content: an encoded secret in a label must not reach a resolver. The
+    // name is scanned as the agent wrote it (case and all), and the labels a granted
+    // wildcard matched must not look like encoded data.
+    if (this.o.dlp && this.o.dlp.length > 0) {
+      const wild = d.allow ? /^net:connect:\*\.([^:]+):/.exec(d.rule.text)?.[1] : undefined;
+      const under = wild !== undefined && host.endsWith(`.${wild}`) ? host.slice(0, -wild.length - 1) : undefined;
+      const raw = rawHost.replace(/\.$/, '');
+      const hit = scanHost(this.o.dlp, raw, under) ?? (raw !== host ? scanHost(this.o.dlp, host) : undefined);
+      if (hit && isUndecodable(hit)) return no(refusal('unscannable', `the host name cannot be decoded for data-loss prevention (${hit.undecodable}); it was not looked up`, 'egress.dlp'));
+      if (hit) {
+        const why = hit.detector === 'encoded-host-label' ? `a label under ${wild} looks like encoded data, not a name (long, random, or hex)` : `it matches detector ${hitName(hit)}`;
+        return no(refusal('dlp', `data-loss prevention: the host name was refused because ${why}; it was not looked up`, `egress.dlp ${hit.detector}`, { dlp: { detector: hit.detector, via: hit.via, where: 'host', digest: this.o.digest?.(hit.match) } }));
+      }
     }
     let rule = d.allow ? `${d.rule.text} (${d.rule.pointer})` : `${ask!.source.text} (${ask!.source.pointer})`;
     const meterKey = d.allow ? `grant ${d.rule.pointer}` : `consent ${host}:${port}`;

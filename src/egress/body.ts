@@ -8,6 +8,7 @@
 import type { IncomingMessage } from 'node:http';
 import { brotliDecompressSync, inflateRawSync, inflateSync, gunzipSync } from 'node:zlib';
 import { refusal, type Refusal } from './reasons.js';
+import { byBom } from '../policy/decoders.js';
 
 /** A byte budget shared by every body a session's proxy holds at once. */
 export class BufferBudget {
@@ -82,8 +83,8 @@ export function charsetOf(contentType: string | undefined): string | undefined {
 
 function decodeText(bytes: Buffer, charset: string | undefined): { ok: true; text: string } | { ok: false; reason: string } {
   // A byte-order mark decides, whatever the header says.
-  if (bytes[0] === 0xff && bytes[1] === 0xfe) return { ok: true, text: bytes.subarray(2).toString('utf16le') };
-  if (bytes[0] === 0xfe && bytes[1] === 0xff) return { ok: true, text: Buffer.from(bytes.subarray(2)).swap16().toString('utf16le') };
+  const bom = byBom(bytes);
+  if (bom) return { ok: true, text: bom.text };
   if (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) return { ok: true, text: bytes.subarray(3).toString('utf8') };
   if (charset === undefined) return { ok: true, text: bytes.toString('utf8') };
   const enc = CHARSETS[charset];

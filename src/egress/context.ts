@@ -5,7 +5,8 @@
 import type { ClientRequest } from 'node:http';
 import type { Socket } from 'node:net';
 import type { SecureContext } from 'node:tls';
-import type { Detector, UploadMeter } from '../policy/dlp.js';
+import type { CarryOver, Detector, UploadMeter } from '../policy/dlp.js';
+import type { View } from '../policy/decoders.js';
 import type { Admissions } from './admission.js';
 import type { BufferBudget } from './body.js';
 import type { ReasonCode } from './reasons.js';
@@ -70,6 +71,8 @@ export interface ProxyContext {
   upstreams: Set<ClientRequest>;
   upload: UploadMeter | undefined;
   dlp: readonly Detector[] | undefined;
+  /** What went to each destination lately (a secret split over two requests). */
+  carry?: CarryOver;
   digest: ((match: string) => string) | undefined;
   budget: BufferBudget;
   http: HttpGovernance | undefined;
@@ -92,4 +95,11 @@ export function splitAuthority(authority: string, defaultPort: number): { host: 
   const port = m[2] === undefined ? defaultPort : Number(m[2]);
   if (!Number.isInteger(port) || port < 1 || port > 65535) return undefined;
   return { host: m[1]!.replace(/^\[|\]$/g, '').toLowerCase(), port };
+}
+
+/** The carry-over of one destination, as the body scanner takes it. */
+export function carryFor(ctx: Pick<ProxyContext, 'carry'>, dest: string): { get(): readonly string[]; put(views: readonly View[]): void } | undefined {
+  const c = ctx.carry;
+  if (!c) return undefined;
+  return { get: () => c.get(dest, Date.now()), put: (views) => c.put(dest, Date.now(), views) };
 }

@@ -14,17 +14,16 @@
  * A refusal answers 403 inside TLS with the reason code in the status text (HTTP/1.1)
  * and the plain-language body, and is audited with method and path. Allowed requests
  * go upstream as HTTP/1.1 over the pinned, verified connection. A WebSocket upgrade is
- * decided the same way, then both directions are relayed and metered.
+ * decided the same way, then relayed (upgrade.ts).
  */
 import type { IncomingMessage, ServerResponse, OutgoingHttpHeaders } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import { request as httpsRequest } from 'node:https';
-import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
-import { scanRequest, type Detector } from '../policy/dlp.js';
+import { hitName, isUndecodable, scanRequest, type Detector } from '../policy/dlp.js';
 import { decideHttp, normaliseRequestPath } from '../model/http.js';
 import { readBody, scanTexts } from './body.js';
-import { splitAuthority, type OpenExchange, type ProxyContext } from './context.js';
+import { carryFor, splitAuthority, type OpenExchange, type ProxyContext } from './context.js';
 import { credentialDetectors, inject } from './credentials.js';
 import { refusal, statusText, type Refusal } from './reasons.js';
 import { upstreamRefusal, type UpstreamTls } from './upstream.js';
@@ -100,13 +99,17 @@ export async function decide(ctx: ProxyContext, host: string, port: number, req:
       texts = t.texts;
     }
     const hit = scanRequest(detectors, { url: pathAndQuery, headers: headerList(req.headers), body: texts });
+    if (hit && isUndecodable(hit)) {
+      release();
+      return no(403, refusal('unscannable', `the request's ${hit.where} could not be fully decoded for data-loss prevention: ${hit.undecodable}; it was not sent`, 'egress.dlp', { method, path }));
+    }
     if (hit) {
       release();
       const placeholder = hit.detector.startsWith('placeholder:');
       const reason = placeholder
         ? `the placeholder of credential ${hit.detector.slice(12)} was in the request's ${hit.where} to ${host}, which is not its host; it was not sent`
-        : `data-loss prevention: the request's ${hit.where} matches detector ${hit.detector}; it was not sent`;
-      return no(403, refusal(placeholder ? 'placeholder' : 'dlp', reason, `egress.dlp ${hit.detector}`, { dlp: { detector: hit.detector, where: hit.where, digest: ctx.digest?.(hit.match), method, path } }));
+        : `data-loss prevention: the request's ${hit.where} matches detector ${hitName(hit)}; it was not sent`;
+      return no(403, refusal(placeholder ? 'placeholder' : 'dlp', reason, `egress.dlp ${hit.detector}`, { dlp: { detector: hit.detector, via: hit.via, where: hit.where, digest: ctx.digest?.(hit.match), method, path } }));
     }
   }
   const headers: Record<string, string | string[]> = {};
@@ -138,20 +141,22 @@ export function meterTake(ctx: ProxyContext, meterKey: string, host: string, por
   return refusal('upload-limit', reason, 'egress.maxUploadBytes', d);
 }
 
-function authorityOk(req: AnyReq, conn: Inspected, canonical: (h: string) => string): boolean {
+export function authorityOk(req: AnyReq, conn: { host: string; port: number; tls?: boolean }, canonical: (h: string) => string): boolean {
   const raw = (req.headers[':authority'] as string | undefined) ?? req.headers.host;
   if (raw === undefined) return false;
-  const a = splitAuthority(raw, 443);
-  return a !== undefined && canonical(a.host) === conn.host && (a.port === conn.port || (raw.indexOf(':', raw.lastIndexOf(']') + 1) < 0 && conn.port === 443));
+  const scheme = conn.tls === false ? 80 : 443;
+  const a = splitAuthority(raw, scheme);
+  return a !== undefined && canonical(a.host) === conn.host && (a.port === conn.port || (raw.indexOf(':', raw.lastIndexOf(']') + 1) < 0 && conn.port === scheme));
 }
 
 /** The request target as origin-form; an absolute-form target must name the tunnel's host. */
-function originForm(req: AnyReq, conn: Inspected, canonical: (h: string) => string): string | undefined {
+export function originForm(req: AnyReq, conn: { host: string; port: number; tls?: boolean }, canonical: (h: string) => string): string | undefined {
   const u = req.url ?? '/';
   if (u.startsWith('/')) return u;
   try {
     const url = new URL(u);
-    if (url.protocol !== 'https:' || canonical(url.hostname) !== conn.host) return undefined;
+    const port = url.port === '' ? (conn.tls === false ? 80 : 443) : Number(url.port);
+    if (url.protocol !== (conn.tls === false ? 'http:' : 'https:') || canonical(url.hostname) !== conn.host || port !== conn.port) return undefined;
     return `${url.pathname}${url.search}`;
   } catch {
     return undefined;
@@ -269,13 +274,14 @@ export async function handleDecrypted(ctx: ProxyContext, conn: Inspected, t: Ope
       budget: ctx.budget,
       maxDecodedBytes: ctx.maxScanBytes,
       idleMs: ctx.bodyIdleMs,
+      carry: carryFor(ctx, conn.meterKey),
     }, {
       data: (c) => send(c),
       end: () => {
         if (!cut) open().end();
       },
       refuse: (r, hit, sent) => {
-        const details = hit ? { dlp: { detector: hit.detector, where: hit.where, digest: ctx.digest?.(hit.match), method, path, sentBefore: sent } } : { method, path, sentBefore: sent };
+        const details = hit ? { dlp: { detector: hit.detector, via: hit.via, where: hit.where, digest: ctx.digest?.(hit.match), method, path, sentBefore: sent } } : { method, path, sentBefore: sent };
         cutWith(r.code === 'busy' ? 503 : 403, { ...r, details: { ...r.details, ...details } });
       },
     });
@@ -288,88 +294,4 @@ export async function handleDecrypted(ctx: ProxyContext, conn: Inspected, t: Ope
   (req as Readable).on('end', () => {
     if (!cut) open().end();
   });
-}
-
-/** A WebSocket (or other HTTP/1.1) upgrade: decided as a request, then relayed both ways and metered. */
-export async function handleUpgrade(ctx: ProxyContext, conn: Inspected, t: OpenExchange, req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
-  const { host, port } = conn;
-  const method = req.method ?? 'GET';
-  socket.on('error', () => socket.destroy());
-  const refuse = (status: number, r: Refusal, path: string) => {
-    ctx.event({ action: 'egress.https', host, port, decision: 'deny', code: r.code, reason: r.reason, rule: r.rule, address: conn.address, details: { method, path, upgrade: req.headers.upgrade ?? null, ...r.details } });
-    if (r.code === 'dlp' || r.code === 'placeholder') ctx.violation({ kind: 'dlp', host, port, reason: r.reason, details: (r.details.dlp as Record<string, unknown>) ?? {} });
-    const body = ctx.denyBody(host, port, r.reason);
-    socket.end(`HTTP/1.1 ${status} ${status === 403 ? statusText(r) : 'Bad Gateway (agentbox)'}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
-  };
-  const pathAndQuery = originForm(req, conn, ctx.canonical);
-  if (!authorityOk(req, conn, ctx.canonical) || pathAndQuery === undefined) return refuse(403, refusal('host-mismatch', `the upgrade names ${req.headers.host ?? 'no host'}, not ${host}:${port}`), req.url ?? '');
-  // Only a WebSocket handshake: a GET without a body, nothing pipelined behind it. Any
-  // other "upgrade" would turn the rest of the connection into unchecked raw bytes.
-  if (method !== 'GET' || String(req.headers.upgrade ?? '').toLowerCase() !== 'websocket' || req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined || head.length > 0) {
-    return refuse(403, refusal('bad-request', 'only a WebSocket upgrade (GET, Upgrade: websocket, no body, nothing sent before the answer) passes an inspected tunnel'), pathAndQuery.split('?')[0]!);
-  }
-  const d = await decide(ctx, host, port, req, method, pathAndQuery, true, false);
-  if (!d.ok) return refuse(d.status, d.refusal, pathAndQuery.split('?')[0]!);
-  let up: import('node:tls').TLSSocket;
-  try {
-    up = await conn.upstream.connect();
-  } catch (e) {
-    return refuse(502, upstreamRefusal(host, port, e as NodeJS.ErrnoException), pathAndQuery);
-  }
-  const headers = { ...d.headers, host: port === 443 ? host : `${host}:${port}`, connection: 'Upgrade', upgrade: String(req.headers.upgrade ?? '') };
-  let text = `${method} ${d.path} HTTP/1.1\r\n`;
-  for (const [k, v] of Object.entries(headers)) for (const x of Array.isArray(v) ? v : [v]) text += `${k}: ${x}\r\n`;
-  text += '\r\n';
-  ctx.event({ action: 'egress.https', host, port, decision: 'allow', reason: 'granted', rule: conn.rule, address: conn.address, details: { method, path: pathAndQuery.split('?')[0], upgrade: headers.upgrade, inspected: conn.inspected, ...(d.injected.length > 0 ? { injected: d.injected } : {}) } });
-  let cut = false;
-  const send = (c: Buffer) => {
-    if (cut) return;
-    const o = meterTake(ctx, conn.meterKey, host, port, c.length, t.bytesOut, 'the connection was cut');
-    if (o) {
-      cut = true;
-      ctx.event({ action: 'egress.https', host, port, decision: 'deny', code: o.code, reason: o.reason, rule: o.rule, address: conn.address, details: o.details });
-      ctx.violation({ kind: 'upload-limit', host, port, reason: o.reason, details: o.details });
-      up.destroy();
-      socket.destroy();
-      return;
-    }
-    t.bytesOut += c.length;
-    if (!up.write(c)) socket.pause();
-  };
-  // The agent's bytes wait until the server has answered 101 Switching Protocols with
-  // Upgrade: websocket; any other answer goes back to the agent and both sides close.
-  socket.pause();
-  send(Buffer.from(text));
-  let answer = Buffer.alloc(0);
-  const onHead = (c: Buffer) => {
-    answer = Buffer.concat([answer, c]);
-    const end = answer.indexOf('\r\n\r\n');
-    if (end < 0) {
-      if (answer.length > 64 * 1024) {
-        up.destroy();
-        socket.destroy();
-      }
-      return;
-    }
-    up.off('data', onHead);
-    t.bytesIn += answer.length;
-    const headText = answer.subarray(0, end).toString('latin1');
-    const ok = /^HTTP\/1\.1 101\b/.test(headText) && /\r\nupgrade:[ \t]*websocket[ \t]*(\r\n|$)/i.test(`${headText}\r\n`);
-    socket.write(answer);
-    if (!ok) {
-      ctx.event({ action: 'egress.https', host, port, decision: 'allow', reason: 'closed', rule: conn.rule, address: conn.address, details: { upgrade: 'refused by the server' } });
-      up.destroy();
-      socket.end();
-      return;
-    }
-    socket.on('data', send);
-    socket.resume();
-    up.on('data', (d2: Buffer) => (t.bytesIn += d2.length));
-    up.pipe(socket);
-  };
-  up.on('data', onHead);
-  up.on('drain', () => socket.resume());
-  socket.on('close', () => up.destroy());
-  up.on('close', () => socket.destroy());
-  up.on('error', () => socket.destroy());
 }

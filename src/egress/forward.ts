@@ -6,9 +6,13 @@
  * decoded and scanned with the URL and headers before anything leaves; every byte sent
  * upstream (request line, headers and body) is counted against the upload meter.
  */
-import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { connect as netConnect, type Socket } from 'node:net';
+import { relayUpgrade, type UpgradeTarget } from './upgrade.js';
+import type { Admitted } from './admission.js';
 import { decide } from './decrypted.js';
 import { scanBody } from './scan-stream.js';
+import { carryFor } from './context.js';
 import { splitAuthority, type ProxyContext } from './context.js';
 import { refusal, statusText, type Refusal } from './reasons.js';
 import type { Use } from './admission.js';
@@ -171,6 +175,7 @@ export async function handleRequest(ctx: ProxyContext, req: IncomingMessage, res
       budget: ctx.budget,
       maxDecodedBytes: ctx.maxScanBytes,
       idleMs: ctx.bodyIdleMs,
+      carry: carryFor(ctx, verdict.meterKey),
     }, {
       data: (c) => send(c, 'the request was cut'),
       end: () => {
@@ -179,7 +184,7 @@ export async function handleRequest(ctx: ProxyContext, req: IncomingMessage, res
       refuse: (r, hit, sent) => {
         cut = true;
         up?.destroy();
-        const details = hit ? { ...verdict.details, dlp: { detector: hit.detector, where: hit.where, digest: ctx.digest?.(hit.match), method, path: url.pathname, sentBefore: sent } } : { ...verdict.details, sentBefore: sent };
+        const details = hit ? { ...verdict.details, dlp: { detector: hit.detector, via: hit.via, where: hit.where, digest: ctx.digest?.(hit.match), method, path: url.pathname, sentBefore: sent } } : { ...verdict.details, sentBefore: sent };
         refuse(r.code === 'busy' ? 503 : 403, host, port, { ...r, rule: r.rule ?? 'egress.dlp', details: { ...r.details, ...details } });
         if (r.code === 'dlp') ctx.violation({ kind: 'dlp', host, port, reason: r.reason, details: ('dlp' in details ? details.dlp : {}) as Record<string, unknown> });
       },
@@ -208,4 +213,116 @@ export async function handleRequest(ctx: ProxyContext, req: IncomingMessage, res
     if (!cut) open().end();
   });
   req.on('close', () => clearTimeout(idle));
+}
+
+/** One parser per proxy for plain HTTP inside CONNECT tunnels; each socket keeps the tunnel's target. */
+const tunnelParsers = new WeakMap<ProxyContext, Server>();
+const tunnelTargets = new WeakMap<Socket, { authority: string; host: string; port: number; target: UpgradeTarget }>();
+
+/**
+ * An admitted CONNECT whose upstream speaks plain HTTP (an http:// URL sent through a
+ * tunnel, as some clients do for every URL): the tunnel is answered, and each request in
+ * it is handled as a plain-HTTP request to the CONNECT target, whatever its request line
+ * says: the Host header must still name that target, and rules, policy, DLP and the
+ * upload meter apply as to any plain-HTTP request. Anything that does not parse as HTTP
+ * (TLS to a plaintext server, another protocol) is cut and audited as unscannable.
+ */
+export function plainHttpTunnel(ctx: ProxyContext, client: Socket, head: Buffer, verdict: Admitted, port: number, why: string): void {
+  const host = verdict.host;
+  let parser = tunnelParsers.get(ctx);
+  if (!parser) {
+    parser = createServer((req, res) => {
+      const t = tunnelTargets.get(req.socket as Socket);
+      if (!t || !(req.url ?? '').startsWith('/')) {
+        res.writeHead(400, { 'content-type': 'text/plain', connection: 'close' });
+        return void res.end('agentbox: inside a tunnel, requests name a path (origin form)\n');
+      }
+      req.url = `http://${t.authority}${req.url}`;
+      void handleRequest(ctx, req, res).catch(() => res.destroy());
+    });
+    parser.on('clientError', (e: NodeJS.ErrnoException, s: Socket) => {
+      const t = tunnelTargets.get(s);
+      if (t && (e.code ?? '').startsWith('HPE_')) {
+        const r = refusal('unscannable', `what was sent through the tunnel to ${t.host}:${t.port} is neither TLS agentbox can open nor HTTP (${e.code ?? 'parse error'}); with DLP it cannot pass unscanned (inspect: false on the host makes it an opaque tunnel)`);
+        ctx.event({ action: 'egress.connect', host: t.host, port: t.port, decision: 'deny', code: r.code, reason: r.reason, rule: 'egress.dlp', address: undefined, details: { plaintext: true } });
+      }
+      s.destroy();
+    });
+    parser.on('upgrade', (req: IncomingMessage, s: Socket, upgradeHead: Buffer) => {
+      const t = tunnelTargets.get(s);
+      if (!t) return void s.destroy();
+      const open = ctx.trackOpen({ kind: 'http', host: t.host, port: t.port, address: t.target.address });
+      s.once('close', () => ctx.trackClose(open));
+      void relayUpgrade(ctx, t.target, open, req, s, upgradeHead).catch(() => s.destroy());
+    });
+    tunnelParsers.set(ctx, parser);
+  }
+  const authority = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  tunnelTargets.set(client, { authority, host, port, target: plainTarget(ctx, verdict, port, why) });
+  ctx.event({ action: 'egress.connect', host, port, decision: 'allow', reason: 'granted', rule: verdict.rule, address: verdict.address, details: { ...verdict.details, inspected: why, plaintext: true } });
+  client.setNoDelay(true);
+  client.write(TUNNEL_OK);
+  if (head.length > 0) client.unshift(head);
+  parser.emit('connection', client);
+}
+
+const TUNNEL_OK = 'HTTP/1.1 200 Connection Established\r\n\r\n';
+
+/** A plain-TCP upgrade target for an admitted host. */
+function plainTarget(ctx: ProxyContext, verdict: Admitted, port: number, why: string): UpgradeTarget {
+  return {
+    host: verdict.host,
+    port,
+    address: verdict.address,
+    rule: verdict.rule,
+    meterKey: verdict.meterKey,
+    inspected: why,
+    tls: false,
+    connect: () =>
+      new Promise<Socket>((resolve, reject) => {
+        const s = netConnect({ host: verdict.address, port, timeout: ctx.connectTimeoutMs });
+        ctx.sockets.add(s);
+        s.once('close', () => ctx.sockets.delete(s));
+        s.once('connect', () => {
+          s.setTimeout(0);
+          s.setNoDelay(true);
+          resolve(s);
+        });
+        s.once('timeout', () => {
+          s.destroy();
+          reject(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' }));
+        });
+        s.once('error', reject);
+      }),
+  };
+}
+
+/**
+ * A plain-HTTP upgrade sent to the proxy in absolute form (`GET http://host/ws` with
+ * Upgrade: websocket): admitted as any plain-HTTP request, then relayed (upgrade.ts).
+ */
+export async function handlePlainUpgrade(ctx: ProxyContext, req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
+  socket.on('error', () => socket.destroy());
+  const no = (status: number, host: string, port: number, r: Refusal) => {
+    ctx.event({ action: 'egress.http', host, port, decision: 'deny', code: r.code, reason: r.reason, rule: r.rule, address: undefined, details: { upgrade: req.headers.upgrade ?? null, ...r.details } });
+    if (r.code === 'dlp') ctx.violation({ kind: 'dlp', host, port, reason: r.reason, details: (r.details.dlp as Record<string, unknown>) ?? {} });
+    const body = status === 403 ? ctx.denyBody(host, port, r.reason) : `agentbox: ${r.reason}\n`;
+    socket.end(`HTTP/1.1 ${status} ${status === 403 ? statusText(r) : 'Bad Request'}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  };
+  let url: URL;
+  try {
+    url = new URL(req.url ?? '');
+  } catch {
+    return no(400, '-', 0, refusal('bad-request', 'a proxy request needs an absolute URL (http://host/path)'));
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'ws:') return no(400, url.hostname, 0, refusal('bad-request', `only http:// upgrades are proxied in plain form; use CONNECT for ${url.protocol}`));
+  const port = url.port === '' ? 80 : Number(url.port);
+  const target = splitAuthority(url.host, 80);
+  if (!target) return no(400, url.hostname, port, refusal('bad-request', 'the request target names no host'));
+  const verdict = await ctx.admissions.admit(target.host, port, { kind: 'request', purpose: `to open a WebSocket (${url.pathname.slice(0, 80)})` });
+  if (!verdict.ok) return no(403, verdict.host, port, verdict);
+  req.url = `http://${url.host}${url.pathname}${url.search}`;
+  const open = ctx.trackOpen({ kind: 'http', host: verdict.host, port, address: verdict.address });
+  socket.once('close', () => ctx.trackClose(open));
+  await relayUpgrade(ctx, plainTarget(ctx, verdict, port, 'plain'), open, req, socket, head);
 }

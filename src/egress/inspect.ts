@@ -22,9 +22,14 @@ import type { Leaf } from './ca.js';
 import type { Duplex } from 'node:stream';
 import type { Admitted } from './admission.js';
 import type { ProxyContext } from './context.js';
-import { handleDecrypted, handleUpgrade, type Inspected } from './decrypted.js';
+import { handleDecrypted, type Inspected } from './decrypted.js';
+import { relayUpgrade } from './upgrade.js';
 import { refusal } from './reasons.js';
 import { upstreamRefusal, type UpstreamTls } from './upstream.js';
+import { plainHttpTunnel } from './forward.js';
+
+/** OpenSSL's answer when the server's first bytes are not a TLS record (plain HTTP, a banner). */
+const NOT_TLS = /WRONG_VERSION_NUMBER|PACKET_LENGTH_TOO_LONG|UNKNOWN_PROTOCOL|RECORD_LAYER|HTTP_REQUEST/;
 
 /**
  * The upstream connections of one agent connection: the verified first one, then more
@@ -70,6 +75,11 @@ export async function terminateTls(ctx: ProxyContext, client: Socket, head: Buff
   try {
     first = await dial(ctx, host, verdict.address, port);
   } catch (e) {
+    // An upstream that answers a TLS hello with plaintext speaks plain HTTP inside the
+    // tunnel (an http:// URL through CONNECT): its requests go through the plain-HTTP
+    // path, scanned and decided the same way. Never with a brokered key (it would travel
+    // in clear text), never for a host whose rules need TLS to be enforced.
+    if (NOT_TLS.test((e as NodeJS.ErrnoException).code ?? '') && why !== 'credential') return plainHttpTunnel(ctx, client, head, verdict, port, why);
     const r = upstreamRefusal(host, port, e as NodeJS.ErrnoException);
     ctx.event({ action: 'egress.connect', host, port, decision: 'deny', code: r.code, reason: r.reason, rule: r.rule, address: verdict.address, details: { ...verdict.details, ...r.details, inspected: why } });
     const body = `agentbox: ${r.reason}\n`;
@@ -118,7 +128,7 @@ export async function terminateTls(ctx: ProxyContext, client: Socket, head: Buff
     },
     (req: Http2ServerRequest | IncomingMessage, res: Http2ServerResponse | import('node:http').ServerResponse) => void handleDecrypted(ctx, conn, t, req, res).catch(() => res.destroy()),
   );
-  server.on('upgrade', (req: IncomingMessage, socket: Socket, upgradeHead: Buffer) => void handleUpgrade(ctx, conn, t, req, socket, upgradeHead).catch(() => socket.destroy()));
+  server.on('upgrade', (req: IncomingMessage, socket: Socket, upgradeHead: Buffer) => void relayUpgrade(ctx, { ...conn, tls: true, connect: conn.upstream.connect }, t, req, socket, upgradeHead).catch(() => socket.destroy()));
   server.on('tlsClientError', () => client.destroy());
   server.on('sessionError', () => undefined);
   server.on('secureConnection', (s: TLSSocket) => {

@@ -17,7 +17,7 @@ import { lookup } from 'node:dns/promises';
 import { createSecureContext } from 'node:tls';
 import type { Socket } from 'node:net';
 import type { ConsentHost } from '../model/types.js';
-import type { Detector, UploadMeter } from '../policy/dlp.js';
+import { CarryOver, type Detector, type UploadMeter } from '../policy/dlp.js';
 import { Admissions, type Resolve } from './admission.js';
 import { canonicalHost, type EgressRules } from './addresses.js';
 import { BufferBudget } from './body.js';
@@ -25,7 +25,7 @@ import type { ConsentAnswer } from './consent.js';
 import type { EgressEvent, HttpGovernance, OpenExchange, ProxyContext, Violation } from './context.js';
 import type { SessionCa } from './ca.js';
 import type { Brokered } from './credentials.js';
-import { handleRequest } from './forward.js';
+import { handlePlainUpgrade, handleRequest } from './forward.js';
 import type { PolicyAnswer } from './policy-cache.js';
 import { handleConnect } from './tunnel.js';
 import { hostDetectors } from './credentials.js';
@@ -51,6 +51,8 @@ export interface ProxyOptions {
   consent?: { hosts: readonly ConsentHost[]; maxQuestions?: number; ask: (host: string, port: number, purpose: string) => Promise<ConsentAnswer & { id: string }> };
   /** DLP detectors for host names and plain-HTTP requests. */
   dlp?: readonly Detector[];
+  /** How long what went to a destination is kept to catch a secret split over requests (default 60 s). */
+  carryWindowMs?: number;
   /** Largest plain-HTTP body buffered for scanning; larger bodies are refused (default 16 MiB). */
   maxScanBytes?: number;
   /** Request-body bytes the proxy holds at once across the session (default 64 MiB; 503 beyond). */
@@ -127,6 +129,7 @@ export class EgressProxy {
       upstreams: this.upstreams,
       upload: opts.upload,
       dlp: opts.dlp,
+      carry: opts.dlp?.length ? new CarryOver(opts.carryWindowMs ?? 60_000) : undefined,
       digest: opts.digest,
       budget: new BufferBudget(opts.maxBufferBytes ?? DEFAULT_MAX_BUFFER),
       http: opts.http,
@@ -137,6 +140,7 @@ export class EgressProxy {
       connectTimeoutMs: opts.connectTimeoutMs ?? 10_000,
     };
     this.server = createServer((req: IncomingMessage, res: ServerResponse) => void handleRequest(this.ctx, req, res).catch(() => res.destroy()));
+    this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => void handlePlainUpgrade(this.ctx, req, socket, head).catch(() => socket.destroy()));
     this.server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => void handleConnect(this.ctx, req, socket, head).catch(() => socket.destroy()));
     this.server.on('connection', (s: Socket) => {
       if (this.closed) {

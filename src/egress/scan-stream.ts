@@ -16,7 +16,8 @@
 import { createBrotliDecompress, createGunzip, createInflate, type Gunzip } from 'node:zlib';
 import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
-import { scanRequest, type Detector, type DlpHit } from '../policy/dlp.js';
+import { hitName, isUndecodable, scanRequest, type Detector, type DlpHit, type ScanResult } from '../policy/dlp.js';
+import type { View } from '../policy/decoders.js';
 import { charsetOf, scanTexts, type BufferBudget } from './body.js';
 import { refusal, type Refusal } from './reasons.js';
 
@@ -35,6 +36,8 @@ export interface ScanOptions {
   idleMs: number;
   holdBytes?: number;
   overlapBytes?: number;
+  /** What went to the same destination just before; `put` keeps this body's views for the next. */
+  carry?: { get(): readonly string[]; put(views: readonly View[]): void };
 }
 
 export type ScanEvents = {
@@ -75,8 +78,15 @@ export function scanBody(req: Readable, o: ScanOptions, on: ScanEvents): { pause
     decoder?.destroy();
     on.refuse(r, hit, sent);
   };
-  const dlpRefusal = (hit: DlpHit, at: string) => refusal('dlp', `data-loss prevention: the request's ${hit.where} matches detector ${hit.detector}${at}; it was not sent`, `egress.dlp ${hit.detector}`);
-  const scanWindow = (text: string): DlpHit | undefined => {
+  const dlpRefusal = (hit: DlpHit, at: string) => refusal('dlp', `data-loss prevention: the request's ${hit.where} matches detector ${hitName(hit)}${at}; it was not sent`, `egress.dlp ${hit.detector}`);
+  /** A scan's answer acted on: false (and the body stopped) on a match or an undecodable text. */
+  const acted = (r: ScanResult, at: string): boolean => {
+    if (!r) return true;
+    if (isUndecodable(r)) stop(refusal('unscannable', `the request's ${r.where} could not be fully decoded for data-loss prevention: ${r.undecodable}${at}; it was not sent`, 'egress.dlp'));
+    else stop(dlpRefusal(r, at), r);
+    return false;
+  };
+  const scanWindow = (text: string): ScanResult => {
     const hit = scanRequest(o.detectors, { url: '', headers: [], body: tail + text });
     const all = tail + text;
     tail = all.length > overlap ? all.slice(-overlap) : all;
@@ -99,15 +109,11 @@ export function scanBody(req: Readable, o: ScanOptions, on: ScanEvents): { pause
   const rawUtf8 = new StringDecoder('utf8');
   const scanRaw = (c: Buffer): boolean => {
     // As Latin-1 (every byte, nothing lost) and as UTF-8 (a character split across chunks kept whole).
-    const hit = scanWindow(c.toString('latin1')) ?? scanUtf8(rawUtf8.write(c));
-    if (hit) {
-      stop(dlpRefusal(hit, ` (after ${sent} bytes had been sent)`), hit);
-      return false;
-    }
-    return true;
+    const at = ` (after ${sent} bytes had been sent)`;
+    return acted(scanWindow(c.toString('latin1')), at) && acted(scanUtf8(rawUtf8.write(c)), at);
   };
   let utf8Tail = '';
-  const scanUtf8 = (text: string): DlpHit | undefined => {
+  const scanUtf8 = (text: string): ScanResult => {
     const all = utf8Tail + text;
     utf8Tail = all.length > overlap ? all.slice(-overlap) : all;
     return scanRequest(o.detectors, { url: '', headers: [], body: all });
@@ -122,12 +128,7 @@ export function scanBody(req: Readable, o: ScanOptions, on: ScanEvents): { pause
     }
     const text = decodedTail + decodedUtf8.write(c);
     decodedTail = text.length > overlap ? text.slice(-overlap) : text;
-    const hit = scanRequest(o.detectors, { url: '', headers: [], body: text });
-    if (hit) {
-      stop(dlpRefusal(hit, ` (after ${sent} bytes had been sent)`), hit);
-      return false;
-    }
-    return true;
+    return acted(scanRequest(o.detectors, { url: '', headers: [], body: text }), ` (after ${sent} bytes had been sent)`);
   };
 
   const startStreaming = (): boolean => {
@@ -210,8 +211,9 @@ export function scanBody(req: Readable, o: ScanOptions, on: ScanEvents): { pause
       const body = Buffer.concat(held);
       const t = scanTexts(body, { encoding: o.encoding, contentType: o.contentType }, o.maxDecodedBytes);
       if (!t.ok) return stop(t.refusal);
-      const hit = scanRequest(o.detectors, { url: o.url, headers: o.headers, body: t.texts });
-      if (hit) return stop(dlpRefusal(hit, ''), hit);
+      const views: View[] = [];
+      if (!acted(scanRequest(o.detectors, { url: o.url, headers: o.headers, body: t.texts, carry: o.carry?.get(), views }), '')) return;
+      o.carry?.put(views);
       done = true;
       give();
       if (body.length > 0) forward(body);

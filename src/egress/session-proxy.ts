@@ -91,6 +91,8 @@ export async function startSessionProxy(model: Model, o: SessionProxyOptions): P
     if (model.egress.dlp) {
       extra.dlp = compileDetectors(model.egress.dlp);
       extra.digest = dlpDigest(o.state);
+      // A secret split over requests to one destination is seen whole within the upload window.
+      extra.carryWindowMs = model.egress.uploadWindowSeconds * 1000;
     }
     if (model.egress.maxUploadBytes !== undefined) {
       const windowMs = model.egress.uploadWindowSeconds * 1000;

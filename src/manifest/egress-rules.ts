@@ -17,7 +17,9 @@ import {
   type Preset,
   type RuleSource,
 } from '../model/types.js';
-import type { RawManifest } from './schema.js';
+import type { RawDlp, RawManifest } from './schema.js';
+import { DETECTOR_CHOICES, DETECTOR_GROUPS, expandDetectors } from '../model/dlp.js';
+import { RE2 } from 're2-wasm';
 import { parseHttpRule } from '../model/http.js';
 import { hostMatches } from '../model/decide.js';
 import { CA_ENV, PROXY_ENV } from '../model/environment.js';
@@ -62,26 +64,9 @@ export function egressRules(raw: RawManifest, file: string, presets: Preset[], e
   }
 
   let dlp: EgressRulesModel['dlp'];
-  if (e.dlp !== undefined) {
-    const custom = (e.dlp.custom ?? []).map((c, i) => {
-      const pointer = `egress.dlp.custom[${i}]`;
-      if ((c.regex === undefined) === (c.marker === undefined)) err(['egress', 'dlp', 'custom', i], pointer, 'give exactly one of regex (a regular expression) or marker (literal text such as CONFIDENTIAL)');
-      if (c.regex !== undefined) {
-        try {
-          const re = new RegExp(c.regex, c.ignoreCase ? 'ui' : 'u');
-          if (re.test('')) err(['egress', 'dlp', 'custom', i, 'regex'], `${pointer}.regex`, `/${c.regex}/ matches empty text, so it would block every request; make it match the data itself`);
-        } catch (x) {
-          err(['egress', 'dlp', 'custom', i, 'regex'], `${pointer}.regex`, `not a valid regular expression (${(x as Error).message}); JavaScript syntax with the u flag`);
-        }
-      }
-      if (c.marker !== undefined && /[\p{Cc}]/u.test(c.marker)) err(['egress', 'dlp', 'custom', i, 'marker'], `${pointer}.marker`, 'a marker is printable text such as CONFIDENTIAL');
-      if ((e.dlp!.custom ?? []).findIndex((d) => d.name === c.name) !== i) err(['egress', 'dlp', 'custom', i, 'name'], `${pointer}.name`, `detector name "${c.name}" is used twice; audit events name detectors, so names must be unique`);
-      return { name: c.name, ...(c.regex !== undefined ? { regex: c.regex } : { marker: c.marker ?? '' }), ignoreCase: c.ignoreCase ?? false };
-    });
-    const detectors = e.dlp.detectors ?? [];
-    if (detectors.length === 0 && custom.length === 0) err(['egress', 'dlp'], 'egress.dlp', 'names no detector; list detectors (private-key, aws-access-key, us-ssn, payment-card) or custom ones');
-    dlp = { detectors, custom };
-  }
+  if (e.dlp === undefined) dlp = presetDlp(presets);
+  else if (e.dlp === true) err(['egress', 'dlp'], 'egress.dlp', 'write false (no DLP) or { detectors: [recommended] }; true alone names no detector');
+  else if (e.dlp !== false) dlp = dlpRules(e.dlp, ['egress', 'dlp'], err, file);
 
   let maxUploadBytes: number | undefined;
   if (e.maxUploadBytes !== undefined) {
@@ -182,3 +167,43 @@ function credentialSpecs(raw: RawCredentials, file: string, http: readonly HttpH
   return out;
 }
 
+
+/**
+ * `egress.dlp` (an agent's, or a preset's default): detectors and groups expanded,
+ * custom regexes compiled by RE2 (linear time whatever the input, so a manifest's
+ * pattern cannot stall the proxy; lookaround and backreferences are refused here).
+ */
+export function dlpRules(d: RawDlp, at: (string | number)[], err: ErrFn, from: string): NonNullable<EgressRulesModel['dlp']> {
+  const base = at.join('.');
+  const custom = (d.custom ?? []).map((c, i) => {
+    const pointer = `${base}.custom[${i}]`;
+    if ((c.regex === undefined) === (c.marker === undefined)) err([...at, 'custom', i], pointer, 'give exactly one of regex (a regular expression) or marker (literal text such as CONFIDENTIAL)');
+    if (c.regex !== undefined) {
+      try {
+        const re = new RE2(c.regex, c.ignoreCase ? 'iu' : 'u');
+        if (re.test('')) err([...at, 'custom', i, 'regex'], `${pointer}.regex`, `/${c.regex}/ matches empty text, so it would block every request; make it match the data itself`);
+      } catch (x) {
+        const why = (x as Error).message.replace(/^Invalid regular expression: \/.*\/u?i?: /s, '');
+        err([...at, 'custom', i, 'regex'], `${pointer}.regex`, `not a regular expression RE2 accepts (${why}); RE2 syntax runs in linear time, so lookaround (?=…) (?<=…) and backreferences \\1 are not available`);
+      }
+    }
+    if (c.marker !== undefined && /[\p{Cc}]/u.test(c.marker)) err([...at, 'custom', i, 'marker'], `${pointer}.marker`, 'a marker is printable text such as CONFIDENTIAL');
+    if ((d.custom ?? []).findIndex((x) => x.name === c.name) !== i) err([...at, 'custom', i, 'name'], `${pointer}.name`, `detector name "${c.name}" is used twice; audit events name detectors, so names must be unique`);
+    return { name: c.name, ...(c.regex !== undefined ? { regex: c.regex } : { marker: c.marker ?? '' }), ignoreCase: c.ignoreCase ?? false };
+  });
+  const written = [...(d.detectors ?? [])];
+  written.forEach((n, i) => {
+    if (!DETECTOR_CHOICES.includes(n)) err([...at, 'detectors', i], `${base}.detectors[${i}]`, `unknown detector "${n}"; groups: ${Object.keys(DETECTOR_GROUPS).join(', ')}; detectors: ${DETECTOR_CHOICES.filter((x) => !(x in DETECTOR_GROUPS)).join(', ')}`);
+  });
+  if (written.length === 0 && custom.length === 0) err(at, base, `names no detector; list detectors or groups (${Object.keys(DETECTOR_GROUPS).join(', ')}) or custom ones, or write dlp: false to have none`);
+  return { detectors: expandDetectors(written), written, custom, from };
+}
+
+/** The DLP the presets bring when the agent says nothing: every preset's detectors together. */
+function presetDlp(presets: readonly Preset[]): EgressRulesModel['dlp'] {
+  const withDlp = presets.filter((p) => p.dlp !== undefined);
+  if (withDlp.length === 0) return undefined;
+  const written = [...new Set(withDlp.flatMap((p) => p.dlp!.written))];
+  const custom = withDlp.flatMap((p) => p.dlp!.custom).filter((c, i, all) => all.findIndex((x) => x.name === c.name) === i);
+  return { detectors: expandDetectors(written), written, custom, from: `preset ${withDlp.map((p) => p.name).join(', ')}` };
+}

@@ -7,6 +7,7 @@ import type { ExecGrant, FsGrant, NetGrant, Preset } from '../model/types.js';
 import type { ParsedDocument } from './parse.js';
 import { diag, readDocument, type Collector, type LoadContext } from './document.js';
 import { scopes, type Scoped } from './scopes.js';
+import { dlpRules } from './egress-rules.js';
 
 /** Loads one preset file into a Preset and its default rules. */
 export function loadPreset(name: string, ctx: LoadContext, out: Collector, refDoc: ParsedDocument, refSegments: (string | number)[], refPointer: string): { preset: Preset; scoped: Scoped } | undefined {
@@ -32,11 +33,15 @@ export function loadPreset(name: string, ctx: LoadContext, out: Collector, refDo
   if (raw.extends?.length) local.errors.push(diag(r.doc, 'error', ['extends'], 'extends', 'presets do not extend other presets; list every default in the preset itself'));
   if (raw.agent) local.errors.push(diag(r.doc, 'error', ['agent'], 'agent', 'presets do not name an agent'));
   const scoped = scopes(r.doc, raw, 'preset', ctx, local);
+  // A preset's egress is a default DLP only: hosts, consent and limits belong to agents.
+  const { dlp: rawDlp, ...otherEgress } = raw.egress ?? {};
+  for (const k of Object.keys(otherEgress)) local.errors.push(diag(r.doc, 'error', ['egress', k], `egress.${k}`, `presets carry only egress.dlp (a default); egress.${k} belongs in the agent's manifest`));
+  const dlp = typeof rawDlp !== 'object' ? undefined : dlpRules(rawDlp, ['egress', 'dlp'], (segments, pointer, message) => local.errors.push(diag(r.doc!, 'error', segments, pointer, message)), `preset ${name}`);
   out.errors.push(...local.errors);
   out.warnings.push(...local.warnings);
   if (local.errors.length > 0 || !raw.ceiling) return undefined;
   return {
-    preset: { name, description: raw.metadata.description ?? '', summary: (raw.summary ?? '').trim(), ceiling: raw.ceiling, file: src.file },
+    preset: { name, description: raw.metadata.description ?? '', summary: (raw.summary ?? '').trim(), ceiling: raw.ceiling, file: src.file, ...(dlp ? { dlp } : {}) },
     scoped,
   };
 }

@@ -7,7 +7,7 @@
  * located-error channel.
  */
 
-import type { DlpDetectorName } from '../model/types.js';
+import { DETECTOR_CHOICES, DETECTOR_DESCRIPTIONS, DETECTOR_GROUPS } from '../model/dlp.js';
 
 /** Names of agents and presets: they become systemd unit names, AppArmor profile names,
  * firewall chain names and file names, so they are kept to a safe alphabet. */
@@ -160,21 +160,22 @@ export const manifestSchema = {
           ],
         },
         dlp: {
-          type: 'object',
+          description: 'Data-loss prevention at the egress proxy: host names, URLs, headers, bodies and WebSocket frames of plain HTTP and of decrypted HTTPS are decoded and scanned, and a match is blocked. With DLP every HTTPS host is decrypted except those marked inspect: false. false turns off the DLP a preset brings.',
+          // An object, or false; true is refused by the loader (egress-rules.ts) with its own message.
+          type: ['object', 'boolean'],
           additionalProperties: false,
-          description: 'Data-loss prevention at the egress proxy: URLs, headers and bodies of plain HTTP and of decrypted HTTPS are scanned and a match is blocked. With DLP every HTTPS host is decrypted except those marked inspect: false.',
           properties: {
             detectors: {
               type: 'array',
-              maxItems: 16,
+              maxItems: 64,
               uniqueItems: true,
-              items: { enum: ['private-key', 'aws-access-key', 'us-ssn', 'payment-card'] },
-              description: 'Built-in detectors: private-key (PEM/OpenSSH private keys), aws-access-key (AKIA/ASIA key ids), us-ssn (NNN-NN-NNNN), payment-card (13-19 digits passing the Luhn check).',
+              items: { enum: DETECTOR_CHOICES },
+              description: `Built-in detectors, or groups of them: ${Object.entries(DETECTOR_GROUPS).map(([g, d]) => `${g} (${g === 'all' ? 'every detector' : d.join(', ')})`).join('; ')}. Detectors: ${Object.entries(DETECTOR_DESCRIPTIONS).map(([n, d]) => `${n} (${d})`).join(', ')}.`,
             },
             custom: {
               type: 'array',
               maxItems: 64,
-              description: 'Organisation detectors: each has a name and either a regex (JavaScript syntax) or a literal marker such as CONFIDENTIAL.',
+              description: 'Organisation detectors: each has a name and either a regex (RE2 syntax: linear time, so no lookaround or backreferences) or a literal marker such as CONFIDENTIAL.',
               items: {
                 type: 'object',
                 additionalProperties: false,
@@ -280,7 +281,7 @@ export interface RawManifest {
   egress?: {
     proxyPort?: number;
     consent?: 'ask' | { ask: string[]; timeout?: string; maxQuestions?: number };
-    dlp?: { detectors?: DlpDetectorName[]; custom?: { name: string; regex?: string; marker?: string; ignoreCase?: boolean }[] };
+    dlp?: boolean | RawDlp;
     maxUploadBytes?: number | string;
     maxSessionUploadBytes?: number | string;
     uploadWindow?: string;
@@ -289,4 +290,9 @@ export interface RawManifest {
     credentials?: { host: string; name?: string; header?: string; query?: string; bearer?: true; env?: string; secret: string | { file: string } | { helper: string[] } | { env: string } }[];
     trust?: string[];
   };
+}
+
+export interface RawDlp {
+  detectors?: string[];
+  custom?: { name: string; regex?: string; marker?: string; ignoreCase?: boolean }[];
 }

@@ -7,6 +7,7 @@ import type { Model } from './types.js';
 import { effectiveFs, viaProxy } from './grants.js';
 import { inspection } from './http.js';
 import { hostMatches } from './decide.js';
+import { dlpWords } from './dlp.js';
 
 export interface Description {
   agent: string;
@@ -102,8 +103,7 @@ export function describeModel(model: Model): Description {
   const dlp = model.egress.dlp;
   const quarantines = model.egress.onViolation === 'quarantine' ? '; trying it stops and freezes the session' : '';
   if (dlp) {
-    const names: Record<string, string> = { 'private-key': 'private keys', 'aws-access-key': 'AWS access keys', 'us-ssn': 'US social security numbers', 'payment-card': 'payment card numbers' };
-    const what = [...dlp.detectors.map((d) => names[d] ?? d), ...dlp.custom.map((c) => (c.marker !== undefined ? `text marked ${c.marker}` : `data matching ${c.name}`))];
+    const what = [...dlpWords(dlp.written), ...dlp.custom.map((c) => (c.marker !== undefined ? `text marked ${c.marker}` : `data matching ${c.name}`))];
     const list = what.length > 1 ? `${what.slice(0, -1).join(', ')} or ${what.at(-1)}` : what[0];
     mayNot.push(`send ${list} in web requests agentbox can read (plain HTTP, and the HTTPS it decrypts)${quarantines}`);
   }

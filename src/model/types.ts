@@ -14,8 +14,9 @@
 
 import type { FsAccess, HostKind } from './grammar.js';
 
-/** The built-in DLP detectors (egress.dlp.detectors). */
-export type DlpDetectorName = 'private-key' | 'aws-access-key' | 'us-ssn' | 'payment-card';
+/** The built-in DLP detectors (egress.dlp.detectors): the catalogue is model/dlp.ts. */
+export type { DlpDetectorName } from './dlp.js';
+import type { DlpDetectorName } from './dlp.js';
 
 /** Where a rule came from, so every decision can name it. */
 export interface RuleSource {
@@ -97,7 +98,7 @@ export interface ConsentRules {
 
 export interface DlpCustomDetector {
   name: string;
-  /** A JavaScript regular expression source (compiled with the u flag), or... */
+  /** An RE2 regular expression (linear time: no lookaround or backreferences), or... */
   regex?: string;
   /** ...a literal marker such as CONFIDENTIAL. */
   marker?: string;
@@ -108,8 +109,8 @@ export interface EgressRulesModel {
   proxyPort: number;
   /** undefined: nothing outside the grants is ever asked about. */
   consent: ConsentRules | undefined;
-  /** undefined: no content scanning. */
-  dlp: { detectors: DlpDetectorName[]; custom: DlpCustomDetector[] } | undefined;
+  /** undefined: no content scanning. `detectors` is expanded from groups; `written` is as the manifest (or preset) names them. */
+  dlp: { detectors: DlpDetectorName[]; written: string[]; custom: DlpCustomDetector[]; from: string } | undefined;
   /** undefined: no upload threshold. */
   maxUploadBytes: number | undefined;
   /** Across every destination, per window (defaults to 4 × maxUploadBytes; undefined without it). */
@@ -168,6 +169,8 @@ export interface Preset {
   summary: string;
   ceiling: { fs: 'none' | 'read' | 'write'; net: boolean; exec: boolean };
   file: string;
+  /** The DLP an agent extending this preset gets unless its manifest sets egress.dlp. */
+  dlp?: NonNullable<EgressRulesModel['dlp']>;
 }
 
 /**

@@ -1,162 +1,162 @@
 /**
  * Data-loss prevention detectors and the upload meter (pure).
  *
- * Detectors run over what leaves in plain HTTP: the URL (raw and percent-decoded),
- * header values, and the body (raw and, for forms, decoded). A match names the
- * detector and where it was found; the matched text itself is handed to the caller
- * only to be hashed, never logged.
+ * Detectors (detectors.ts) run over every decoded view (decoders.ts) of what leaves:
+ * host names, the URL, header values, bodies and WebSocket messages. A match names
+ * the detector, where it was found and the decodings that uncovered it; the matched
+ * text itself is handed to the caller only to be hashed, never logged.
  */
-import type { DlpCustomDetector } from '../model/types.js';
-import type { DlpDetectorName } from '../model/types.js';
+import { entropy, type Detector } from './detectors.js';
+import { decodeViews, DEFAULT_BOUNDS, type DecodeBounds, type View } from './decoders.js';
 
-export interface Detector {
-  name: string;
-  /** Returns the first matching text, or undefined. */
-  find(text: string): string | undefined;
-}
-
-/** Luhn checksum over a string of digits. */
-export function luhnValid(digits: string): boolean {
-  let sum = 0;
-  let double = false;
-  for (let i = digits.length - 1; i >= 0; i--) {
-    let d = digits.charCodeAt(i) - 48;
-    if (d < 0 || d > 9) return false;
-    if (double) {
-      d *= 2;
-      if (d > 9) d -= 9;
-    }
-    sum += d;
-    double = !double;
-  }
-  return digits.length > 0 && sum % 10 === 0;
-}
-
-/** Issuer prefixes of the major card networks (Visa, Mastercard, Amex, Discover, JCB, Diners, UnionPay). */
-function cardIssuer(d: string): boolean {
-  const n2 = Number(d.slice(0, 2));
-  const n4 = Number(d.slice(0, 4));
-  const n6 = Number(d.slice(0, 6));
-  if (d[0] === '4') return d.length === 13 || d.length === 16 || d.length === 19;
-  if ((n2 >= 51 && n2 <= 55) || (n4 >= 2221 && n4 <= 2720)) return d.length === 16;
-  if (n2 === 34 || n2 === 37) return d.length === 15;
-  if (n4 === 6011 || n2 === 65 || (n6 >= 622126 && n6 <= 622925) || (n4 >= 6440 && n4 <= 6499)) return d.length >= 16 && d.length <= 19;
-  if (n4 >= 3528 && n4 <= 3589) return d.length >= 16 && d.length <= 19;
-  if (n2 === 36 || n2 === 38 || n2 === 39 || (n4 >= 3000 && n4 <= 3059)) return d.length >= 14 && d.length <= 19;
-  if (n2 === 62) return d.length >= 16 && d.length <= 19;
-  return false;
-}
-
-const regexDetector = (name: string, re: RegExp, accept: (m: string) => boolean = () => true): Detector => {
-  const g = new RegExp(re.source, re.flags.includes('g') ? re.flags : `${re.flags}g`);
-  return {
-    name,
-    find(text) {
-      // matchAll works on a copy of g, so concurrent scans do not share lastIndex.
-      for (const m of text.matchAll(g)) if (accept(m[0])) return m[0];
-      return undefined;
-    },
-  };
-};
-
-export const BUILTIN: Record<DlpDetectorName, Detector> = {
-  // PEM (PKCS#1, PKCS#8, EC, DSA, encrypted), OpenSSH and PGP private keys.
-  'private-key': regexDetector('private-key', /-----BEGIN (?:(?:RSA|EC|DSA|OPENSSH|ENCRYPTED|PGP) )?PRIVATE KEY(?: BLOCK)?-----/),
-  // AWS access key ids: long-term (AKIA), temporary (ASIA) and the rarer ABIA/ACCA.
-  'aws-access-key': regexDetector('aws-access-key', /(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}(?![A-Z0-9])/),
-  // US SSNs written NNN-NN-NNNN, excluding numbers never issued (000, 666, 9xx area; 00 group; 0000 serial).
-  'us-ssn': regexDetector('us-ssn', /(?<![0-9-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![0-9-])/),
-  // 13-19 digits, optionally grouped by single spaces or dashes, with a known issuer prefix and a valid Luhn check.
-  'payment-card': regexDetector('payment-card', /(?<![0-9])\d(?:[ -]?\d){12,18}(?![0-9])/, (m) => {
-    const d = m.replace(/[ -]/g, '');
-    return d.length >= 13 && d.length <= 19 && cardIssuer(d) && luhnValid(d);
-  }),
-};
-
-export function compileDetectors(dlp: { detectors: readonly DlpDetectorName[]; custom: readonly DlpCustomDetector[] }): Detector[] {
-  const out: Detector[] = dlp.detectors.map((d) => BUILTIN[d]);
-  for (const c of dlp.custom) {
-    if (c.regex !== undefined) out.push(regexDetector(c.name, new RegExp(c.regex, c.ignoreCase ? 'ui' : 'u')));
-    else {
-      const marker = c.ignoreCase ? c.marker!.toLowerCase() : c.marker!;
-      out.push({
-        name: c.name,
-        find: (text) => {
-          const t = c.ignoreCase ? text.toLowerCase() : text;
-          const i = t.indexOf(marker);
-          return i < 0 ? undefined : text.slice(i, i + marker.length);
-        },
-      });
-    }
-  }
-  return out;
-}
-
-/** Percent-decoding that never throws (`%zz` stays as written); `plus` turns + into space (forms). */
-export function percentDecode(text: string, plus = false): string {
-  const t = plus ? text.replace(/\+/g, ' ') : text;
-  if (!t.includes('%')) return t;
-  const bytes: number[] = [];
-  for (let i = 0; i < t.length; i++) {
-    const c = t.charCodeAt(i);
-    if (c === 0x25 && /^[0-9a-fA-F]{2}$/.test(t.slice(i + 1, i + 3))) {
-      bytes.push(parseInt(t.slice(i + 1, i + 3), 16));
-      i += 2;
-    } else if (c < 0x80) bytes.push(c);
-    else for (const b of Buffer.from(t[i]!, 'utf8')) bytes.push(b);
-  }
-  return Buffer.from(bytes).toString('utf8');
-}
+export { BUILTIN, compileDetectors, entropy, luhnValid, type Detector } from './detectors.js';
+export { percentDecode } from './decoders.js';
 
 export interface DlpHit {
   detector: string;
-  where: 'host' | 'url' | 'header' | 'body';
+  where: 'host' | 'url' | 'header' | 'body' | 'frame';
+  /** The decodings that uncovered it, outermost first ([] when it was sent as it is). */
+  via: string[];
   /** The matched text: hash it, never log it. */
   match: string;
 }
 
-/** The views of one body a detector should see: as sent, form-decoded, JSON-unescaped. */
-function bodyViews(body: string): string[] {
-  const views = [body];
-  if (body.includes('%') || body.includes('+')) views.push(percentDecode(body, true));
-  // JSON escapes could split a marker ("CONFI\u0044ENTIAL"); scan the unescaped form too.
-  if (body.includes('\\u') || body.includes('\\n')) {
-    views.push(body.replace(/\\u([0-9a-fA-F]{4})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16))).replace(/\\n/g, '\n'));
+/** A text that could not be decoded fully within the bounds: refused, never passed unscanned. */
+export interface Undecodable {
+  undecodable: string;
+  where: DlpHit['where'];
+}
+
+export type ScanResult = DlpHit | Undecodable | undefined;
+
+export const isUndecodable = (r: ScanResult): r is Undecodable => r !== undefined && 'undecodable' in r;
+
+/** How a hit is named in reasons and audit entries: `aws-access-key via url→base64`. */
+export const hitName = (h: Pick<DlpHit, 'detector' | 'via'>): string => (h.via.length > 0 ? `${h.detector} via ${h.via.join('→')}` : h.detector);
+
+function scanViews(detectors: readonly Detector[], where: DlpHit['where'], text: string, bounds: DecodeBounds, seen: View[] | undefined): ScanResult {
+  const d = decodeViews(text, bounds);
+  for (const v of d.views) {
+    seen?.push(v);
+    for (const det of detectors) {
+      const m = det.find(v.text);
+      if (m !== undefined) return { detector: det.name, where, via: v.chain, match: m };
+    }
   }
-  return views;
+  return d.ok ? undefined : { undecodable: d.reason, where };
+}
+
+export interface ScanParts {
+  url: string;
+  headers: readonly [string, string][];
+  /** The body in every form given (as sent, decoded from its content encoding and charset). */
+  body: string | readonly string[];
+  where?: DlpHit['where'];
+  /** Tails of what went to the same destination just before (a secret split over two requests). */
+  carry?: readonly string[];
+  /** Filled with every view scanned, for the next request's carry. */
+  views?: View[];
+  bounds?: DecodeBounds;
 }
 
 /**
- * The texts of one request, each in the forms a detector should see: the URL (raw and
- * percent-decoded), each header, and the body in every form given (as sent, decoded
- * from its content encoding and charset) and their form-decoded and unescaped views.
+ * One request through the decoders and detectors: the URL, each header, and each form
+ * of the body, each decoded every way (decoders.ts) and each view scanned. A carry from
+ * earlier requests to the same destination is scanned joined to the start of each view.
  */
-export function scanRequest(detectors: readonly Detector[], parts: { url: string; headers: readonly [string, string][]; body: string | readonly string[] }): DlpHit | undefined {
+export function scanRequest(detectors: readonly Detector[], parts: ScanParts): ScanResult {
+  const bounds = parts.bounds ?? DEFAULT_BOUNDS;
   const bodies = typeof parts.body === 'string' ? [parts.body] : parts.body;
-  const views: { where: DlpHit['where']; text: string }[] = [
-    { where: 'url', text: parts.url },
-    { where: 'url', text: percentDecode(parts.url, true) },
+  const roots: { where: DlpHit['where']; text: string }[] = [
+    ...(parts.url ? [{ where: 'url' as const, text: parts.url }] : []),
     ...parts.headers.map(([k, v]) => ({ where: 'header' as const, text: `${k}: ${v}` })),
-    ...bodies.flatMap((b) => bodyViews(b).map((text) => ({ where: 'body' as const, text }))),
+    ...bodies.map((text) => ({ where: parts.where ?? ('body' as const), text })),
   ];
-  for (const v of views) {
-    for (const d of detectors) {
-      const m = d.find(v.text);
-      if (m !== undefined) return { detector: d.name, where: v.where, match: m };
+  let undecodable: Undecodable | undefined;
+  const views: View[] = parts.views ?? [];
+  for (const r of roots) {
+    const res = scanViews(detectors, r.where, r.text, bounds, views);
+    if (res && !isUndecodable(res)) return res;
+    undecodable ??= res;
+  }
+  for (const tail of parts.carry ?? []) {
+    for (const v of views) {
+      const joined = tail + v.text.slice(0, CARRY_CHARS);
+      for (const det of detectors) {
+        const m = det.find(joined);
+        if (m !== undefined) return { detector: det.name, where: parts.where ?? 'body', via: ['split', ...v.chain], match: m };
+      }
     }
   }
-  return undefined;
+  return undecodable;
 }
 
-/** A host name is content too: scanned before it is looked up (CONNECT targets, Host headers). */
-export function scanHost(detectors: readonly Detector[], host: string): DlpHit | undefined {
-  // Names are case-insensitive: a key written in lower case is still the key.
-  const joined = host.split('.').join('');
-  for (const text of [host, joined, host.toUpperCase(), joined.toUpperCase()]) {
-    for (const d of detectors) {
-      const m = d.find(text);
-      if (m !== undefined) return { detector: d.name, where: 'host', match: m };
+/** Characters of each view kept for the next request to the same destination. */
+export const CARRY_CHARS = 4096;
+
+/**
+ * What went to each destination lately, kept for `windowMs`: the tails of the views of
+ * its last requests (at most `maxTails`), so a secret split over two requests, or a key
+ * id sent before its secret key, is seen whole in the second.
+ */
+export class CarryOver {
+  private readonly by = new Map<string, { t: number; tails: string[] }>();
+  constructor(
+    readonly windowMs: number,
+    readonly maxTails = 8,
+  ) {}
+
+  get(dest: string, now: number): string[] {
+    const e = this.by.get(dest);
+    if (!e) return [];
+    if (now - e.t >= this.windowMs) {
+      this.by.delete(dest);
+      return [];
     }
+    return e.tails;
+  }
+
+  put(dest: string, now: number, views: readonly View[]): void {
+    const fresh = views.filter((v) => v.text.length > 0).map((v) => v.text.slice(-CARRY_CHARS));
+    if (fresh.length === 0) return;
+    const old = this.get(dest, now);
+    this.by.set(dest, { t: now, tails: [...new Set([...fresh, ...old])].slice(0, this.maxTails) });
+    if (this.by.size > 4096) this.by.delete(this.by.keys().next().value!);
+  }
+}
+
+/** Labels that look like encoded data, not names: long hex, or long, digit-mixed and random. */
+export function encodedLabel(label: string): boolean {
+  if (label.length >= 16 && /^[0-9a-f]+$/i.test(label) && /[0-9]/.test(label) && /[a-f]/i.test(label)) return true;
+  if (label.length < 24) return false;
+  const digits = (label.match(/[0-9]/g) ?? []).length;
+  return digits / label.length >= 0.2 && /[a-z]/i.test(label) && entropy(label) >= 3.8;
+}
+
+/**
+ * A host name is content too: scanned before it is looked up (CONNECT targets, Host
+ * headers, SNI). Detectors see the name as written, its labels joined, in upper case
+ * (names are case-insensitive, keys are not), and every decoding of the joined labels.
+ * `under` is the part a granted wildcard matched: labels there that look encoded
+ * (encodedLabel), or more than 63 characters of them, are refused as data.
+ */
+export function scanHost(detectors: readonly Detector[], host: string, under?: string): DlpHit | Undecodable | undefined {
+  const labels = host.split('.');
+  const joined = labels.join('');
+  // The data labels without the name they were put under (a.b.c.granted.example → abc),
+  // and under a granted wildcard, the labels it matched.
+  const data = labels.length > 2 ? labels.slice(0, -2).join('') : '';
+  const wild = under ? under.split('.').join('') : '';
+  const texts = [...new Set([host, joined, data, wild].filter(Boolean).flatMap((t) => [t, t.toUpperCase()]))];
+  for (const text of texts) {
+    const r = scanViews(detectors, 'host', text, DEFAULT_BOUNDS, undefined);
+    if (r && !isUndecodable(r)) return r;
+  }
+  if (under) {
+    const matched = under.split('.').filter(Boolean);
+    const odd = matched.find(encodedLabel);
+    if (odd !== undefined) return { detector: 'encoded-host-label', where: 'host', via: [], match: odd };
+    if (matched.join('').length > 63) return { detector: 'encoded-host-label', where: 'host', via: [], match: under };
   }
   return undefined;
 }

@@ -186,7 +186,7 @@ describe('the session with a fake box', () => {
     await until('the record', () => record(s.state, s.id)?.pid);
     const before = sinkBodies;
     const status = await new Promise<number>((resolve, reject) => {
-      const body = 'key=AKIAIOSFODNN7EXAMPLE';
+      const body = 'key=AKIA2E3NGX5M4HYT7Q2W';
       const req = request({ socketPath: s.box.proxySocket!, method: 'POST', path: `http://127.0.0.1:${sinkPort}/upload`, headers: { host: `127.0.0.1:${sinkPort}`, 'content-length': String(body.length) } }, (res) => {
         res.resume();
         resolve(res.statusCode ?? 0);

@@ -3,11 +3,17 @@
  * detector, decoding views, and properties over generated card numbers and text.
  */
 import fc from 'fast-check';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { expandDetectors } from '../../src/model/dlp.js';
+import { ROOT } from '../helpers/load.js';
 import { describe, expect, it } from 'vitest';
-import { BUILTIN, compileDetectors, luhnValid, percentDecode, scanRequest, UploadMeter } from '../../src/policy/dlp.js';
+import { BUILTIN, compileDetectors, isUndecodable, luhnValid, percentDecode, scanRequest, UploadMeter, type ScanResult } from '../../src/policy/dlp.js';
 
 const all = compileDetectors({ detectors: ['private-key', 'aws-access-key', 'us-ssn', 'payment-card'], custom: [{ name: 'confidential', marker: 'CONFIDENTIAL', ignoreCase: false }] });
-const scanBody = (body: string) => scanRequest(all, { url: 'http://h/x', headers: [], body })?.detector;
+/** The detector that matched, 'undecodable', or undefined. */
+const det = (r: ScanResult): string | undefined => (r === undefined ? undefined : isUndecodable(r) ? 'undecodable' : r.detector);
+const scanBody = (body: string) => det(scanRequest(all, { url: 'http://h/x', headers: [], body }));
 
 /** Appends the Luhn check digit to a digit string. */
 function withCheckDigit(partial: string): string {
@@ -30,17 +36,20 @@ describe('Luhn', () => {
 describe('built-in detectors', () => {
   it('find private keys in PEM, PKCS#8, OpenSSH and PGP form', () => {
     for (const k of ['-----BEGIN RSA PRIVATE KEY-----', '-----BEGIN PRIVATE KEY-----', '-----BEGIN OPENSSH PRIVATE KEY-----', '-----BEGIN EC PRIVATE KEY-----', '-----BEGIN ENCRYPTED PRIVATE KEY-----', '-----BEGIN PGP PRIVATE KEY BLOCK-----']) {
-      expect(scanBody(`x\n${k}\nMIIE...\n`)).toBe('private-key');
+      expect(scanBody(`x\n${k}\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n`)).toBe('private-key');
+      // A document naming the header, with no key material after it, is not a key.
+      expect(scanBody(`x\n${k}\n...\n`)).toBeUndefined();
     }
     expect(scanBody('-----BEGIN PUBLIC KEY-----\nMIIB')).toBeUndefined();
     expect(scanBody('-----BEGIN CERTIFICATE-----')).toBeUndefined();
   });
 
   it('find AWS access key ids but not longer tokens that contain one', () => {
-    expect(scanBody('aws_access_key_id = AKIAIOSFODNN7EXAMPLE')).toBe('aws-access-key');
+    expect(scanBody('aws_access_key_id = AKIAQ3EGRE7TZLXVMK4P')).toBe('aws-access-key');
+    expect(scanBody('aws_access_key_id = AKIAIOSFODNN7EXAMPLE')).toBeUndefined(); // AWS documentation's example
     expect(scanBody('ASIAY34FZKBOKMUTVV7A')).toBe('aws-access-key');
-    expect(scanBody('XAKIAIOSFODNN7EXAMPLE')).toBeUndefined();
-    expect(scanBody('AKIAIOSFODNN7EXAMPLEX')).toBeUndefined();
+    expect(scanBody('XAKIAQ3EGRE7TZLXVMK4P')).toBeUndefined();
+    expect(scanBody('AKIAQ3EGRE7TZLXVMK4PX')).toBeUndefined();
     expect(scanBody('akiaiosfodnn7example')).toBeUndefined();
   });
 
@@ -61,17 +70,17 @@ describe('built-in detectors', () => {
 
   it('a custom marker and regex; ignoreCase only when asked', () => {
     const d = compileDetectors({ detectors: [], custom: [{ name: 'proj', regex: 'PROJECT-[0-9]{3}', ignoreCase: false }, { name: 'conf', marker: 'Confidential', ignoreCase: true }] });
-    expect(scanRequest(d, { url: '/', headers: [], body: 'see PROJECT-042' })?.detector).toBe('proj');
+    expect(det(scanRequest(d, { url: '/', headers: [], body: 'see PROJECT-042' }))).toBe('proj');
     expect(scanRequest(d, { url: '/', headers: [], body: 'see project-042' })).toBeUndefined();
-    expect(scanRequest(d, { url: '/', headers: [], body: 'STRICTLY CONFIDENTIAL' })?.detector).toBe('conf');
+    expect(det(scanRequest(d, { url: '/', headers: [], body: 'STRICTLY CONFIDENTIAL' }))).toBe('conf');
   });
 });
 
 describe('what is scanned', () => {
   it('the URL raw and percent-decoded, header values, the body and its form/JSON-decoded views', () => {
     expect(scanRequest(all, { url: 'http://h/?q=123-45-6789', headers: [], body: '' })).toMatchObject({ detector: 'us-ssn', where: 'url' });
-    expect(scanRequest(all, { url: 'http://h/?k=%2D%2D%2D%2D%2DBEGIN%20PRIVATE%20KEY%2D%2D%2D%2D%2D', headers: [], body: '' })).toMatchObject({ detector: 'private-key', where: 'url' });
-    expect(scanRequest(all, { url: 'http://h/', headers: [['x-data', 'AKIAIOSFODNN7EXAMPLE']], body: '' })).toMatchObject({ detector: 'aws-access-key', where: 'header' });
+    expect(scanRequest(all, { url: 'http://h/?k=%2D%2D%2D%2D%2DBEGIN%20PRIVATE%20KEY%2D%2D%2D%2D%2D%0AMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7', headers: [], body: '' })).toMatchObject({ detector: 'private-key', where: 'url' });
+    expect(scanRequest(all, { url: 'http://h/', headers: [['x-data', 'AKIAQ3EGRE7TZLXVMK4P']], body: '' })).toMatchObject({ detector: 'aws-access-key', where: 'header' });
     expect(scanRequest(all, { url: 'http://h/', headers: [], body: 'a=CONFI%44ENTIAL' })).toMatchObject({ detector: 'confidential', where: 'body' });
     expect(scanRequest(all, { url: 'http://h/', headers: [], body: '{"t":"CONFI\\u0044ENTIAL"}' })).toMatchObject({ detector: 'confidential', where: 'body' });
     expect(scanRequest(all, { url: 'http://h/ok', headers: [['accept', '*/*']], body: 'hello world' })).toBeUndefined();
@@ -135,5 +144,44 @@ describe('upload meter', () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('the benign corpus passes with zero blocks', () => {
+  // test/fixtures/dlp-benign: documentation naming key formats without a key, settings
+  // with placeholders, source with password variables, a chat request, a PNG; plus real
+  // files that look random: this repository's lockfile (integrity hashes) and minified JS.
+  const everything = compileDetectors({ detectors: expandDetectors(['all']), custom: [] });
+  const dir = join(ROOT, 'test', 'fixtures', 'dlp-benign');
+  const png = readFileSync(join(dir, 'image.png'));
+  const corpus: [string, string][] = [
+    ...readdirSync(dir).filter((f) => !f.endsWith('.png')).map((f) => [f, readFileSync(join(dir, f), 'utf8')] as [string, string]),
+    ['image.png as a base64 JSON upload', JSON.stringify({ name: 'image.png', data: png.toString('base64') })],
+    ['image.png as a data: URL in HTML', `<img src="data:image/png;base64,${png.toString('base64')}">`],
+    ['package-lock.json', readFileSync(join(ROOT, 'package-lock.json'), 'utf8')],
+    ['protobuf.min.js', readFileSync(join(ROOT, 'node_modules', 'protobufjs', 'dist', 'protobuf.min.js'), 'utf8')],
+    ['ajv source', readFileSync(join(ROOT, 'node_modules', 'ajv', 'dist', 'compile', 'index.js'), 'utf8')],
+  ];
+  it.each(corpus)('%s', (_name, text) => {
+    expect(corpus.length).toBeGreaterThan(8);
+    const r = scanRequest(everything, { url: 'http://h/upload', headers: [['content-type', 'application/json']], body: text });
+    expect(r === undefined ? 'passed' : isUndecodable(r) ? `undecodable: ${r.undecodable}` : `${r.detector} via ${r.via.join('→')}: ${r.match.slice(0, 80)}`).toBe('passed');
+  });
+});
+
+describe('regressions from generated secrets', () => {
+  // Each a real format a first version missed (found by test/helpers/secrets.ts).
+  it.each([
+    ['private-key', `PRIVATE_KEY=MIIEvAIBADANBgkqhkiG9w0BAQEFAASCBKYwggSiAgEAAoIBAQC7VJTUt9Us8cKjMzEfYyjiWA4R4/M2bS1GB4t7NXp98C3SC6dVMvDuictGeurT8jNbvJZHtCSuYEvuNMoSfm76oqFvAp8Gy0iz5sxjZmSnXyCdPEovGhLa0VzMaQ8s+CLOyS56YyCFGeJZ`],
+    ['private-key', '{"key": "-----BEGIN PRIVATE KEY-----\\nMC4CAQAwBQYDK2VwBCIEIDGqkUzqN8bWu3NnkS0H3HLGx6E0Cxo1b5Ny1uqjxVqN\\n-----END PRIVATE KEY-----"}'],
+    ['payment-card', 'card 4111 1111 1111 1111 12/27'],
+    ['payment-card', '4242424242424242|12|2027|123'],
+    ['sendgrid', 'SENDGRID_API_KEY=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'],
+    ['generic-secret', 'SECRET_KEY=9f8Kq2LmZx7Rt4Vb1Nc6Hs3Jd'],
+    ['generic-secret', 'password: MyD0g!sRex2019'],
+    ['database-connection-string', 'postgresql+psycopg2://app:Zq8rT2vLk9Xw@db.internal:5432/app'],
+    ['basic-auth', 'http://admin:S3cr%40t!pass@jenkins:8080/'],
+  ] as const)('%s: %s', (name, text) => {
+    expect(BUILTIN[name].find(text)).toBeDefined();
   });
 });

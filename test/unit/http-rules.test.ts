@@ -122,7 +122,7 @@ describe('decisions', () => {
     expect(inspection(m, 'api.github.com')).toBe('rules');
     expect(inspection(m, 'pinned.example.com')).toBeUndefined();
     expect(inspection(m, 'plain.example.com')).toBeUndefined();
-    const withDlp = { egress: { ...m.egress, dlp: { detectors: ['private-key' as const], custom: [] } } };
+    const withDlp = { egress: { ...m.egress, dlp: { detectors: ['private-key' as const], written: ['private-key'], custom: [], from: 'test' } } };
     expect(inspection(withDlp, 'plain.example.com')).toBe('dlp');
     expect(inspection(withDlp, 'pinned.example.com')).toBeUndefined();
   });
