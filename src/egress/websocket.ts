@@ -178,7 +178,16 @@ export class FrameScanner {
 
   /** One compressed message through the connection's inflater (RFC 7692 §7.2.2: the 00 00 ff ff tail restored). */
   private inflate(payload: Buffer): Promise<Buffer | undefined> {
-    this.inflater ??= createInflateRaw({ windowBits: 15 });
+    if (!this.inflater) {
+      const fresh = createInflateRaw({ windowBits: 15 });
+      // A message may end the deflate stream (BFINAL, RFC 7692 §7.2.3.3): the next one
+      // starts a new stream, as the server's inflater does (a finished inflater would
+      // read every later message as empty, unscanned).
+      fresh.once('end', () => {
+        if (this.inflater === fresh) this.inflater = undefined;
+      });
+      this.inflater = fresh;
+    }
     const z = this.inflater;
     return new Promise((resolve) => {
       const out: Buffer[] = [];
@@ -203,6 +212,11 @@ export class FrameScanner {
         z.off('data', onData);
         z.off('error', onError);
         if (this.stopped) return resolve(undefined);
+        // The stream ended in this message: the inflater is done; drop it now (its 'end'
+        // may come after this callback).
+        if (z.readableEnded || (z as unknown as { _finishFlushCalled?: boolean })._finishFlushCalled || z.destroyed) {
+          if (this.inflater === z) this.inflater = undefined;
+        }
         resolve(Buffer.concat(out));
       });
     });

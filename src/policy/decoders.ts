@@ -54,12 +54,21 @@ const MAX_INFLATE = 4 * 1024 * 1024;
 
 
 /** Decoded bytes as text: directly, as UTF-16/32 (BOM or NUL pattern), or decompressed. */
+/** Decoding that must not be passed over: compression nested deeper, or expanding past the bound. */
+export class TooDeep extends Error {}
+
+/** Printable ASCII runs of 12+ characters in bytes that are not text (a tar, a file with one stray byte), as `strings` shows them. */
+function printableRuns(b: Buffer): string | undefined {
+  const runs = b.toString('latin1').match(/[\x20-\x7e\t\r\n]{12,}/g);
+  return runs ? runs.join(' ') : undefined;
+}
+
 export function bytesAsText(b: Buffer, depth = 0): { text: string; via: string[] } | undefined {
   const t = asText(b);
   if (t !== undefined) return { text: t, via: [] };
   const u = utf16or32(b);
   if (u !== undefined) return { text: u.text, via: [u.via] };
-  if (depth > 1 || b.length < 8) return undefined;
+  if (b.length < 8) return undefined;
   const tries: [string, (x: Buffer) => Buffer][] = [];
   if (b[0] === 0x1f && b[1] === 0x8b) tries.push(['gzip', (x) => gunzipSync(x, { maxOutputLength: MAX_INFLATE })]);
   else if ((b[0]! & 0x0f) === 8 && ((b[0]! << 8) | b[1]!) % 31 === 0) tries.push(['deflate', (x) => inflateSync(x, { maxOutputLength: MAX_INFLATE })]);
@@ -67,15 +76,22 @@ export function bytesAsText(b: Buffer, depth = 0): { text: string; via: string[]
   // tokens are ids and hashes; inflating every one costs most of the scan and finds
   // "text" in noise). Bodies in those encodings are read by their Content-Encoding
   // (body.ts), WebSocket messages by permessage-deflate (websocket.ts).
+  if (tries.length > 0 && depth >= 3) throw new TooDeep(`compressed more than ${depth} times over`);
   for (const [name, f] of tries) {
+    let inflated: Buffer;
     try {
-      const out = bytesAsText(f(b), depth + 1);
-      if (out) return { text: out.text, via: [name, ...out.via] };
-    } catch {
-      // not this format
+      inflated = f(b);
+    } catch (e) {
+      // Past the bound is refused, not passed; a header that is not this format is not.
+      if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || e instanceof RangeError) throw new TooDeep(`it inflates past ${MAX_INFLATE} bytes`);
+      continue;
     }
+    const out = bytesAsText(inflated, depth + 1);
+    if (out) return { text: out.text, via: [name, ...out.via] };
   }
-  return undefined;
+  // Bytes, not text: what is printable in them is still scanned.
+  const runs = printableRuns(b);
+  return runs === undefined ? undefined : { text: runs, via: ['bytes'] };
 }
 
 /** UTF-32 or UTF-16 text by its byte-order mark (body.ts reads bodies with it too). */
@@ -167,6 +183,21 @@ const base64: Decoder = tokens(B64, (tok) => {
   if (/^[0-9]+$/.test(clean)) return undefined;
   return Buffer.from(clean, url ? 'base64url' : 'base64');
 });
+/** A long token cut by a scan window may start off its 4-character grid: each shift is tried. */
+const base64Shifted: Decoder = (text) => {
+  let changed = false;
+  const out = text.replace(/[A-Za-z0-9+/]{256,}={0,2}/g, (tok) => {
+    for (const k of [1, 2, 3]) {
+      const t = bytesAsText(Buffer.from(tok.slice(k), 'base64'));
+      if (t && t.via[0] !== 'bytes') {
+        changed = true;
+        return ` ${t.text} `;
+      }
+    }
+    return tok;
+  });
+  return changed ? { text: out, via: [] } : undefined;
+};
 
 const hex: Decoder = tokens(/(?<![0-9A-Za-z])(?:[0-9a-fA-F]{2}){8,}(?![0-9A-Za-z])/g, (tok) => Buffer.from(tok, 'hex'));
 
@@ -183,11 +214,12 @@ const form: Decoder = (text) => {
 };
 
 const quotedPrintable: Decoder = (text) => {
-  if (!/=[0-9A-F]{2}|=\r?\n/.test(text)) return undefined;
+  // Evidence of quoted-printable: a soft line break, or three =XX in a row (`x=10` in code is not).
+  if (!/=\r?\n|(?:=[0-9A-Fa-f]{2}){3}/.test(text)) return undefined;
   const soft = text.replace(/=\r?\n/g, '');
   const bytes: number[] = [];
   for (let i = 0; i < soft.length; i++) {
-    if (soft[i] === '=' && /^[0-9A-F]{2}$/.test(soft.slice(i + 1, i + 3))) {
+    if (soft[i] === '=' && /^[0-9A-Fa-f]{2}$/.test(soft.slice(i + 1, i + 3))) {
       bytes.push(parseInt(soft.slice(i + 1, i + 3), 16));
       i += 2;
     } else for (const b of Buffer.from(soft[i]!, 'utf8')) bytes.push(b);
@@ -204,19 +236,26 @@ const json: Decoder = (text) => {
   return t === text ? undefined : { text: t };
 };
 
+const COMPAT = /[\uFF01-\uFF5E\u2070-\u209F\u2460-\u24FF\u3251-\u32BF\uFB00-\uFB06\u{1D400}-\u{1D7FF}\u{1F100}-\u{1F1FF}]/u;
 const nfkc: Decoder = (text) => {
   // eslint-disable-next-line no-control-regex
   if (/^[\x00-\x7f]*$/.test(text)) return undefined;
+  // Only compatibility forms of letters and digits (fullwidth, mathematical, circled,
+  // super/subscript, ligatures): an ellipsis or a non-breaking space hides nothing.
+  if (!COMPAT.test(text)) return undefined;
   const t = text.normalize('NFKC');
   return t === text ? undefined : { text: t };
 };
 
 /** Zero-width, soft hyphen, word joiners, bidi controls and other invisible characters. */
-const INVISIBLE = /[\u00AD\u034F\u061C\u115F\u1160\u17B4\u17B5\u180B-\u180F\u200B-\u200F\u202A-\u202E\u2060-\u206F\u3164\uFE00-\uFE0F\uFEFF\uFFA0]/g;
+const INVISIBLE = /[\u00AD\u034F\u061C\u115F\u1160\u17B4\u17B5\u180B-\u180F\u200B-\u200F\u202A-\u202E\u2060-\u206F\u2800\u3164\uFE00-\uFE0F\uFEFF\uFFA0\u{1D173}-\u{1D17A}\u{E0000}-\u{E007F}\u{E0100}-\u{E01EF}]/gu;
+/** Invisible characters next to a character a token is made of (in an emoji sequence they hide nothing). */
+const INVISIBLE_IN_TOKEN = /[A-Za-z0-9+/=_.:-][\u00AD\u034F\u061C\u115F\u1160\u17B4\u17B5\u180B-\u180F\u200B-\u200F\u202A-\u202E\u2060-\u206F\u2800\u3164\uFE00-\uFE0F\uFEFF\uFFA0\u{1D173}-\u{1D17A}\u{E0000}-\u{E007F}\u{E0100}-\u{E01EF}]|[\u{E0020}-\u{E007E}]/u;
 const zeroWidth: Decoder = (text) => {
-  INVISIBLE.lastIndex = 0;
-  if (!INVISIBLE.test(text)) return undefined;
-  return { text: text.replace(INVISIBLE, '') };
+  if (!INVISIBLE_IN_TOKEN.test(text)) return undefined;
+  // Tag characters spell ASCII ("ASCII smuggling"): U+E0041 is A.
+  const t = text.replace(/[\u{E0020}-\u{E007E}]/gu, (c) => String.fromCharCode(c.codePointAt(0)! - 0xe0000)).replace(INVISIBLE, '');
+  return t === text ? undefined : { text: t };
 };
 
 export const DECODERS: readonly [string, Decoder][] = [
@@ -224,6 +263,7 @@ export const DECODERS: readonly [string, Decoder][] = [
   ['form', form],
   ['json', json],
   ['base64', base64],
+  ['base64', base64Shifted],
   ['hex', hex],
   ['quoted-printable', quotedPrintable],
   ['nfkc', nfkc],
@@ -262,7 +302,8 @@ export function decodeViews(text: string, bounds: DecodeBounds = DEFAULT_BOUNDS)
         let r: ReturnType<Decoder>;
         try {
           r = d(v.text);
-        } catch {
+        } catch (e) {
+          if (e instanceof TooDeep) return { ok: false, reason: `${e.message}, more than agentbox unwraps`, views };
           r = undefined;
         }
         if (!r || seen.has(r.text)) continue;

@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import { rules as secretlintRules } from '@secretlint/secretlint-rule-preset-recommend';
-import { validateMnemonic, wordlists } from 'bip39';
+import { wordlists } from 'bip39';
 import { isValidIBAN } from 'ibantools';
 import { RE2 } from 're2-wasm';
 import type { DlpCustomDetector } from '../model/types.js';
@@ -210,7 +210,7 @@ const stripe = regexDetector('stripe', /(?<![A-Za-z0-9])(?:sk|rk)_(?:live|test)_
 const ASSIGNMENT = /(?<![A-Za-z0-9])(["']?)([A-Za-z0-9_.-]{0,30}?(?:password|passwd|passphrase|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|client[_-]?secret|credentials?|(?:secret|encryption|signing|master|session|jwt)[_-]?key(?:[_-]?base)?))\1[ \t]{0,3}(?::=|=>|[:=])[ \t]{0,3}(["'`]?)([^\s"'`,;&<>(){}[\]\\]{8,200})\3/gi;
 /** Keys that name something about a secret, not the secret (token_type, password_hash, page_token). */
 const NOT_A_SECRET_KEY = /(csrf|xsrf|authenticity|page|next|cursor|continuation|sync|nonce|verifier|challenge)|(type|name|length|len|size|count|expires?|expiry|ttl|url|uri|path|file|field|hint|label|placeholder|prompt|policy|reset|hash|limit|max|min|id|format|encoding|header|env)$/i;
-const PLACEHOLDER_VALUE = /^(?:x+|\*+|\.+|-+|<[^>]*>|null|none|nil|undefined|true|false|changeme|change_me|password|secret|token|redacted|required|optional|string|test|example.*|placeholder.*|(?:your|my|the|some|test|dummy|sample|fake)[-_ ]?(?:db[-_]?)?(?:password|passwd|pass|pwd|secret|token|api[-_]?key|key|value)s?(?:[-_]?(?:here|goes[-_]?here|\d{1,3}))?)$|example|placeholder|redacted|xxxx|\*\*\*\*|\$\{|\{\{|%\(/i;
+const PLACEHOLDER_VALUE = /^(?:x+|\*+|\.+|-+|<[^>]*>|null|none|nil|undefined|true|false|changeme|change_me|password|secret|token|redacted|required|optional|string|test|example.*|placeholder.*|(?:your|my|the|some|test|dummy|sample|fake)[-_ ]?(?:db[-_]?)?(?:password|passwd|pass|pwd|secret|token|api[-_]?key|key|value)s?(?:[-_]?(?:here|goes[-_]?here|\d{1,3}))?)$|^\$[A-Za-z_][A-Za-z0-9_]*$|^%[A-Za-z_][A-Za-z0-9_]*%$|example|placeholder|redacted|xxxx|\*\*\*\*|\$\{|\{\{|%\(/i;
 const genericSecret: Detector = {
   name: 'generic-secret',
   find(text) {
@@ -220,6 +220,8 @@ const genericSecret: Detector = {
       const after = text[m.index + m[0].length];
       if (NOT_A_SECRET_KEY.test(key.replace(/[_.-]+$/, ''))) continue;
       if (PLACEHOLDER_VALUE.test(value)) continue;
+      // `pwd: /home/user/src` is a working directory, not a password.
+      if (/^pwd$/i.test(key) && /^[~.]?\//.test(value)) continue;
       // Code, not a value: a call, a member access or an index (`password = getPassword()`, `token = req.headers["x"]`).
       if (after === '(' || after === '[' || after === '.' || /^[a-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)+$/.test(value)) continue;
       if (/^[A-Za-z_$][\w$]*$/.test(value) && m[3] === '' && /[a-z][A-Z]|_/.test(value) && !/\d/.test(value)) continue; // an identifier: `password: userPassword`
@@ -241,17 +243,36 @@ const cryptoKey = anyOf('crypto-key', [
   regexDetector('crypto-key', /(?<![A-Za-z0-9])[xtyzuvYZ]prv[1-9A-HJ-NP-Za-km-z]{100,108}(?![A-Za-z0-9])/, (m) => base58Check(m[0])?.length === 78),
 ]);
 
-const BIP39 = new Set(wordlists.english!);
+const BIP39_INDEX = new Map(wordlists.english!.map((w, i) => [w, i]));
+const BIP39 = new Set(BIP39_INDEX.keys());
+
+/**
+ * The BIP39 checksum of `len` word indices from `at`: the first len/3 bits of SHA-256 of
+ * the entropy. Done here with node:crypto (bip39's validateMnemonic rebuilds strings and
+ * hashes in JavaScript: tens of microseconds a window, seconds on a long run of words).
+ */
+function bip39Valid(idx: readonly number[], at: number, len: number): boolean {
+  let bits = 0n;
+  for (let i = 0; i < len; i++) bits = (bits << 11n) | BigInt(idx[at + i]!);
+  const cs = len / 3;
+  const entBits = len * 11 - cs;
+  const ent = bits >> BigInt(cs);
+  const want = Number(bits & ((1n << BigInt(cs)) - 1n));
+  const bytes = Buffer.from(ent.toString(16).padStart(entBits / 4, '0'), 'hex');
+  const h = createHash('sha256').update(bytes).digest();
+  // len is 12..24, so the checksum is 4..8 bits: all in the first byte.
+  return h[0]! >> (8 - cs) === want;
+}
 /** 12 to 24 BIP39 words in a row (any separators that are not letters) whose checksum holds. */
 const seedPhrase: Detector = {
   name: 'seed-phrase',
   find(text) {
     const words: { w: string; start: number; end: number }[] = [];
     const check = (): string | undefined => {
+      const idx = words.map((x) => BIP39_INDEX.get(x.w)!);
       for (let len = 24; len >= 12; len -= 3) {
         for (let i = 0; i + len <= words.length; i++) {
-          const run = words.slice(i, i + len);
-          if (validateMnemonic(run.map((x) => x.w).join(' '))) return text.slice(run[0]!.start, run[len - 1]!.end);
+          if (bip39Valid(idx, i, len)) return text.slice(words[i]!.start, words[i + len - 1]!.end);
         }
       }
       return undefined;

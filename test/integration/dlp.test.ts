@@ -34,7 +34,7 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EgressProxy, type EgressEvent } from '../../src/egress/proxy.js';
 import { SessionCa } from '../../src/egress/ca.js';
-import { compileDetectors } from '../../src/policy/dlp.js';
+import { BUILTIN, compileDetectors } from '../../src/policy/dlp.js';
 import { DETECTOR_NAMES, expandDetectors, type DlpDetectorName } from '../../src/model/dlp.js';
 import { httpEntriesFor, inspection } from '../../src/model/http.js';
 import { model } from '../helpers/load.js';
@@ -230,7 +230,9 @@ describe('every detector through the proxy, plain HTTP and inspected HTTPS (samp
           const hit = dlpEvents(before)[0];
           expect(hit?.details?.dlp, JSON.stringify(events.slice(before))).toMatchObject({ detector: name });
           expect(Array.isArray((hit!.details!.dlp as { via: string[] }).via)).toBe(true);
-          if (chain.length > 0) expect(hit!.reason).toContain(' via ');
+          // Named with its chain, unless what was sent already holds a match as it is (a URL-encoded card is digits too).
+          const sentAsIs = [`/upload?d=${encodeURIComponent(enc)}`, enc, JSON.stringify({ data: enc })].some((t) => BUILTIN[name].find(t) !== undefined);
+          if (chain.length > 0 && !sentAsIs) expect(hit!.reason).toContain(' via ');
           expect(hit!.reason).toContain(name);
           noPlaintext(secret);
         },

@@ -113,7 +113,8 @@ describe('three deep, sampled', () => {
       fc.asyncProperty(SECRETS[name], chain3, fc.constantFrom(...PLACES.filter((p) => p !== 'host')), fc.boolean(), async (secret, chain, place, deflate) => {
         const r = await scanAt(place, name, encode(secret, chain), deflate);
         expect(caught(r, name), `${name} in ${place} via ${chain.join('→')}: ${JSON.stringify(r)}`).toBe(true);
-        if (!isUndecodable(r!) && r) expect(r.via.length).toBeGreaterThan(0);
+        // Named with its chain, unless the encoded text itself already holds a match (hex of digits is digits).
+        if (r && !isUndecodable(r) && r.via.length === 0) expect(BUILTIN[name].find(encode(secret, chain)) ?? BUILTIN[name].find(JSON.stringify({ data: encode(secret, chain) }))).toBeDefined();
       }),
       { numRuns: name === 'gcp' || name === 'private-key' ? 8 : 25 },
     );

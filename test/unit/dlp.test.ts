@@ -4,6 +4,9 @@
  */
 import fc from 'fast-check';
 import { readdirSync, readFileSync } from 'node:fs';
+import { constants, deflateRawSync, gzipSync } from 'node:zlib';
+import { entropyToMnemonic, validateMnemonic, wordlists } from 'bip39';
+import { FrameScanner } from '../../src/egress/websocket.js';
 import { join } from 'node:path';
 import { expandDetectors } from '../../src/model/dlp.js';
 import { ROOT } from '../helpers/load.js';
@@ -183,5 +186,64 @@ describe('regressions from generated secrets', () => {
     ['basic-auth', 'http://admin:S3cr%40t!pass@jenkins:8080/'],
   ] as const)('%s: %s', (name, text) => {
     expect(BUILTIN[name].find(text)).toBeDefined();
+  });
+});
+
+describe('from the attack review', () => {
+  const everything = compileDetectors({ detectors: expandDetectors(['all']), custom: [] });
+  const GH = 'ghp_aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF3hJ6';
+  const scan = (body: string) => det(scanRequest(everything, { url: 'http://h/x', headers: [], body }));
+
+  it('base64 of bytes that are not text (a tar of credentials, a stray byte) is still scanned', () => {
+    // Attack: `tar cf - ~/.config | base64`; defence: the printable runs of decoded bytes are a view.
+    const tar = Buffer.concat([Buffer.from('config/token\x00\x00\x00\x00\x000000644\x00'), Buffer.alloc(100), Buffer.from(`GITHUB_TOKEN=${GH}\n`), Buffer.alloc(300)]);
+    expect(scan(JSON.stringify({ f: tar.toString('base64') }))).toBe('github');
+    expect(scan(Buffer.concat([Buffer.from(GH), Buffer.from([0xff])]).toString('base64'))).toBe('github');
+  });
+
+  it('compression nested deeper than agentbox unwraps, or a gzip bomb, is refused, not passed', () => {
+    // Attack: gzip(gzip(gzip(secret))) or a small gzip that inflates past the bound; defence: unscannable.
+    const g3 = gzipSync(gzipSync(gzipSync(gzipSync(Buffer.from(GH))))).toString('base64');
+    expect(scan(g3)).toBe('undecodable');
+    const bomb = gzipSync(Buffer.concat([Buffer.from(`token ${GH} `), Buffer.alloc(6 * 1024 * 1024, 0x20)])).toString('base64');
+    expect(scan(bomb)).toBe('undecodable');
+  });
+
+  it('invisible tag characters spelling a token ("ASCII smuggling") are read', () => {
+    const tags = [...GH].map((c) => String.fromCodePoint(0xe0000 + c.charCodeAt(0))).join('');
+    expect(scan(`hello ${tags}`)).toBe('github');
+  });
+
+  it('a WebSocket message that ends the deflate stream does not blind the next one', async () => {
+    // Attack: message 1 with BFINAL, message 2 with the secret; defence: a new inflater per stream.
+    const frame = (p: Buffer) => {
+      const head = p.length < 126 ? Buffer.from([0xc1, 0x80 | p.length]) : Buffer.from([0xc1, 0x80 | 126, p.length >> 8, p.length & 0xff]);
+      return Buffer.concat([head, Buffer.alloc(4), p]);
+    };
+    const refused = await new Promise<string | undefined>((resolve) => {
+      const s = new FrameScanner({
+        deflate: true,
+        maxMessage: 1 << 20,
+        scan: (p) => scanRequest(everything, { url: '', headers: [], body: p.toString('utf8'), where: 'frame' }),
+        forward: () => undefined,
+        refuse: (w) => resolve(w.hit && !isUndecodable(w.hit) ? w.hit.detector : w.reason),
+      });
+      s.push(frame(deflateRawSync(Buffer.from('hello'), { finishFlush: constants.Z_FINISH })));
+      s.push(frame(deflateRawSync(Buffer.from(`token ${GH}`))));
+      setTimeout(() => resolve(undefined), 1000);
+    });
+    expect(refused).toBe('github');
+  });
+
+  it('seed-phrase checksums agree with bip39 on generated and random word runs', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 16, maxLength: 16 }), fc.array(fc.integer({ min: 0, max: 2047 }), { minLength: 12, maxLength: 12 }), (ent, idx) => {
+        const valid = entropyToMnemonic(Buffer.from(ent).toString('hex'));
+        expect(BUILTIN['seed-phrase'].find(`my words: ${valid}`)).toBe(valid);
+        const random = idx.map((i) => wordlists.english![i]).join(' ');
+        expect(BUILTIN['seed-phrase'].find(random) !== undefined).toBe(validateMnemonic(random));
+      }),
+      { numRuns: 300 },
+    );
   });
 });
