@@ -29,15 +29,19 @@ import { refusal, statusText, type Refusal } from './reasons.js';
 import { upstreamRefusal, type UpstreamTls } from './upstream.js';
 import { scanBody } from './scan-stream.js';
 
-/** An admitted, decrypted tunnel. */
-export interface Inspected {
+/** An admitted destination whose requests the proxy reads. */
+export interface ReadTarget {
   host: string;
   port: number;
   address: string;
   rule: string;
   meterKey: string;
-  /** Why it is decrypted: rules, credential, inspect, dlp. */
+  /** Why its content is read: rules, credential, inspect, dlp (plain for plain HTTP). */
   inspected: string;
+}
+
+/** An admitted, decrypted tunnel. */
+export interface Inspected extends ReadTarget {
   upstream: UpstreamTls;
 }
 

@@ -9,6 +9,7 @@
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
 import { relayUpgrade, type UpgradeTarget } from './upgrade.js';
+import { connected } from './upstream.js';
 import type { Admitted } from './admission.js';
 import { decide } from './decrypted.js';
 import { scanBody } from './scan-stream.js';
@@ -278,22 +279,7 @@ function plainTarget(ctx: ProxyContext, verdict: Admitted, port: number, why: st
     meterKey: verdict.meterKey,
     inspected: why,
     tls: false,
-    connect: () =>
-      new Promise<Socket>((resolve, reject) => {
-        const s = netConnect({ host: verdict.address, port, timeout: ctx.connectTimeoutMs });
-        ctx.sockets.add(s);
-        s.once('close', () => ctx.sockets.delete(s));
-        s.once('connect', () => {
-          s.setTimeout(0);
-          s.setNoDelay(true);
-          resolve(s);
-        });
-        s.once('timeout', () => {
-          s.destroy();
-          reject(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' }));
-        });
-        s.once('error', reject);
-      }),
+    connect: () => connected(ctx.sockets, netConnect({ host: verdict.address, port, timeout: ctx.connectTimeoutMs }), 'connect'),
   };
 }
 

@@ -25,7 +25,7 @@ import type { ProxyContext } from './context.js';
 import { handleDecrypted, type Inspected } from './decrypted.js';
 import { relayUpgrade } from './upgrade.js';
 import { refusal } from './reasons.js';
-import { upstreamRefusal, type UpstreamTls } from './upstream.js';
+import { connected, upstreamRefusal, type UpstreamTls } from './upstream.js';
 import { plainHttpTunnel } from './forward.js';
 
 /** OpenSSL's answer when the server's first bytes are not a TLS record (plain HTTP, a banner). */
@@ -51,22 +51,8 @@ class PinnedAgent extends HttpsAgent {
 }
 
 function dial(ctx: ProxyContext, host: string, address: string, port: number): Promise<TLSSocket> {
-  return new Promise((resolve, reject) => {
-    const servername = isIP(host) ? undefined : host;
-    const s = tlsConnect({ host: address, port, ...(servername ? { servername } : {}), secureContext: ctx.tls!.upstream, ALPNProtocols: ['http/1.1'], timeout: ctx.connectTimeoutMs });
-    ctx.sockets.add(s);
-    s.once('close', () => ctx.sockets.delete(s));
-    s.once('secureConnect', () => {
-      s.setTimeout(0);
-      s.setNoDelay(true);
-      resolve(s);
-    });
-    s.once('timeout', () => {
-      s.destroy();
-      reject(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' }));
-    });
-    s.once('error', reject);
-  });
+  const servername = isIP(host) ? undefined : host;
+  return connected(ctx.sockets, tlsConnect({ host: address, port, ...(servername ? { servername } : {}), secureContext: ctx.tls!.upstream, ALPNProtocols: ['http/1.1'], timeout: ctx.connectTimeoutMs }), 'secureConnect');
 }
 
 export async function terminateTls(ctx: ProxyContext, client: Socket, head: Buffer, verdict: Admitted, port: number, why: string): Promise<void> {

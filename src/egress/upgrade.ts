@@ -14,20 +14,13 @@ import type { Socket } from 'node:net';
 import { hitName, isUndecodable, scanRequest } from '../policy/dlp.js';
 import { bytesAsText, type View } from '../policy/decoders.js';
 import { carryFor, type OpenExchange, type ProxyContext } from './context.js';
-import { authorityOk, decide, meterTake, originForm } from './decrypted.js';
+import { authorityOk, decide, meterTake, originForm, type ReadTarget } from './decrypted.js';
 import { refusal, statusText, type Refusal } from './reasons.js';
 import { upstreamRefusal } from './upstream.js';
 import { agreedExtensions, closeFrame, FrameScanner, offeredExtensions } from './websocket.js';
 
 /** Where an upgrade goes: an admitted host, over TLS (a decrypted tunnel) or not. */
-export interface UpgradeTarget {
-  host: string;
-  port: number;
-  address: string;
-  rule: string;
-  meterKey: string;
-  /** Why its content is read: rules, credential, inspect, dlp (or plain for plain HTTP). */
-  inspected: string;
+export interface UpgradeTarget extends ReadTarget {
   tls: boolean;
   /** A fresh connection to the admitted address (TLS verified when tls). */
   connect(): Promise<Socket>;

@@ -4,6 +4,7 @@
  * handle a decrypted tunnel keeps to its pinned, verified upstream.
  */
 import type { Agent as HttpsAgent } from 'node:https';
+import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { refusal, type Refusal } from './reasons.js';
 
@@ -24,3 +25,24 @@ export interface UpstreamTls {
   servername: string | undefined;
 }
 
+
+/**
+ * A connection the proxy opened upstream, tracked in `sockets` until it closes: resolves
+ * once `ready` fires (connect, or secureConnect for TLS), rejects on error or timeout.
+ */
+export function connected<T extends Socket>(sockets: Set<Socket>, s: T, ready: 'connect' | 'secureConnect'): Promise<T> {
+  return new Promise((resolve, reject) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+    s.once(ready, () => {
+      s.setTimeout(0);
+      s.setNoDelay(true);
+      resolve(s);
+    });
+    s.once('timeout', () => {
+      s.destroy();
+      reject(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' }));
+    });
+    s.once('error', reject);
+  });
+}

@@ -14,6 +14,7 @@ import { wordlists } from 'bip39';
 import { isValidIBAN } from 'ibantools';
 import { RE2 } from 're2-wasm';
 import type { DlpCustomDetector } from '../model/types.js';
+import { percentDecode } from './decoders.js';
 import { DETECTOR_NAMES, type DlpDetectorName } from '../model/dlp.js';
 
 export interface Detector {
@@ -381,18 +382,11 @@ function supplement(name: DlpDetectorName, re: RegExp): Detector {
   return regexDetector(name, re, (m) => {
     const userinfo = /:\/\/[^\s:/@]{0,64}:([^\s@/]+)@/.exec(m[0]);
     if (!userinfo) return !EXAMPLE.test(m[0]);
-    const pw = percentDecodeLoose(userinfo[1]!);
+    const pw = percentDecode(userinfo[1]!);
     return !PLACEHOLDER_VALUE.test(pw) && !/^(?:pass|pw|pwd|passwd|password|secret)\d{0,3}$/i.test(pw) && entropy(pw) >= 2.5;
   });
 }
 
-function percentDecodeLoose(s: string): string {
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    return s;
-  }
-}
 
 /** Every detector `egress.dlp.detectors` can name, built once. */
 export const BUILTIN: Record<DlpDetectorName, Detector> = Object.fromEntries(
