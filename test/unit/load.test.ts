@@ -156,7 +156,7 @@ egress:
         expect.objectContaining({ host: '*', hostKind: 'any', port: 'any' }),
       ],
     });
-    expect(m.egress.dlp).toMatchObject({ detectors: ['private-key', 'payment-card'], written: ['private-key', 'payment-card'], custom: [{ name: 'marker', marker: 'CONFIDENTIAL', ignoreCase: false }, { name: 'proj', regex: 'PRJ-[0-9]+', ignoreCase: true }] });
+    expect(m.egress.dlp).toEqual({ detectors: ['private-key', 'payment-card'], written: ['private-key', 'payment-card'], custom: [{ name: 'marker', marker: 'CONFIDENTIAL', ignoreCase: false }, { name: 'proj', regex: 'PRJ-[0-9]+', ignoreCase: true }], from: expect.any(String) });
     // The session-wide budget defaults to four destinations' worth.
     expect(m.egress).toMatchObject({ maxUploadBytes: 10 * 1024 * 1024, maxSessionUploadBytes: 40 * 1024 * 1024, uploadWindowSeconds: 300, onViolation: 'quarantine' });
     expect(model(base('egress: { consent: ask }\n')).egress.consent).toMatchObject({ timeoutSeconds: 60, hosts: [{ host: '*' }] });
