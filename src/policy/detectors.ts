@@ -176,8 +176,8 @@ const privateKey = anyOf('private-key', [
   // it: a document that only names the header ("-----BEGIN RSA PRIVATE KEY-----") is not a key.
   // Line breaks as written, escaped (`\n` in JSON and source strings) or flattened to spaces.
   regexDetector('private-key', /-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----(?:[ \t]*(?:\r?\n|\\r\\n|\\n)(?:[A-Za-z-]{1,40}:[^\r\n\\]{0,200}(?:\r?\n|\\r\\n|\\n))*(?:\s|\\n|\\r)*|[ \t]+)[A-Za-z0-9+/=]{32}/),
-  // PuTTY key files.
-  regexDetector('private-key', /PuTTY-User-Key-File-\d: [\s\S]{0,4000}?Private-Lines: \d+\r?\n[A-Za-z0-9+/=]{32}/),
+  // PuTTY key files, line breaks real, escaped or flattened (a header value has none).
+  regexDetector('private-key', /PuTTY-User-Key-File-\d: [\s\S]{0,4000}?Private-Lines: \d+(?:\r?\n|\\r\\n|\\n|[ \t]+)[A-Za-z0-9+/=]{32}/),
   // Unarmoured base64 key bodies: OpenSSH ("openssh-key-v1\0"), PKCS#8 RSA, PKCS#1 RSA, PKCS#8 and SEC1 EC.
   regexDetector('private-key', /b3BlbnNzaC1rZXktdjEA[A-Za-z0-9+/]{40}|MII[A-Za-z0-9+/]{3}(?:IBADANBgkqhkiG9w0BAQEFAASC|IBAAKCA)[A-Za-z0-9+/]{40}|MIG[A-Za-z0-9+/]AgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg|MHcCAQEEI[A-Za-z0-9+/]{40}/),
   secretlintDetector('private-key', 'privatekey'),

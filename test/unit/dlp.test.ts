@@ -247,3 +247,12 @@ describe('from the attack review', () => {
     );
   });
 });
+
+describe('a PuTTY key with its line breaks flattened (as in a header value) is a key', () => {
+  // Found by the through-proxy property test: headers cannot hold newlines, so an agent flattens them.
+  it('caught', () => {
+    const k = 'PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\nComment: a@b\nPublic-Lines: 2\nAAAAC3NzaC1lZDI1NTE5AAAAIDtqJ7zOtqQtYqOo0CpvDXNlMhV3HeJDpjrASKGL\nWdop\nPrivate-Lines: 1\nAAAAIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n';
+    expect(BUILTIN['private-key'].find(k.replace(/\n/g, ' '))).toBeDefined();
+    expect(BUILTIN['private-key'].find(k)).toBeDefined();
+  });
+});
