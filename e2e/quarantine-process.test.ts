@@ -77,7 +77,7 @@ describe('quarantine on the process runtime', () => {
     for (const f of report.files as { name: string; sha256: string }[]) {
       expect(createHash('sha256').update(readFileSync(join(report.evidence, f.name))).digest('hex'), f.name).toBe(f.sha256);
     }
-    expect(readdirSync(report.evidence).sort()).toEqual(['MANIFEST.sha256', 'audit.jsonl', 'connections.json', 'connections.txt', 'manifest.json', 'processes.json', 'session.json', 'writable-layer-0.tar']);
+    expect(readdirSync(report.evidence).sort()).toEqual(['MANIFEST.sha256', 'audit.jsonl', 'connections.json', 'connections.txt', 'egress.json', 'manifest.json', 'processes.json', 'processes.txt', 'session.json', 'severed.json', 'writable-layer-0.tar']);
     const procs = (JSON.parse(readFileSync(join(report.evidence, 'processes.json'), 'utf8')) as { processes: { state: string; command: string[] }[] }).processes;
     expect(procs.some((p) => p.command.includes(join(base, 'streamer.py')))).toBe(true);
     // The connections, decoded: the in-box forwarder listening (with the pid holding it)

@@ -105,6 +105,37 @@ describe.each([
     expect((await run(['audit', 'verify'], env)).exitCode).toBe(0);
   }, 90_000);
 
+  // Attack: the launcher stopped (SIGSTOP) so that a signal-and-poll quarantine never happens.
+  // Defence: quarantine pauses the container (the Engine) or stops the VM (QMP) and cuts the
+  // launcher's egress connections itself; the launcher's silence is recorded, not waited on.
+  it('quarantine with the launcher stopped: paused or halted, nothing reaches the sink, even once the launcher runs again', async () => {
+    const env = { AGENTBOX_STATE_DIR: mkdtempSync(join(base, 'state-')) };
+    const name = `stopped-${rt.name.toLowerCase()}`;
+    const agent = run(['launch', manifest(name), ...rt.args], env);
+    const [s] = (await running(env)) as unknown as { id: string; launcher: { pid: number } }[];
+    const start = hits;
+    for (let i = 0; i < 600 && hits < start + 20; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(hits).toBeGreaterThanOrEqual(start + 20);
+    process.kill(s!.launcher.pid, 'SIGSTOP');
+    const q = await run(['quarantine', s!.id, '--json'], env);
+    const atReturn = hits;
+    expect(q.exitCode, String(q.stderr)).toBe(0);
+    const [report] = JSON.parse(String(q.stdout));
+    expect(report).toMatchObject({ quarantined: true, launcherAnswered: false });
+    expect(report.isolatedMs).toBeLessThan(250);
+    expect(report.frozenBy).toMatch(rt.runtime === 'container' ? /^docker pause/ : /^QMP stop/);
+    if (rt.runtime === 'container') expect(String((await docker(['inspect', '--format', '{{.State.Paused}}', s!.id])).stdout).trim()).toBe('true');
+    console.log(`${rt.name}: quarantine with the launcher stopped: frozen ${report.isolatedMs} ms after it acted; ${report.severed.length} connections cut from outside`);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(hits).toBe(atReturn);
+    process.kill(s!.launcher.pid, 'SIGCONT');
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(hits).toBe(atReturn);
+    expect((await run(['kill', s!.id], env)).exitCode).toBe(0);
+    expect((await agent).exitCode).toBe(143);
+    expect(hits).toBe(atReturn);
+  }, 120_000);
+
   it('ttl ends the session on time', async () => {
     const env = { AGENTBOX_STATE_DIR: mkdtempSync(join(base, 'state-')) };
     const m = manifest(`ttl-${rt.name.toLowerCase()}`, 'ttl: 3s\n');

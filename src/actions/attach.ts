@@ -13,6 +13,7 @@ import { attachFrame } from '../host/pty.js';
 import { attachSocket } from '../session/box.js';
 import { readSession } from '../session/records.js';
 import { stateDir } from '../session/state.js';
+import { ask, controlSocket } from '../session/control.js';
 import { answererIdentity } from '../egress/consent.js';
 
 const DETACH = Buffer.from([0x10, 0x11]);
@@ -26,6 +27,8 @@ export async function attach(id: string): Promise<{ ended: boolean }> {
   const stdin = process.stdin as ReadStream;
   if (!stdin.isTTY || !process.stdout.isTTY) throw new AgentboxError('USAGE', 'attach needs a terminal (stdin and stdout)');
   const by = answererIdentity();
+  const asked = await ask(controlSocket(stateDir(), id), { kind: 'attach' }, 3000).catch((e: Error) => ({ ok: false as const, error: e.message }));
+  if (!asked.ok) throw new AgentboxError('CONTROL_UNAVAILABLE', `session ${id}: ${asked.error}; nothing was attached`);
   if (s.runtime === 'container') return containerAttach(s.container, s.id, s.agent, by, stdin);
   const path = attachSocket({ dir: s.dir, run: s.run });
   if (!existsSync(path)) throw new AgentboxError('CHECK_FAILED', `session ${id} has no terminal of its own (it was launched without one: its stdin was not a terminal); nothing to attach to`);

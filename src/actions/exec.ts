@@ -23,6 +23,7 @@ import { seccompBytes } from '../box/seccomp.js';
 import { EXEC_SPEC, type ExecSpec } from '../session/box.js';
 import { readSession, type Session } from '../session/records.js';
 import { stateDir } from '../session/state.js';
+import { ask, controlSocket } from '../session/control.js';
 import { answererIdentity } from '../egress/consent.js';
 import type { Notify } from './notify.js';
 
@@ -71,6 +72,10 @@ export async function execInSession(id: string, cmd: string[], notify: Notify): 
   if (s.runtime === 'microvm') {
     throw new AgentboxError('CONTROL_UNAVAILABLE', `exec into a micro-VM session is not supported: its guest has no service that starts processes after boot (and adding one would be a way in for the host's side only agentbox should have); nothing was run`, { details: ['quarantine it to take evidence, or end it and launch a new session'] });
   }
+  // The launcher is asked first, on its control socket: it checks the session's state and
+  // audits the request with the caller's uid (SO_PEERCRED).
+  const asked = await ask(controlSocket(stateDir(), id), { kind: 'exec', command: cmd }, 3000).catch((e: Error) => ({ ok: false as const, error: e.message }));
+  if (!asked.ok) throw new AgentboxError('CONTROL_UNAVAILABLE', `session ${id}: ${asked.error}; nothing was run`);
   const tty = Boolean(process.stdin.isTTY && process.stdout.isTTY);
   const who = answererIdentity();
   audit(s, 'session.exec', cmd, `exec by ${who}`, { by: who, uid: me, tty, runtime: s.runtime });

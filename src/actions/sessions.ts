@@ -9,7 +9,8 @@ import { launcherGone } from '../session/reaper.js';
 import { rmSync } from 'node:fs';
 import { removeSessionDir } from '../session/layers.js';
 import { join } from 'node:path';
-import { launcherAlive, readSession, sessionsDir, signalSession, type Session } from '../session/records.js';
+import { launcherAlive, readSession, sessionsDir, type Session } from '../session/records.js';
+import { ask, controlSocket } from '../session/control.js';
 import { stateDir } from '../session/state.js';
 import { finishOrphan, reapOrphan, reconcile } from './orphans.js';
 import type { Notify } from './notify.js';
@@ -46,9 +47,13 @@ export async function kill(target: { id?: string; agent?: string }, notify: Noti
       await finishOrphan(state, s, 'agentbox kill');
       notify.info(`ended ${s.id} (its launcher was gone; ${s.snapshot === 'persist' ? 'its changes were committed' : 'its changes were reverted'})`);
     } else {
-      // The launcher ends the session cleanly (revert, audit).
-      signalSession(s, 'end');
-      notify.info(`ending ${s.id}`);
+      // The launcher ends the session cleanly (revert, audit); asked on its control socket.
+      const a = await ask(controlSocket(state, s.id), { kind: 'end', reason: 'killed' }, 5000).catch((e: Error) => ({ ok: false as const, error: e.message }));
+      if (!a.ok) {
+        // A launcher that cannot answer (stopped, starved): SIGTERM, which it handles the same way once it runs.
+        if (!signalIdentity(s.launcher, 'SIGTERM') || !signalIdentity(s.launcher, 'SIGCONT')) throw new AgentboxError('CONTROL_UNAVAILABLE', `${s.id}: the launcher did not answer (${a.error}) and cannot be signalled`);
+        notify.info(`ending ${s.id} (the launcher did not answer on its control socket: ${a.error}; SIGTERM and SIGCONT sent)`);
+      } else notify.info(`ending ${s.id}`);
     }
     report.ended.push(s.id);
   }
@@ -110,7 +115,7 @@ export async function prune(olderThanSeconds: number | undefined): Promise<Prune
       report.kept.push({ id: s.id, why: `something is still mounted under ${dir}` });
       continue;
     }
-    for (const ext of ['.token', '.json']) rmSync(join(sessionsDir(state), `${s.id}${ext}`), { force: true });
+    for (const ext of ['.token', '.json', '.cut', '.sock']) rmSync(join(sessionsDir(state), `${s.id}${ext}`), { force: true });
     report.removed.push(s.id);
   }
   return report;

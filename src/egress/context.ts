@@ -61,6 +61,8 @@ export interface OpenExchange {
 
 export interface ProxyContext {
   admissions: Admissions;
+  /** True once egress is cut (quarantine): checked again right before every upstream dial. */
+  cut(): boolean;
   event(e: Omit<EgressEvent, 'bytesIn' | 'bytesOut'> & Partial<Pick<EgressEvent, 'bytesIn' | 'bytesOut'>>): void;
   violation(v: Violation): void;
   denyBody(host: string, port: number, reason: string): string;

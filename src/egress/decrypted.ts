@@ -26,7 +26,7 @@ import { readBody, scanTexts } from './body.js';
 import { carryFor, splitAuthority, type OpenExchange, type ProxyContext } from './context.js';
 import { credentialDetectors, inject } from './credentials.js';
 import { refusal, statusText, type Refusal } from './reasons.js';
-import { upstreamRefusal, type UpstreamTls } from './upstream.js';
+import { cutBeforeDial, upstreamRefusal, type UpstreamTls } from './upstream.js';
 import { scanBody } from './scan-stream.js';
 
 /** An admitted destination whose requests the proxy reads. */
@@ -238,6 +238,7 @@ export async function handleDecrypted(ctx: ProxyContext, conn: Inspected, t: Ope
     });
     up = r;
     ctx.upstreams.add(r);
+    cutBeforeDial(ctx, r);
     r.on('close', () => ctx.upstreams.delete(r));
     r.on('timeout', () => r.destroy(Object.assign(new Error('upstream timeout'), { code: 'ETIMEDOUT' })));
     r.on('error', (e: NodeJS.ErrnoException) => {

@@ -9,7 +9,7 @@
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
 import { relayUpgrade, type UpgradeTarget } from './upgrade.js';
-import { connected } from './upstream.js';
+import { connected, cutBeforeDial } from './upstream.js';
 import type { Admitted } from './admission.js';
 import { decide } from './decrypted.js';
 import { scanBody } from './scan-stream.js';
@@ -141,6 +141,7 @@ export async function handleRequest(ctx: ProxyContext, req: IncomingMessage, res
     });
     up = r;
     ctx.upstreams.add(r);
+    cutBeforeDial(ctx, r);
     r.on('close', () => {
       ctx.upstreams.delete(r);
       ctx.trackClose(t);
@@ -279,7 +280,7 @@ function plainTarget(ctx: ProxyContext, verdict: Admitted, port: number, why: st
     meterKey: verdict.meterKey,
     inspected: why,
     tls: false,
-    connect: () => connected(ctx.sockets, netConnect({ host: verdict.address, port, timeout: ctx.connectTimeoutMs }), 'connect'),
+    connect: () => connected(ctx, netConnect({ host: verdict.address, port, timeout: ctx.connectTimeoutMs }), 'connect'),
   };
 }
 

@@ -52,7 +52,7 @@ class PinnedAgent extends HttpsAgent {
 
 function dial(ctx: ProxyContext, host: string, address: string, port: number): Promise<TLSSocket> {
   const servername = isIP(host) ? undefined : host;
-  return connected(ctx.sockets, tlsConnect({ host: address, port, ...(servername ? { servername } : {}), secureContext: ctx.tls!.upstream, ALPNProtocols: ['http/1.1'], timeout: ctx.connectTimeoutMs }), 'secureConnect');
+  return connected(ctx, tlsConnect({ host: address, port, ...(servername ? { servername } : {}), secureContext: ctx.tls!.upstream, ALPNProtocols: ['http/1.1'], timeout: ctx.connectTimeoutMs }), 'secureConnect');
 }
 
 export async function terminateTls(ctx: ProxyContext, client: Socket, head: Buffer, verdict: Admitted, port: number, why: string): Promise<void> {

@@ -12,6 +12,7 @@
  *   connections at once (503 beyond), at most `maxBufferBytes` of request bodies held
  *   for scanning at once, and a body that stalls is cut after `bodyIdleMs`.
  */
+import { existsSync } from 'node:fs';
 import { createServer, type ClientRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { lookup } from 'node:dns/promises';
 import { createSecureContext } from 'node:tls';
@@ -38,6 +39,11 @@ export type { Resolve } from './admission.js';
 
 export interface ProxyOptions {
   rules: EgressRules;
+  /**
+   * A file whose existence means egress is cut (written by `agentbox quarantine`, which
+   * does not wait for this process): every admission and every upstream dial checks it.
+   */
+  cutFile?: string;
   agent: string;
   /** Called for every decision, and again with byte counts when an allowed exchange ends. */
   onEvent: (e: EgressEvent) => void;
@@ -100,10 +106,12 @@ export class EgressProxy {
   private readonly ctx: ProxyContext;
   private readonly maxConnections: number;
   private closed = false;
+  private readonly cutFile: string | undefined;
   private clients = 0;
 
   constructor(opts: ProxyOptions) {
     this.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+    this.cutFile = opts.cutFile;
     const admissions = new Admissions({
       rules: opts.rules,
       resolve: opts.resolve ?? systemResolve,
@@ -111,10 +119,11 @@ export class EgressProxy {
       ...(opts.consent ? { consent: opts.consent } : {}),
       ...(opts.dlp || opts.brokered?.length ? { dlp: [...(opts.dlp ?? []), ...hostDetectors(opts.brokered ?? [])] } : {}),
       ...(opts.digest ? { digest: opts.digest } : {}),
-      closed: () => this.closed,
+      closed: () => this.isCut(),
     });
     this.ctx = {
       admissions,
+      cut: () => this.isCut(),
       event: (e) => opts.onEvent({ bytesIn: 0, bytesOut: 0, ...e }),
       violation: (v) => opts.onViolation?.(v),
       denyBody: (host, port, reason) => denyBody(opts.agent, host, port, reason),
@@ -143,7 +152,7 @@ export class EgressProxy {
     this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => void handlePlainUpgrade(this.ctx, req, socket, head).catch(() => socket.destroy()));
     this.server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => void handleConnect(this.ctx, req, socket, head).catch(() => socket.destroy()));
     this.server.on('connection', (s: Socket) => {
-      if (this.closed) {
+      if (this.isCut()) {
         s.destroy();
         return;
       }
@@ -178,6 +187,11 @@ export class EgressProxy {
   /** The tunnels and exchanges open right now (for evidence). */
   openTunnels(): OpenExchange[] {
     return [...this.open].map((o) => ({ ...o }));
+  }
+
+  private isCut(): boolean {
+    if (!this.closed && this.cutFile !== undefined && existsSync(this.cutFile)) void this.close();
+    return this.closed;
   }
 
   /** Stops forwarding at once: refuses new connections and cuts every open tunnel. */

@@ -38,6 +38,8 @@ export interface SessionProxyOptions {
   tls?: { ca: SessionCa; trust: string[] } | undefined;
   /** Brokered credentials (secrets read at launch, placeholders in the box). */
   brokered?: readonly Brokered[] | undefined;
+  /** The egress cut marker (records.cutMarker): while it exists, nothing new is forwarded. */
+  cutFile?: string | undefined;
 }
 
 export interface SessionProxy {
@@ -115,6 +117,7 @@ export async function startSessionProxy(model: Model, o: SessionProxyOptions): P
     rules: { grants: model.grants.net, denies: model.denies.net },
     agent: model.name,
     ...(o.resolve ? { resolve: o.resolve } : {}),
+    ...(o.cutFile ? { cutFile: o.cutFile } : {}),
     ...extra,
     onEvent: (e: EgressEvent) => {
       if (e.reason === 'closed') {

@@ -9,6 +9,7 @@ import type { IncomingMessage } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { splitAuthority, type ProxyContext } from './context.js';
 import { statusText } from './reasons.js';
+import { cutBeforeDial } from './upstream.js';
 
 export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, client: Socket, head: Buffer): Promise<void> {
   client.on('error', () => client.destroy());
@@ -36,6 +37,7 @@ export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, cli
   }
   ctx.event({ action: 'egress.connect', host, port, decision: 'allow', reason: 'granted', rule: verdict.rule, address: verdict.address, details: verdict.details });
   const upstream = connect({ host: verdict.address, port, timeout: ctx.connectTimeoutMs });
+  if (cutBeforeDial(ctx, upstream)) return void client.destroy();
   ctx.sockets.add(upstream);
   const t = ctx.trackOpen({ kind: 'tunnel', host, port, address: verdict.address });
   let cut = false;

@@ -26,11 +26,28 @@ export interface UpstreamTls {
 }
 
 
+/** The error an upstream connection or request is destroyed with once egress is cut. */
+export const egressCutError = () => Object.assign(new Error('egress is cut for this session'), { code: 'EGRESS_CUT' });
+
+/**
+ * Ends an upstream connection or request the proxy has just created when egress was cut
+ * meanwhile (a quarantine made while this request waited on DNS, consent or a stopped
+ * process): destroyed before its first byte, its connect(2) never made. True when it was.
+ */
+export function cutBeforeDial(ctx: { cut(): boolean }, upstream: { destroy(e?: Error): unknown }): boolean {
+  if (!ctx.cut()) return false;
+  upstream.destroy(egressCutError());
+  return true;
+}
+
 /**
  * A connection the proxy opened upstream, tracked in `sockets` until it closes: resolves
- * once `ready` fires (connect, or secureConnect for TLS), rejects on error or timeout.
+ * once `ready` fires (connect, or secureConnect for TLS), rejects on error or timeout
+ * (and at once when egress was cut: the connection is never made).
  */
-export function connected<T extends Socket>(sockets: Set<Socket>, s: T, ready: 'connect' | 'secureConnect'): Promise<T> {
+export function connected<T extends Socket>(ctx: { sockets: Set<Socket>; cut(): boolean }, s: T, ready: 'connect' | 'secureConnect'): Promise<T> {
+  const { sockets } = ctx;
+  if (cutBeforeDial(ctx, s)) return Promise.reject(egressCutError());
   return new Promise((resolve, reject) => {
     sockets.add(s);
     s.once('close', () => sockets.delete(s));

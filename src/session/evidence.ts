@@ -4,9 +4,11 @@
  * memory, whatever its size):
  *
  * - processes.json: every process of the session with its command line (from the
- *   session's cgroup, or from the engine where the host cannot see them: gVisor);
+ *   session's cgroup, or from the engine where the host cannot see them: gVisor), and
+ *   processes.txt: the same as a tree, readable without tools;
  * - connections.json: the box's sockets decoded (addresses, ports, state, owning pid),
- *   and connections.txt: the raw kernel tables they were decoded from;
+ *   and connections.txt: the same decoded as a table above the raw kernel tables;
+ * - severed.json: the launcher's connections `agentbox quarantine` shut down from outside;
  * - egress.json: the tunnels the egress proxy had open at the cut (when the launcher
  *   takes the evidence);
  * - writable-layer-N.tar: each writable layer as it stands (GNU tar, to a file);
@@ -20,6 +22,7 @@ import { basename, dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { execa } from 'execa';
 import type { Session } from './records.js';
+import { termSafe } from '../escape/terminal.js';
 
 const read = (p: string) => {
   try {
@@ -126,6 +129,29 @@ export interface EvidenceInput {
   egress?: unknown;
   /** Why the box's own network tables cannot be read here (gVisor, micro-VM). */
   connectionsUnavailable?: string;
+  /** Who ran the quarantine (absent for a violation: the launcher itself). */
+  operator?: { uid: number; name: string };
+  /** The connections cut from outside at the quarantine. */
+  severed?: unknown;
+}
+
+/** The processes as an indented tree with their command lines (processes.txt). */
+export function processTree(entries: readonly ProcessEntry[]): string {
+  const pids = new Set(entries.map((e) => e.pid));
+  const children = new Map<number, ProcessEntry[]>();
+  for (const e of entries) {
+    const parent = e.ppid !== null && pids.has(e.ppid) ? e.ppid : 0;
+    children.set(parent, [...(children.get(parent) ?? []), e]);
+  }
+  const lines: string[] = [];
+  const walk = (parent: number, depth: number) => {
+    for (const e of children.get(parent) ?? []) {
+      lines.push(`${'  '.repeat(depth)}${e.pid} [${e.state.split(' ')[0] ?? '?'}] uid ${e.user}  ${JSON.stringify(e.command)}`);
+      if (depth < 64) walk(e.pid, depth + 1);
+    }
+  };
+  walk(0, 0);
+  return `PID [STATE] USER  COMMAND (as JSON strings: every byte shown as it is)\n${lines.join('\n')}\n`;
 }
 
 export interface Evidence {
@@ -174,6 +200,7 @@ export async function collectEvidence(state: string, s: Session, reason: string,
     if (engine && 'unavailable' in engine) notTaken.push({ part: 'processes.json (engine view)', why: engine.unavailable });
     const entries = engine && 'entries' in engine ? engine.entries : procProcesses(pids);
     write('processes.json', JSON.stringify({ source: engine && 'entries' in engine ? engine.source : 'the session cgroup (/proc)', processes: entries }, null, 2) + '\n');
+    write('processes.txt', processTree(entries));
   });
   await part('connections', () => {
     if (input.connectionsUnavailable) {
@@ -184,8 +211,11 @@ export async function collectEvidence(state: string, s: Session, reason: string,
     const inner = procProcesses(pids).filter((p) => p.command[0] !== undefined).at(-1);
     if (!inner) throw new Error('no process of the session was found to read its network tables from');
     const tables = Object.fromEntries(['tcp', 'tcp6', 'udp', 'udp6', 'unix'].map((t) => [t, read(`/proc/${inner.pid}/net/${t}`)]));
-    write('connections.txt', Object.entries(tables).map(([t, v]) => `== /proc/net/${t} (as seen by pid ${inner.pid})\n${v}`).join('\n'));
-    write('connections.json', JSON.stringify({ namespaceOf: inner.pid, connections: decodeConnections(tables, socketOwners(pids)) }, null, 2) + '\n');
+    const decoded = decodeConnections(tables, socketOwners(pids));
+    const rows = decoded.map((c) => `${c.proto.padEnd(5)} ${termSafe(c.local).padEnd(46)} ${termSafe(c.remote || '-').padEnd(46)} ${c.state.padEnd(11)} ${c.pids.join(',') || '-'}`);
+    const table = `== decoded (the same tables, below them raw)\n${'PROTO'.padEnd(5)} ${'LOCAL'.padEnd(46)} ${'REMOTE'.padEnd(46)} ${'STATE'.padEnd(11)} PIDS\n${rows.join('\n')}\n\n`;
+    write('connections.txt', table + Object.entries(tables).map(([t, v]) => `== /proc/net/${t} (as seen by pid ${inner.pid})\n${v}`).join('\n'));
+    write('connections.json', JSON.stringify({ namespaceOf: inner.pid, connections: decoded }, null, 2) + '\n');
   });
   if (input.egress !== undefined) await part('egress.json', () => write('egress.json', JSON.stringify(input.egress, null, 2) + '\n'));
   for (const [i, l] of (s.layers?.layers ?? []).entries()) {
@@ -202,11 +232,12 @@ export async function collectEvidence(state: string, s: Session, reason: string,
     });
   }
   await part('audit.jsonl', () => sessionAudit(state, s.id, join(dir, 'audit.jsonl')));
-  await part('session.json', () => write('session.json', JSON.stringify({ ...s, quarantineReason: reason }, null, 2) + '\n'));
+  await part('session.json', () => write('session.json', JSON.stringify({ ...s, quarantineReason: reason, ...(input.operator ? { quarantinedBy: input.operator } : {}) }, null, 2) + '\n'));
+  if (input.severed !== undefined) await part('severed.json', () => write('severed.json', JSON.stringify(input.severed, null, 2) + '\n'));
 
   const files: Evidence['files'] = [];
   for (const name of readdirSync(dir).sort()) files.push({ name, ...(await hashFile(join(dir, name))) });
   write('MANIFEST.sha256', files.map((f) => `${f.sha256}  ${f.name}\n`).join(''));
-  write('manifest.json', JSON.stringify({ session: s.id, agent: s.agent, runtime: s.runtime, isolation: s.isolation, takenAt: new Date().toISOString(), reason, layers: (s.layers?.layers ?? []).map((l) => l.path), files, notTaken }, null, 2) + '\n');
+  write('manifest.json', JSON.stringify({ session: s.id, agent: s.agent, runtime: s.runtime, isolation: s.isolation, takenAt: new Date().toISOString(), reason, quarantinedBy: input.operator ?? 'the launcher (a violation under onViolation: quarantine)', layers: (s.layers?.layers ?? []).map((l) => l.path), files, notTaken }, null, 2) + '\n');
   return { dir, files, notTaken };
 }

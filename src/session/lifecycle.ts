@@ -10,7 +10,7 @@
  * started is recorded and the session ends the normal way; one before it undoes what
  * was made and is thrown to the caller.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import type { Model } from '../model/types.js';
 import { deviceKey } from '../audit/sink.js';
@@ -21,7 +21,9 @@ import type { Violation } from '../egress/proxy.js';
 import { writeSession, type Session } from './records.js';
 import type { LaunchResult, SessionOptions } from './options.js';
 import { EXEC_SPEC, type Box } from './box.js';
-import { launcherSignals, type ControlRequest } from './control.js';
+import { cutMarker } from './records.js';
+import { socketControl, type ControlAnswer, type ControlHandler, type LocalRequest } from './control.js';
+import { attachSocket } from './box.js';
 import { installGuard, sessionEvents, type EventFn } from './events.js';
 import { finish } from './finish.js';
 import { isolate, revokeToken, takeEvidence } from './quarantine.js';
@@ -85,7 +87,7 @@ function launchDetails(model: Model, box: Box, opts: SessionOptions): Record<str
 }
 
 /** What the running session reacts to: ttl, requests, a revoked or expired token. Returns the cleanups. */
-function supervise(model: Model, opts: SessionOptions, s: { session: Session; jti: string; event: EventFn; end(reason: string): void; handle(r: ControlRequest): void }): (() => void)[] {
+async function supervise(model: Model, opts: SessionOptions, s: { session: Session; jti: string; event: EventFn; end(reason: string): void; handle: ControlHandler; local(r: LocalRequest): void }): Promise<(() => void)[]> {
   const cleanups: (() => void)[] = [];
   if (model.ttlSeconds !== undefined) {
     const t = setTimeout(() => {
@@ -95,11 +97,15 @@ function supervise(model: Model, opts: SessionOptions, s: { session: Session; jt
     }, model.ttlSeconds * 1000);
     cleanups.push(() => clearTimeout(t));
   }
-  cleanups.push((opts.control ?? launcherSignals).listen(s.handle));
+  const control = opts.control ?? socketControl(opts.state, s.session.id, (request, caller, served, detail) =>
+    s.event(served ? `control.${request}` : 'control.refused', s.session.id, served ? 'info' : 'deny', served ? `${request} asked on the control socket by ${caller.text}${detail ? `: ${detail}` : ''}` : detail, { by: { uid: caller.uid, pid: caller.pid }, request }),
+  );
+  cleanups.push(await control.listen(s.handle, s.local));
   const tokenWatch = setInterval(() => {
     // A quarantined (or released) session's token is revoked on purpose: it stays frozen or
     // cut off for the responder rather than being ended.
-    if (s.session.egressCut) return;
+    // So is one `agentbox quarantine` cut while this launcher could not run (its marker).
+    if (s.session.egressCut || existsSync(cutMarker(opts.state, s.session.id))) return;
     if (readRevoked(opts.state).has(s.jti)) {
       s.event('token.revoked-ended', s.jti, 'deny', 'the session token was revoked; ending the session');
       opts.log(`agentbox: the token of ${s.session.id} was revoked; ending the session`);
@@ -166,6 +172,7 @@ export async function runSession(model: Model, opts: SessionOptions, box: Box): 
         resolve: opts.resolve,
         tls: opts.egress?.tls,
         brokered: opts.egress?.brokered,
+        cutFile: cutMarker(opts.state, id),
         onViolation: (v: Violation) => {
           if (model.egress.onViolation === 'quarantine') quarantine(`${v.kind} violation towards ${v.host}:${v.port}`).catch(guard.report);
         },
@@ -216,13 +223,16 @@ export async function runSession(model: Model, opts: SessionOptions, box: Box): 
     }
 
     // Quarantine (a request, or a violation under onViolation: quarantine): cut egress and
-    // freeze; a violation then revokes and takes evidence (the CLI does both for a request).
+    // freeze; a violation then revokes and takes evidence. A request comes from
+    // `agentbox quarantine`, which has already frozen the box and cut its egress through the
+    // kernel (`frozenBy`): the launcher closes its proxy, revokes and answers with what only
+    // it knows (the tunnels open at the cut); the caller takes the evidence.
     let quarantining = false;
-    const isolateOnce = async (why: string): Promise<boolean> => {
+    const isolateOnce = async (why: string, by?: { frozenBy: string; by: string }): Promise<boolean> => {
       if (quarantining || session.state === 'quarantined' || endReason !== 'exited') return false;
       quarantining = true;
       try {
-        await isolate(session, box, sp, why, event, opts.state);
+        await isolate(session, box, sp, why, event, opts.state, by);
       } finally {
         quarantining = false;
       }
@@ -242,14 +252,37 @@ export async function runSession(model: Model, opts: SessionOptions, box: Box): 
       writeSession(opts.state, session);
       event('quarantine.released', id, 'info', 'processes thawed; egress stays cut');
     };
-    const handle = (r: ControlRequest) => {
-      if (r.kind === 'quarantine') void isolateOnce(r.why).catch(guard.report);
-      else if (r.kind === 'release') void release().catch(guard.report);
-      else if (r.kind === 'forward') {
+    const status = (): ControlAnswer => ({ ok: true, state: session.state, session: id, agent: model.name, runtime: box.runtime, pid: session.pid, egressCut: session.egressCut, quarantinedAt: session.quarantinedAt });
+    const handle: ControlHandler = async (r, caller) => {
+      switch (r.kind) {
+        case 'status':
+          return status();
+        case 'quarantine': {
+          const tunnels = sp?.proxy.openTunnels() ?? [];
+          await isolateOnce(r.why, r.frozenBy ? { frozenBy: r.frozenBy, by: caller.text } : undefined);
+          revokeToken(opts.state, session, r.why, event);
+          return { ...status(), tokenRevoked: session.jti, egress: tunnels };
+        }
+        case 'release':
+          if (session.state !== 'quarantined') return { ok: false, error: `${id} is ${session.state}, not quarantined` };
+          await release();
+          return status();
+        case 'end':
+          end(r.reason);
+          return { ...status(), ending: r.reason };
+        case 'attach':
+          return box.runtime === 'process' ? { ...status(), socket: attachSocket(box.paths) } : { ...status(), container: session.container };
+        case 'exec':
+          if (session.state !== 'running') return { ok: false, error: `${id} is ${session.state}; nothing is run in it until agentbox release` };
+          return status();
+      }
+    };
+    const local = (r: LocalRequest) => {
+      if (r.kind === 'forward') {
         if (session.state === 'running') void Promise.resolve(box.signal(r.signal)).catch(guard.report);
       } else end(r.reason);
     };
-    cleanups.push(...supervise(model, opts, { session, jti: minted.claims.jti, event, end, handle }));
+    cleanups.push(...(await supervise(model, opts, { session, jti: minted.claims.jti, event, end, handle, local })));
 
     exitCode = await agent.exited;
     if (endReason === 'stdout closed' && exitCode !== 0) exitCode = 141;

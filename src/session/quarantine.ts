@@ -20,20 +20,25 @@ interface Freezable {
 }
 
 /** Cuts egress and freezes the box (the launcher's half of a quarantine). */
-export async function isolate(session: Session, box: Freezable, sp: SessionProxy | undefined, why: string, event: EventFn, state: string): Promise<void> {
+export async function isolate(session: Session, box: Freezable, sp: SessionProxy | undefined, why: string, event: EventFn, state: string, by?: { frozenBy: string; by: string }): Promise<void> {
   const t0 = performance.now();
   session.egressCut = true;
   const closing = sp?.close();
   const cutMs = performance.now() - t0;
   let frozenBy: string;
   try {
-    frozenBy = await box.freeze();
+    // Already frozen through the kernel by `agentbox quarantine`: recorded, not redone.
+    frozenBy = by?.frozenBy ?? (await box.freeze());
   } finally {
     void closing?.catch(() => undefined);
   }
   session.state = 'quarantined';
   session.quarantinedAt = new Date().toISOString();
   writeSession(state, session);
+  if (by) {
+    event('quarantine.proxy-closed', session.id, 'deny', `the launcher closed its proxy after ${by.by} froze and cut the box`, { ms: Number(cutMs.toFixed(2)) });
+    return;
+  }
   event('quarantine.egress-cut', session.id, 'deny', 'the proxy stopped forwarding and closed every tunnel', { ms: Number(cutMs.toFixed(2)) });
   event('quarantine.frozen', session.id, 'deny', frozenBy, { ms: Number((performance.now() - t0).toFixed(2)), trigger: why });
 }

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RuntimeKind } from '../model/types.js';
-import { isRunning, signalIdentity, type ProcessIdentity } from '../host/proc.js';
+import { isRunning, type ProcessIdentity } from '../host/proc.js';
 import type { SessionLayers } from './layers.js';
 
 export type SessionState = 'running' | 'quarantined' | 'orphaned' | 'exited';
@@ -116,15 +116,11 @@ export function launcherAlive(s: Session): boolean {
   return isRunning(s.launcher);
 }
 
-/** What an incident responder asks of a session's launcher. */
-export type SessionRequest = 'quarantine' | 'release' | 'end';
-const SIGNAL: Record<SessionRequest, NodeJS.Signals> = { quarantine: 'SIGUSR1', release: 'SIGUSR2', end: 'SIGTERM' };
-
 /**
- * Asks the session's launcher to quarantine, release or end it (the launcher cuts
- * egress, freezes, thaws, reverts and audits). Returns false when the launcher is gone
- * (or its pid now belongs to another process): nothing was signalled.
+ * The egress cut marker: `agentbox quarantine` creates it before anything else, and the
+ * session's proxy refuses every new connection and request while it exists, whatever
+ * state the launcher was in when the cut was made.
  */
-export function signalSession(s: Session, request: SessionRequest): boolean {
-  return signalIdentity(s.launcher, SIGNAL[request]);
+export function cutMarker(state: string, id: string): string {
+  return join(state, 'sessions', `${id}.cut`);
 }

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runSession, type LaunchResult } from '../../src/session/lifecycle.js';
 import type { Box } from '../../src/session/box.js';
-import type { ControlRequest, SessionControl } from '../../src/session/control.js';
+import type { ControlAnswer, ControlHandler, ControlRequest, SessionControl } from '../../src/session/control.js';
 import { readSession, type Session } from '../../src/session/records.js';
 import { revoke } from '../../src/tokens/token.js';
 import { readAudit } from '../../src/audit/sink.js';
@@ -80,14 +80,15 @@ function fakeBox(state: string, id: string, proxy = false) {
   return { box, calls, exit: (code: number) => finish(code) };
 }
 
-function channel(): SessionControl & { send(r: ControlRequest): void } {
-  let handler: ((r: ControlRequest) => void) | undefined;
+/** A control channel the test drives: requests as the control socket hands them over, from root. */
+function channel(): SessionControl & { send(r: ControlRequest): Promise<ControlAnswer | undefined> } {
+  let handler: ControlHandler | undefined;
   return {
-    listen: (h) => {
+    listen: async (h) => {
       handler = h;
       return () => (handler = undefined);
     },
-    send: (r) => handler?.(r),
+    send: async (r) => handler?.(r, { pid: process.pid, uid: 0, gid: 0, text: 'uid 0 (test)' }),
   };
 }
 
@@ -120,7 +121,8 @@ describe('the session with a fake box', () => {
   it('quarantine freezes and cuts egress, release thaws with egress still cut, end signals and closes the record', async () => {
     const s = start(manifest());
     await until('the record', () => record(s.state, s.id)?.pid);
-    s.control.send({ kind: 'quarantine', why: 'test' });
+    const answer = await s.control.send({ kind: 'quarantine', why: 'test' });
+    expect(answer).toMatchObject({ ok: true, state: 'quarantined', egressCut: true, tokenRevoked: record(s.state, s.id)?.jti });
     const q = await until('quarantined', () => (record(s.state, s.id)?.state === 'quarantined' ? record(s.state, s.id) : undefined));
     expect(q.egressCut).toBe(true);
     expect(s.calls).toContain('freeze');
@@ -138,8 +140,9 @@ describe('the session with a fake box', () => {
     expect(record(s.state, s.id)).toMatchObject({ state: 'exited', endReason: 'killed', exitCode: 143 });
     const a = actions(s.state);
     for (const x of ['token.minted', 'launch', 'quarantine.egress-cut', 'quarantine.frozen', 'quarantine.released', 'exit']) expect(a).toContain(x);
-    // A request quarantines without revoking: the CLI that asked revokes and takes the evidence.
-    expect(a).not.toContain('token.revoked');
+    // A request revokes the token and answers; the caller takes the evidence (none here).
+    expect(a).toContain('token.revoked');
+    expect(a).not.toContain('quarantine.evidence');
     expect(verifyLog(readFileSync(join(s.state, 'audit.jsonl'), 'utf8'), deviceKey(s.state).publicKey, true).ok).toBe(true);
   });
 

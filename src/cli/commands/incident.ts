@@ -20,7 +20,10 @@ export async function quarantineCommand(id: string | undefined, opts: { agent?: 
         io.error(`${r.session}: not quarantined: ${r.problem}`);
         continue;
       }
-      io.out(`${io.style.red('quarantined')}  ${r.session}: egress cut and processes frozen in ${r.isolatedMs!.toFixed(0)} ms`);
+      if (r.isolatedMs !== undefined) io.out(`${io.style.red('quarantined')}  ${r.session}: egress cut and processes frozen in ${r.isolatedMs.toFixed(0)} ms`);
+      else io.out(`${io.style.red('quarantined')}  ${r.session}: ${r.frozenBy}`);
+      if (r.isolatedMs !== undefined) io.out(`  frozen by ${r.frozenBy}; ${r.severed!.length} open connection(s) of the launcher shut down from outside`);
+      if (!r.launcherAnswered) io.out('  the launcher did not answer on its control socket: the token was revoked and the evidence taken by this command');
       if (r.evidence) io.out(`  evidence: ${r.evidence} (${r.files!.map((f) => f.name).join(', ')}; hashes in MANIFEST.sha256)${r.notTaken!.length ? `; not taken: ${r.notTaken!.map((n) => `${n.part} (${n.why})`).join('; ')}` : ''}`);
       else io.out(`  ${r.problem}`);
       io.out(`  token ${r.tokenRevoked} revoked; agentbox release ${r.session} thaws it with egress still cut, agentbox kill ${r.session} ends it`);
@@ -62,7 +65,7 @@ export async function tokenRevokeCommand(jti: string, opts: { reason?: string },
 export function registerIncident(program: Command, run: (fn: (io: Io) => Promise<number>) => Promise<void>): void {
   program
     .command('quarantine')
-    .description('cut egress, freeze every process, take a forensic snapshot and revoke the token of running sessions')
+    .description('cut egress, freeze every process, take a forensic snapshot and revoke the token of running sessions (acts through the kernel: it does not wait for the launcher)')
     .argument('[session]', 'session id from agentbox ps')
     .option('--agent <name>', 'every running session of this agent')
     .option('--all', 'every running session')

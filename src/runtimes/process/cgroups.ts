@@ -33,6 +33,38 @@ export interface SessionCgroups {
 
 const V1 = '/sys/fs/cgroup';
 
+/** The session's freezer cgroup among its cgroup directories (v1 freezer, or a v2 directory with cgroup.freeze). */
+export function freezerOf(dirs: readonly string[]): string | undefined {
+  return dirs.find((d) => d.startsWith(join(V1, 'freezer') + '/') || existsSync(join(d, 'cgroup.freeze')));
+}
+
+/**
+ * Freezes every process in a cgroup through the kernel and waits (at most 2 s) until the
+ * kernel says every one is frozen: v1 `freezer.state` FROZEN, or v2 `cgroup.freeze` with
+ * `frozen 1` in cgroup.events. A process forking meanwhile is frozen with its children.
+ */
+function readText(p: string): string {
+  try {
+    return readFileSync(p, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+export function freezeCgroup(dir: string): boolean {
+  const v2 = existsSync(join(dir, 'cgroup.freeze'));
+  const done = () => (v2 ? /^frozen 1$/m.test(readText(join(dir, 'cgroup.events'))) : readText(join(dir, 'freezer.state')).trim() === 'FROZEN');
+  writeFileSync(join(dir, v2 ? 'cgroup.freeze' : 'freezer.state'), v2 ? '1' : 'FROZEN');
+  const wait = new Int32Array(new SharedArrayBuffer(4));
+  for (let i = 0; i < 4000 && !done(); i++) Atomics.wait(wait, 0, 0, i < 100 ? 0.2 : 1);
+  return done();
+}
+
+export function thawCgroup(dir: string): void {
+  if (existsSync(join(dir, 'cgroup.freeze'))) writeFileSync(join(dir, 'cgroup.freeze'), '0');
+  else writeFileSync(join(dir, 'freezer.state'), 'THAWED');
+}
+
 function writable(dir: string): boolean {
   try {
     accessSync(dir, constants.W_OK);
@@ -106,14 +138,11 @@ export function createCgroups(session: string, l: Limits): SessionCgroups {
     },
     freeze() {
       const f = dirs.find((x) => x.ctl === 'freezer');
-      if (!f) return false;
-      writeFileSync(join(f.dir, 'freezer.state'), 'FROZEN');
-      for (let i = 0; i < 2000 && read(join(f.dir, 'freezer.state')).trim() !== 'FROZEN'; i++) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
-      return read(join(f.dir, 'freezer.state')).trim() === 'FROZEN';
+      return f ? freezeCgroup(f.dir) : false;
     },
     thaw() {
       const f = dirs.find((x) => x.ctl === 'freezer');
-      if (f) writeFileSync(join(f.dir, 'freezer.state'), 'THAWED');
+      if (f) thawCgroup(f.dir);
     },
     hits() {
       const p = dirs.find((x) => x.ctl === 'pids');
