@@ -122,8 +122,15 @@ describe('installed agentbox', () => {
   it('generate: deterministic bytes, plan.json with sha256 of each artifact', async () => {
     const a = join(prefix, 'out-a');
     const b = join(prefix, 'out-b');
-    expect((await run(['generate', 'cowork', '--out', a])).code).toBe(0);
-    expect((await run(['generate', 'cowork', '--out', b])).code).toBe(0);
+    // ~ would be this account's own home baked into a system unit: refused with the fix.
+    const baked = await run(['generate', 'cowork', '--out', a]);
+    expect(baked.code).toBe(2);
+    expect(baked.stderr).toMatch(/\/home\/e2e\/Documents is under your own home .*\n.*--for-user USER/);
+    expect((await run(['generate', 'cowork', '--out', join(prefix, 'nobody'), '--for-user', 'nobody'])).code).toBe(0);
+    expect(readFileSync(join(prefix, 'nobody', 'linux', 'agentbox-cowork.service'), 'utf8')).toMatch(/^BindPaths="-\/nonexistent\/Documents\/Cowork"$/m);
+    expect((await run(['generate', 'cowork', '--out', a, '--for-user', 'no-such-account'])).stderr).toMatch(/no such account in \/etc\/passwd/);
+    expect((await run(['generate', 'cowork', '--out', a, '--home', '/home/e2e'])).code).toBe(0);
+    expect((await run(['generate', 'cowork', '--out', b, '--home', '/home/e2e'])).code).toBe(0);
     const plan = JSON.parse(readFileSync(join(a, 'plan.json'), 'utf8'));
     expect(plan.artifacts.map((x: { path: string }) => x.path)).toEqual([
       'linux/agentbox-cowork.service', 'linux/agentbox-cowork.apparmor', 'linux/agentbox-cowork.iptables', 'linux/agentbox-cowork.ip6tables', 'linux/agentbox-cowork.nft',
@@ -138,12 +145,12 @@ describe('installed agentbox', () => {
 
   it('windows and macos targets with MDM bundles; a bundle needs its target', async () => {
     const out = join(prefix, 'mdm');
-    const r = await run(['generate', 'cowork', '--target', 'windows,macos', '--bundle', 'intune,jamf', '--out', out]);
+    const r = await run(['generate', 'cowork', '--target', 'windows,macos', '--bundle', 'intune,jamf', '--out', out, '--home', '/home/e2e']);
     expect(r.code, r.stderr).toBe(0);
     const intune = readdirSync(join(out, 'intune')).sort();
     expect(intune).toEqual(expect.arrayContaining(['agentbox-cowork-install.ps1', 'agentbox-cowork-uninstall.ps1', 'agentbox-cowork-detect.ps1', 'agentbox-cowork-wdac.xml']));
     expect(readdirSync(join(out, 'jamf')).sort()).toEqual(['agentbox-cowork-tcc-check.sh', 'agentbox-cowork.mobileconfig', 'com.agentbox.cowork', 'postinstall.sh']);
-    const bad = await run(['generate', 'cowork', '--target', 'linux', '--bundle', 'intune', '--out', join(prefix, 'x')]);
+    const bad = await run(['generate', 'cowork', '--target', 'linux', '--bundle', 'intune', '--out', join(prefix, 'x'), '--home', '/home/e2e']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/--bundle intune needs --target windows/);
   });

@@ -12,14 +12,14 @@ import { generate, planJson } from '../generate/index.js';
 import { buildPlan, type Plan } from '../plan/plan.js';
 import { readTemplates } from '../host/files.js';
 import { NAME_PATTERN, USER_PATTERN } from '../manifest/schema.js';
-import { loadModel, type ManifestOptions } from './load.js';
+import { loadServiceModel, type ServiceManifestOptions } from './load.js';
 import type { Notify } from './notify.js';
 
 export { APPLY_CONTROLS };
 
 const ARTIFACT_EXT: Record<string, string> = { systemd: '.service', apparmor: '.apparmor', iptables: '.iptables', ip6tables: '.ip6tables', nftables: '.nft' };
 
-export interface ApplyOptions extends ManifestOptions {
+export interface ApplyOptions extends ServiceManifestOptions {
   dryRun?: boolean;
   root: string;
   offline?: boolean;
@@ -75,7 +75,7 @@ export async function applyControls(arg: string, opts: ApplyOptions, notify: Not
   let input: ApplyInput;
   if (existsSync(arg) && statSync(arg).isDirectory()) input = readGeneratedDir(arg);
   else {
-    const { model } = loadModel(arg, opts, notify);
+    const { model } = loadServiceModel(arg, opts, notify);
     const plan = buildPlan(model, ['linux']);
     const artifacts = generate(model, plan, readTemplates());
     input = { agent: model.name, user: model.agent.user, uid: model.agent.uid, artifacts, planJson: planJson(plan, artifacts) };

@@ -32,6 +32,7 @@ export function registerApply(program: Command, run: (fn: (io: Io) => Promise<nu
     .option('--allow-missing <controls>', `accept leaving these unenforced when the host lacks them: ${APPLY_CONTROLS.join(', ')}`)
     .option('--profile <presets>', manifestOptionsHelp.profile)
     .option('--home <dir>', manifestOptionsHelp.home)
+    .option('--for-user <name>', manifestOptionsHelp.forUser)
     .addHelpText('after', `
 Exit 4 (nothing changed) when a control the agent needs cannot be enforced here,
 unless that control is named in --allow-missing. Applying twice changes nothing.
@@ -39,7 +40,7 @@ unless that control is named in --allow-missing. Applying twice changes nothing.
 Examples:
   agentbox apply cowork --dry-run
   agentbox generate cowork --out dist/ && agentbox apply dist/
-  agentbox apply cowork --root /srv/images/desktop --offline
+  agentbox apply cowork --root /srv/images/desktop --offline --for-user alice
   agentbox apply cowork --allow-missing apparmor     # kernel without the AppArmor LSM`)
     .action((arg: string, opts: ApplyCliOptions) => run((io) => applyCommand(arg, opts, io)));
 }

@@ -6,8 +6,8 @@ import type { Command } from 'commander';
 import { AgentboxError } from '../../errors.js';
 import { generateTo } from '../../actions/generate.js';
 import { TARGETS, type Target } from '../../plan/plan.js';
-import { manifestOptionsHelp, type ManifestOptions } from '../context.js';
-import { loadModel } from '../../actions/load.js';
+import { manifestOptionsHelp } from '../context.js';
+import { loadServiceModel, type ServiceManifestOptions } from '../../actions/load.js';
 import type { Io } from '../io.js';
 
 /** Targets whose generators exist in this version. */
@@ -23,7 +23,7 @@ export function parseTargets(value: string): Target[] {
   return wanted as Target[];
 }
 
-export interface GenerateOptions extends ManifestOptions {
+export interface GenerateOptions extends ServiceManifestOptions {
   target: string;
   out: string;
   bundle?: string;
@@ -38,7 +38,7 @@ export async function generateCommand(arg: string, opts: GenerateOptions, io: Io
     });
   }
   if (missing.length > 0) io.warn(`not generated: ${missing.join(', ')} (not available in this version); generating ${AVAILABLE_TARGETS.join(', ')}`);
-  const { model } = loadModel(arg, opts, io);
+  const { model } = loadServiceModel(arg, opts, io);
   const sessionOnly = [model.egress.consent && 'egress.consent', model.egress.dlp && 'egress.dlp', model.egress.maxUploadBytes !== undefined && 'egress.maxUploadBytes'].filter(Boolean);
   if (sessionOnly.length > 0) {
     io.warn(`${sessionOnly.join(', ')}: enforced by the egress proxy of agentbox launch sessions; the generated OS controls do not carry them (hosts outside the grants stay blocked)`);
@@ -67,6 +67,7 @@ export function registerGenerate(program: Command, run: (fn: (io: Io) => Promise
     .option('--bundle <kinds>', 'also write MDM bundles: intune (with --target windows), jamf (with --target macos)')
     .option('--profile <presets>', manifestOptionsHelp.profile)
     .option('--home <dir>', manifestOptionsHelp.home)
+    .option('--for-user <name>', manifestOptionsHelp.forUser)
     .addHelpText('after', `
 Output is deterministic: the same manifest, presets and home give the same bytes.
 
