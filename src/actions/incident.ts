@@ -26,7 +26,7 @@ import { isRunning } from '../host/proc.js';
 import { severEgress, type Severed } from '../host/sockets.js';
 import { proxyDir } from '../box/common.js';
 import { freezeRecorded } from '../runtimes/freeze.js';
-import { writeFileSync } from 'node:fs';
+import { writeFileNoFollow } from '../host/open-exact.js';
 import type { EventFn } from '../session/events.js';
 import { stateDir } from '../session/state.js';
 import { reconcile } from './orphans.js';
@@ -113,7 +113,8 @@ interface Isolated {
 /** Steps 1 and 2 for one session: cut and freeze, by this process alone. */
 async function cutAndFreeze(state: string, s: Session, reason: string, by: { uid: number; name: string }): Promise<Isolated> {
   const t0 = performance.now();
-  writeFileSync(cutMarker(state, s.id), JSON.stringify({ at: new Date().toISOString(), by, reason }) + '\n', { mode: 0o600 });
+  // Root writes into the sessions folder: by fd, never through a symlink at the name or above it.
+  writeFileNoFollow(cutMarker(state, s.id), JSON.stringify({ at: new Date().toISOString(), by, reason }) + '\n', 0o600, true);
   const severed = sever(s);
   const frozenBy = await freezeRecorded(s);
   severed.push(...sever(s));

@@ -115,6 +115,7 @@ export async function prune(olderThanSeconds: number | undefined): Promise<Prune
       report.kept.push({ id: s.id, why: `something is still mounted under ${dir}` });
       continue;
     }
+    // unlink(2) removes a link itself, never its target; the sessions folder is root's 0700.
     for (const ext of ['.token', '.json', '.cut', '.sock']) rmSync(join(sessionsDir(state), `${s.id}${ext}`), { force: true });
     report.removed.push(s.id);
   }

@@ -3,7 +3,7 @@
  * v2 where the unified hierarchy has the controller. A limit the host cannot enforce
  * is reported so the launcher can fail closed (exit 4).
  */
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync, accessSync, constants } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmdirSync, writeFileSync, writeSync, accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
 
 export interface Limits {
@@ -51,18 +51,28 @@ function readText(p: string): string {
   }
 }
 
+/** Writes a cgroup control file, never through a symlink at its name (cgroupfs files are written in place). */
+function writeControl(path: string, value: string): void {
+  const fd = openSync(path, constants.O_WRONLY | constants.O_NOFOLLOW);
+  try {
+    writeSync(fd, value);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 export function freezeCgroup(dir: string): boolean {
   const v2 = existsSync(join(dir, 'cgroup.freeze'));
   const done = () => (v2 ? /^frozen 1$/m.test(readText(join(dir, 'cgroup.events'))) : readText(join(dir, 'freezer.state')).trim() === 'FROZEN');
-  writeFileSync(join(dir, v2 ? 'cgroup.freeze' : 'freezer.state'), v2 ? '1' : 'FROZEN');
+  writeControl(join(dir, v2 ? 'cgroup.freeze' : 'freezer.state'), v2 ? '1' : 'FROZEN');
   const wait = new Int32Array(new SharedArrayBuffer(4));
   for (let i = 0; i < 4000 && !done(); i++) Atomics.wait(wait, 0, 0, i < 100 ? 0.2 : 1);
   return done();
 }
 
 export function thawCgroup(dir: string): void {
-  if (existsSync(join(dir, 'cgroup.freeze'))) writeFileSync(join(dir, 'cgroup.freeze'), '0');
-  else writeFileSync(join(dir, 'freezer.state'), 'THAWED');
+  if (existsSync(join(dir, 'cgroup.freeze'))) writeControl(join(dir, 'cgroup.freeze'), '0');
+  else writeControl(join(dir, 'freezer.state'), 'THAWED');
 }
 
 function writable(dir: string): boolean {
