@@ -23,9 +23,9 @@ import { BIN } from '../test/helpers/cli.js';
 import { ROOT } from '../test/helpers/load.js';
 import { startFakeApi, type FakeApi } from '../test/helpers/fake-api.js';
 import { TestCa } from '../test/helpers/internet.js';
+import { agentBin } from '../test/helpers/agents.js';
 
-const CACHE = join(process.env.AGENTBOX_TEST_CACHE ?? '/var/cache/agentbox-test', 'agents');
-const CLAUDE = join(CACHE, '_anthropic-ai_claude-code_2.1.332', 'bin', 'claude');
+const CLAUDE = agentBin('claude');
 const ANSWER = 'FAKE-ANSWER-tls-91c2';
 const SECRET = 'sk-ant-api03-REALKEY-6d1f0b9e2a7c4e3d';
 const TEST_KEY = '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n-----END OPENSSH PRIVATE KEY-----';
@@ -156,7 +156,7 @@ describe('HTTPS through inspection, on real boxes', () => {
   }, 300_000);
 
   it('Claude Code from npm authenticates to the fake API with the brokered key, holding only the placeholder', async () => {
-    expect(existsSync(CLAUDE), `${CLAUDE} (installed by e2e/real-agents.test.ts's setup)`).toBe(true);
+    expect(existsSync(CLAUDE), `${CLAUDE} (installed by the global setup, test/helpers/agents.ts)`).toBe(true);
     const h = mkdtempSync(join(base, 'claude-home-'));
     chmodSync(h, 0o755);
     for (const d of ['work', '.claude']) {

@@ -1,11 +1,10 @@
 /**
  * The real agent CLIs from npm under the shipped profiles.
  *
- * Setup installs pinned @anthropic-ai/claude-code, @openai/codex and @google/gemini-cli
- * with `npm install -g --prefix CACHE` (install scripts allowed, as a user's install runs
- * them), so each `bin/NAME` is npm's symlink into its package, the shape every global
- * install has. An agent whose package cannot be installed is skipped, and the output
- * says so.
+ * The global setup installs pinned @anthropic-ai/claude-code, @openai/codex and
+ * @google/gemini-cli (test/helpers/agents.ts), so each `bin/NAME` is npm's symlink into
+ * its package, the shape every global install has. An agent that could not be installed
+ * fails its tests: none is skipped.
  *
  * Each test runs a copy of the shipped profile that differs only in:
  * - agent.command[0]: the cache's `bin/NAME` link instead of /usr/local/bin/NAME;
@@ -17,7 +16,7 @@
  * egress.connect.
  */
 import { execa } from 'execa';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
@@ -25,10 +24,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN } from '../test/helpers/cli.js';
 import { ROOT } from '../test/helpers/load.js';
 import { startFakeApi, type FakeApi } from '../test/helpers/fake-api.js';
+import { installAgent, PINNED, type Agent } from '../test/helpers/agents.js';
 
-const CACHE = process.env.AGENTBOX_AGENTS_CACHE ?? join(process.env.AGENTBOX_TEST_CACHE ?? '/var/cache/agentbox-test', 'agents');
-const PINNED = { claude: '@anthropic-ai/claude-code@2.1.332', codex: '@openai/codex@0.171.0', gemini: '@google/gemini-cli@0.61.0' } as const;
-type Agent = keyof typeof PINNED;
 const PROFILE: Record<Agent, string> = { claude: 'claude-code', codex: 'codex', gemini: 'gemini-cli' };
 const VERSION: Record<Agent, RegExp> = { claude: /^2\.1\.332 \(Claude Code\)$/m, codex: /^codex-cli 0\.171\.0$/m, gemini: /^0\.61\.0$/m };
 const ANSWER = 'FAKE-ANSWER-7f3a';
@@ -38,21 +35,6 @@ const base = mkdtempSync(join(tmpdir(), 'agentbox-agents-'));
 chmodSync(base, 0o755);
 const installed = new Map<Agent, string>();
 let api: FakeApi;
-
-/** Installs one pinned package into its own prefix in the cache (kept between runs). */
-async function install(agent: Agent): Promise<string | undefined> {
-  const prefix = join(CACHE, PINNED[agent].replace(/[@/]/g, '_'));
-  const bin = join(prefix, 'bin', agent);
-  if (existsSync(bin)) return bin;
-  rmSync(prefix, { recursive: true, force: true });
-  const r = await execa('npm', ['install', '-g', '--prefix', prefix, '--no-audit', '--no-fund', '--allow-scripts=@anthropic-ai/claude-code,@github/keytar,node-pty', PINNED[agent]], { reject: false, all: true });
-  if (r.exitCode !== 0 || !existsSync(bin)) {
-    console.warn(`real agents: skipping ${agent}: npm install ${PINNED[agent]} failed (exit ${r.exitCode}):\n${String(r.all).slice(-800)}`);
-    return undefined;
-  }
-  chmodSync(CACHE, 0o755);
-  return bin;
-}
 
 /** A home for the agent: root-owned, its granted folders owned by the agent uid, its config written. */
 function home(agent: Agent): string {
@@ -87,12 +69,8 @@ const state = join(base, 'state');
 const run = (args: string[], h: string) => execa(process.execPath, [BIN, ...args], { reject: false, stdin: 'ignore', cwd: join(h, 'work'), env: { NO_COLOR: '1', AGENTBOX_STATE_DIR: state } });
 
 beforeAll(async () => {
-  mkdirSync(CACHE, { recursive: true });
   api = await startFakeApi(ANSWER);
-  for (const a of Object.keys(PINNED) as Agent[]) {
-    const bin = await install(a);
-    if (bin) installed.set(a, bin);
-  }
+  for (const a of Object.keys(PINNED) as Agent[]) installed.set(a, await installAgent(a));
 }, 600_000);
 
 afterAll(async () => {
@@ -107,13 +85,7 @@ const PROMPT: Record<Agent, string[]> = {
 const ROUTE: Record<Agent, RegExp> = { claude: /^\/v1\/messages/, codex: /^\/v1\/responses$/, gemini: /^\/v1beta\/models\/gemini-2\.5-flash:(stream)?[gG]enerateContent/ };
 
 describe.each(Object.keys(PINNED) as Agent[])('%s from npm under its shipped profile', (agent) => {
-  const ready = () => {
-    if (!installed.has(agent)) console.warn(`real agents: ${agent} not installed, test skipped`);
-    return installed.has(agent);
-  };
-
   it('resolves the npm link: the plan names the real file in the package, which is granted read and exec', async () => {
-    if (!ready()) return;
     const h = home(agent);
     const r = await execa(process.execPath, [BIN, 'describe', testCopy(agent), '--home', h, '--json'], { reject: false, env: { NO_COLOR: '1' } });
     expect(r.exitCode, r.stderr).toBe(0);
@@ -123,7 +95,6 @@ describe.each(Object.keys(PINNED) as Agent[])('%s from npm under its shipped pro
   });
 
   it('init --from the installed link scaffolds a manifest that validates and names the package', async () => {
-    if (!ready()) return;
     const out = join(base, `init-${agent}.yaml`);
     rmSync(out, { force: true });
     const r = await execa(process.execPath, [BIN, 'init', '--from', installed.get(agent)!, '--out', out], { reject: false, env: { NO_COLOR: '1' } });
@@ -136,7 +107,6 @@ describe.each(Object.keys(PINNED) as Agent[])('%s from npm under its shipped pro
   });
 
   it('--version on the process runtime', async () => {
-    if (!ready()) return;
     const h = home(agent);
     const r = await run(['launch', testCopy(agent), '--home', h, '--', installed.get(agent)!, '--version'], h);
     expect(r.exitCode, r.stderr).toBe(0);
@@ -145,7 +115,6 @@ describe.each(Object.keys(PINNED) as Agent[])('%s from npm under its shipped pro
   }, 120_000);
 
   it('--version on the container runtime', async () => {
-    if (!ready()) return;
     const h = home(agent);
     const r = await run(['launch', testCopy(agent), '--home', h, '--runtime', 'container', '--', installed.get(agent)!, '--version'], h);
     expect(r.exitCode, r.stderr).toBe(0);
@@ -153,7 +122,6 @@ describe.each(Object.keys(PINNED) as Agent[])('%s from npm under its shipped pro
   }, 180_000);
 
   it('one prompt, answered by the fake API through agentbox\'s proxy and audited', async () => {
-    if (!ready()) return;
     const h = home(agent);
     const before = api.seen.length;
     const r = await run(['launch', testCopy(agent), '--home', h, '--', installed.get(agent)!, ...PROMPT[agent]], h);

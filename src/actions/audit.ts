@@ -4,10 +4,11 @@
  */
 import { createPublicKey } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { AgentboxError } from '../errors.js';
 import { format, parseSyslogUrl, sendSyslog, type ExportFormat, type SendReport } from '../audit/export.js';
 import { parseLine, type AuditRecord } from '../audit/record.js';
+import { spooledFiles } from '../audit/sink.js';
 import { verifyLog, type VerifyReport } from '../audit/verify.js';
 import { stateDir } from '../session/state.js';
 
@@ -21,14 +22,16 @@ function logPath(file: string | undefined): string {
   return path;
 }
 
-export function verifyAudit(file: string | undefined, opts: { full?: boolean; key?: string }): VerifyReport & { file: string; ms: number } {
+export function verifyAudit(file: string | undefined, opts: { full?: boolean; key?: string }): VerifyReport & { file: string; ms: number; spooled: number } {
   const path = logPath(file);
   const keyPath = opts.key ?? join(stateDir(), 'keys', 'device-ed25519.pub.pem');
   if (!existsSync(keyPath)) throw new AgentboxError('USAGE', `no public key at ${keyPath}`, { details: ['give the device public key with --key PEM'] });
   const key = createPublicKey(readFileSync(keyPath));
   const t0 = performance.now();
   const r = verifyLog(readFileSync(path, 'utf8'), key, Boolean(opts.full));
-  return { file: path, ...r, ms: performance.now() - t0 };
+  // Entries written while the lock holder was stopped: on disk and signed, appended by the next writer.
+  const spooled = file === undefined || resolve(path) === resolve(stateDir(), 'audit.jsonl') ? spooledFiles(stateDir()).length : 0;
+  return { file: path, ...r, ms: performance.now() - t0, spooled };
 }
 
 /**

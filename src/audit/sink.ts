@@ -6,16 +6,31 @@
  *
  * Appends are crash-safe: an entry is acknowledged (returned) only after write and
  * fsync. Several agentbox processes may append at once; a lock file serialises them so
- * the chain never forks. A torn last line (a crash mid-write: it was never
+ * the chain never forks.
+ *
+ * A lock holder that is stopped (SIGSTOP, a debugger) or wedged must not silence every
+ * other writer: in an incident the responder's `quarantine` has to be recorded even
+ * while the launcher is stopped mid-append. A writer that cannot take the lock (the
+ * holder is stopped, or has held it for 10 s) writes its entries, signed, to
+ * STATE/audit.spool/ with write, fsync and rename, and returns. The next writer that
+ * holds the lock appends spooled entries first, in the order they were spooled, each
+ * chained and signed like any other, with its original time and `details.deferred`
+ * saying who spooled it and why. The lock is never taken from a live holder: it would
+ * go on writing after its own view of the tail and fork the chain. A spool file whose
+ * signature does not verify is not appended as if it were genuine: it is moved aside
+ * and an `audit.spool-invalid` entry records its hash. A crash between the append and
+ * the removal of a spool file appends it again on the next write (at least once; the
+ * two copies carry the same `deferred.spool` name). A torn last line (a crash mid-write: it was never
  * acknowledged) is moved aside to audit.torn-TIME.partial and an `audit.torn-tail`
  * entry records its size and hash, so nothing is dropped silently.
  * Payloads (file contents, bodies) are never passed here; callers hash them.
  */
-import { createHash, createHmac, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
-import { closeSync, existsSync, linkSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, fstatSync, ftruncateSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { createHash, createHmac, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
+import { closeSync, existsSync, linkSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, fstatSync, ftruncateSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import canonicalize from 'canonicalize';
 import { sha256Hex } from '../hash.js';
-import { pidExists } from '../host/proc.js';
+import { isStopped, processStart } from '../host/proc.js';
 
 import { GENESIS, legacySignedBytes, lineOf, parseLine, signedBytes, type AuditEntry, type AuditRecord } from './record.js';
 
@@ -61,6 +76,37 @@ export function dlpDigest(state: string): (match: string) => string {
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
+/** How long a writer waits for a lock whose holder is running, and for one whose holder is stopped. */
+const LOCK_WAIT_MS = 10_000;
+const STOPPED_WAIT_MS = 50;
+
+/** The spool files waiting for the lock (STATE/audit.spool/*.json), oldest first. */
+export function spooledFiles(state: string): string[] {
+  try {
+    return readdirSync(join(state, 'audit.spool'))
+      .filter((n) => n.endsWith('.json'))
+      .sort()
+      .map((n) => join(state, 'audit.spool', n));
+  } catch {
+    return [];
+  }
+}
+
+interface SpoolFile {
+  v: 1;
+  by: number;
+  lockHolder: number;
+  why: string;
+  spooledAt: string;
+  entries: (AuditEntry & { time: string })[];
+  sig?: string;
+}
+
+const spoolBytes = (f: SpoolFile): string => {
+  const { sig: _sig, ...rest } = f;
+  return canonicalize(rest) ?? '';
+};
+
 export class AuditSink {
   readonly file: string;
   private readonly lockFile: string;
@@ -76,22 +122,33 @@ export class AuditSink {
     this.publicKey = k.publicKey;
   }
 
-  /** Appends one entry; returns it once it is on disk. */
-  append(entry: AuditEntry): AuditRecord {
-    return this.appendMany([entry])[0]!;
+  /**
+   * Appends one entry; returns it once it is on disk, or undefined when it was spooled
+   * (on disk, signed, and appended by the next writer that holds the lock).
+   */
+  append(entry: AuditEntry): AuditRecord | undefined {
+    return this.appendMany([entry])[0];
   }
 
-  /** Appends entries with one write and one fsync (group commit); returns them once on disk. */
+  /**
+   * Appends entries with one write and one fsync (group commit); returns them once on
+   * disk. Returns [] when the lock could not be taken and the entries were spooled.
+   */
   appendMany(entries: readonly AuditEntry[]): AuditRecord[] {
-    this.lock();
+    const got = this.lock();
+    if (!got.ok) {
+      this.spool(entries, got.holder, got.why);
+      return [];
+    }
     try {
       const fd = openSync(this.file, 'a+', 0o600);
+      let drained: string[] = [];
       try {
         let { seq, prev } = this.tail(fd);
         const out: AuditRecord[] = [];
         let text = '';
-        for (const e of entries) {
-          const unsigned = { seq: ++seq, time: new Date().toISOString(), session: e.session, agent: e.agent, action: e.action, resource: e.resource, decision: e.decision, reason: e.reason, ...(e.details !== undefined ? { details: e.details } : {}), prev };
+        const add = (e: AuditEntry, time: string): AuditRecord => {
+          const unsigned = { seq: ++seq, time, session: e.session, agent: e.agent, action: e.action, resource: e.resource, decision: e.decision, reason: e.reason, ...(e.details !== undefined ? { details: e.details } : {}), prev };
           // JSON has no undefined: a value that would vanish or change on the way to disk is made explicit first.
           const clean = JSON.parse(JSON.stringify(unsigned)) as Omit<AuditRecord, 'sig'>;
           const sig = sign(null, Buffer.from(signedBytes(clean)), this.key).toString('base64');
@@ -99,10 +156,19 @@ export class AuditSink {
           const line = lineOf(record);
           prev = sha256Hex(line);
           text += line + '\n';
-          out.push(record);
-        }
+          return record;
+        };
+        drained = this.drain(add);
+        for (const e of entries) out.push(add(e, new Date().toISOString()));
         writeSync(fd, text);
         fsyncSync(fd);
+        for (const f of drained) {
+          try {
+            unlinkSync(f);
+          } catch {
+            // already gone
+          }
+        }
         return out;
       } finally {
         closeSync(fd);
@@ -110,6 +176,76 @@ export class AuditSink {
     } finally {
       this.unlock();
     }
+  }
+
+  /** Writes entries that could not wait for the lock to the spool, durably. */
+  private spool(entries: readonly AuditEntry[], holder: number, why: string): void {
+    const dir = join(this.state, 'audit.spool');
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const now = new Date().toISOString();
+    const body: SpoolFile = { v: 1, by: process.pid, lockHolder: holder, why, spooledAt: now, entries: JSON.parse(JSON.stringify(entries.map((e) => ({ ...e, time: now })))) as SpoolFile['entries'] };
+    body.sig = sign(null, Buffer.from(spoolBytes(body)), this.key).toString('base64');
+    const name = `${String(Date.now()).padStart(15, '0')}-${String(process.pid).padStart(8, '0')}-${randomBytes(4).toString('hex')}`;
+    const tmp = join(dir, `${name}.tmp`);
+    const fd = openSync(tmp, 'wx', 0o600);
+    try {
+      writeSync(fd, JSON.stringify(body));
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, join(dir, `${name}.json`));
+    const dfd = openSync(dir, 'r');
+    try {
+      fsyncSync(dfd);
+    } finally {
+      closeSync(dfd);
+    }
+  }
+
+  /** Adds the spooled entries (under the lock) through `add`; returns the files to remove once written. */
+  private drain(add: (e: AuditEntry, time: string) => void): string[] {
+    const dir = join(this.state, 'audit.spool');
+    let names: string[];
+    try {
+      names = readdirSync(dir).filter((n) => n.endsWith('.json')).sort();
+    } catch {
+      return [];
+    }
+    const done: string[] = [];
+    const now = new Date().toISOString();
+    for (const name of names) {
+      const path = join(dir, name);
+      let raw: Buffer;
+      try {
+        raw = readFileSync(path);
+      } catch {
+        continue;
+      }
+      let f: SpoolFile | undefined;
+      try {
+        f = JSON.parse(raw.toString('utf8')) as SpoolFile;
+        if (f.v !== 1 || !Array.isArray(f.entries) || typeof f.sig !== 'string' || !verify(null, Buffer.from(spoolBytes(f)), this.publicKey, Buffer.from(f.sig, 'base64'))) f = undefined;
+      } catch {
+        f = undefined;
+      }
+      if (!f) {
+        const aside = join(this.state, `audit.spool-invalid-${name}`);
+        try {
+          renameSync(path, aside);
+        } catch {
+          continue;
+        }
+        add({ session: '-', agent: '-', action: 'audit.spool-invalid', resource: name, decision: 'deny', reason: 'a spooled audit file does not verify against the device key; it was moved aside, not appended', details: { sha256: sha256Hex(raw), bytes: raw.length, savedAs: aside } }, now);
+        continue;
+      }
+      for (const e of f.entries) {
+        const details = { ...(e.details ?? {}), deferred: { spool: name, spooledBy: f.by, lockHolder: f.lockHolder, why: f.why, spooledAt: f.spooledAt, appendedAt: now } };
+        add({ session: e.session, agent: e.agent, action: e.action, resource: e.resource, decision: e.decision, reason: e.reason, details }, e.time);
+      }
+      done.push(path);
+    }
+    return done;
   }
 
   /** The last complete entry's seq and line hash; moves a torn tail aside and records it. */
@@ -162,19 +298,22 @@ export class AuditSink {
     return { seq, prev: sha256Hex(last) };
   }
 
-  private lock(): void {
-    const deadline = Date.now() + 10_000;
+  /** Takes the lock, or says why not: the holder is stopped, or has held it too long. */
+  private lock(): { ok: true } | { ok: false; holder: number; why: string } {
+    const t0 = Date.now();
     for (;;) {
       try {
         const fd = openSync(this.lockFile, 'wx', 0o600);
-        writeSync(fd, String(process.pid));
+        writeSync(fd, `${process.pid} ${processStart(process.pid) ?? ''}`);
         closeSync(fd);
-        return;
+        return { ok: true };
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-        const holder = Number(readFileSyncSafe(this.lockFile));
-        if (holder > 0 && !pidExists(holder)) {
-          // The holder died mid-append: the lock is stale.
+        const [pidText, start] = readFileSyncSafe(this.lockFile).split(' ');
+        const holder = Number(pidText);
+        const alive = holder > 0 && processStart(holder) !== undefined && (!start || processStart(holder) === start);
+        if (holder > 0 && !alive) {
+          // The holder died mid-append (or its pid now names another process): the lock is stale.
           try {
             unlinkSync(this.lockFile);
           } catch {
@@ -182,7 +321,9 @@ export class AuditSink {
           }
           continue;
         }
-        if (Date.now() > deadline) throw new Error(`audit log is locked by pid ${holder} (${this.lockFile})`);
+        const waited = Date.now() - t0;
+        if (waited > STOPPED_WAIT_MS && isStopped(holder)) return { ok: false, holder, why: `the lock holder (pid ${holder}) is stopped` };
+        if (waited > LOCK_WAIT_MS) return { ok: false, holder, why: `the lock holder (pid ${holder}) held it for over ${LOCK_WAIT_MS / 1000} s` };
         Atomics.wait(sleeper, 0, 0, 1);
       }
     }

@@ -26,13 +26,29 @@ export function processStart(pid: number): string | undefined {
   return rest[19];
 }
 
+/** The scheduler state of `pid` (/proc/PID/stat field 3: R, S, D, T, t, Z…), or undefined. */
+export function processState(pid: number): string | undefined {
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when `pid` is stopped by a signal or a tracer (it will not go on by itself). */
+export function isStopped(pid: number): boolean {
+  const st = processState(pid);
+  return st === 'T' || st === 't';
+}
+
 /** The identity of a live process, or undefined. */
 export function identify(pid: number): ProcessIdentity | undefined {
   const start = processStart(pid);
   return start === undefined ? undefined : { pid, start };
 }
 
-/** True when the recorded process is still the one running under that pid (not a zombie). */
 /** True when some process has this pid (it may be one we may not signal). */
 export function pidExists(pid: number): boolean {
   try {
@@ -43,6 +59,7 @@ export function pidExists(pid: number): boolean {
   }
 }
 
+/** True when the recorded process is still the one running under that pid (not a zombie). */
 export function isRunning(id: ProcessIdentity | null | undefined): boolean {
   if (!id) return false;
   if (processStart(id.pid) !== id.start) return false;

@@ -12,17 +12,19 @@
  * - egress.json: the tunnels the egress proxy had open at the cut (when the launcher
  *   takes the evidence);
  * - writable-layer-N.tar: each writable layer as it stands (GNU tar, to a file);
- * - audit.jsonl: the session's audit entries; session.json: its record;
+ * - audit.jsonl: the session's audit entries (and audit.spool-*.json, its entries still
+ *   waiting for the audit lock, signed); session.json: its record;
  * - MANIFEST.sha256 (sha256sum format) and manifest.json, which also names each part
  *   that could not be taken and why. One part failing never stops the others.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { createReadStream, copyFileSync, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { execa } from 'execa';
 import type { Session } from './records.js';
 import { termSafe } from '../escape/terminal.js';
+import { spooledFiles } from '../audit/sink.js';
 
 const read = (p: string) => {
   try {
@@ -175,11 +177,16 @@ async function sessionAudit(state: string, id: string, to: string): Promise<void
   const out = createWriteStream(to, { mode: 0o600 });
   const file = join(state, 'audit.jsonl');
   if (existsSync(file)) {
-    const needle = `"session":${JSON.stringify(id)}`;
+    const needle = needleOf(id);
     for await (const line of createInterface({ input: createReadStream(file), crlfDelay: Infinity })) if (line.includes(needle)) out.write(line + '\n');
   }
   await new Promise<void>((r, j) => out.end((e?: Error | null) => (e ? j(e) : r())));
+  // Entries still waiting for the audit lock (its holder stopped): copied as signed, with their names.
+  const spooled = spooledFiles(state).filter((f) => readFileSync(f, 'utf8').includes(needleOf(id)));
+  for (const f of spooled) copyFileSync(f, join(dirname(to), `audit.spool-${basename(f)}`));
 }
+
+const needleOf = (id: string): string => `"session":${JSON.stringify(id)}`;
 
 export async function collectEvidence(state: string, s: Session, reason: string, input: EvidenceInput = {}): Promise<Evidence> {
   const dir = join(state, 'evidence', `${s.id}-${new Date().toISOString().replace(/[:.]/g, '-')}`);

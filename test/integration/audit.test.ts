@@ -10,7 +10,8 @@ import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { AuditSink, deviceKey } from '../../src/audit/sink.js';
+import { AuditSink, deviceKey, spooledFiles } from '../../src/audit/sink.js';
+import { processState } from '../../src/host/proc.js';
 import { verifyLog } from '../../src/audit/verify.js';
 import { agentbox } from '../helpers/cli.js';
 import { ROOT } from '../helpers/load.js';
@@ -122,4 +123,72 @@ describe('audit log: tamper evidence', () => {
     expect(statSync(join(state, 'keys')).mode & 0o777).toBe(0o700);
     expect(statSync(join(state, 'keys', 'device-ed25519.pem')).mode & 0o777).toBe(0o600);
   });
+});
+
+/**
+ * Attack: stop the process that holds the audit lock (SIGSTOP mid-append), so every
+ * other writer (the responder's quarantine among them) waits and fails; or forge a
+ * spool file to slip entries into the chain. Defence: a writer that finds the holder
+ * stopped spools its entries, signed, and returns; the next lock holder chains them
+ * with `details.deferred`; a spool file that does not verify is moved aside and
+ * recorded, never appended as genuine; the lock is never taken from a live holder.
+ */
+describe('audit log: a stopped lock holder', () => {
+  async function stoppedHolder(state: string) {
+    const holder = execa(process.execPath, ['-e', `
+      const fs = require('node:fs');
+      const stat = fs.readFileSync('/proc/self/stat', 'utf8');
+      const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+      fs.writeFileSync(${JSON.stringify(join(state, 'audit.jsonl.lock'))}, process.pid + ' ' + start, { flag: 'wx' });
+      process.kill(process.pid, 'SIGSTOP');
+      setTimeout(() => {}, 60000);
+    `], { reject: false, stdin: 'ignore' });
+    for (let i = 0; i < 200 && processState(holder.pid!) !== 'T'; i++) await new Promise((r) => setTimeout(r, 25));
+    expect(processState(holder.pid!)).toBe('T');
+    // Wrapped: an async function returning the subprocess (a thenable) would wait for it to exit.
+    return { holder };
+  }
+
+  it('a writer does not wait on a stopped holder: it spools, and the next holder chains the entries', async () => {
+    const { state, file } = log(3);
+    const { holder } = await stoppedHolder(state);
+    const sink = new AuditSink(state);
+    const t0 = performance.now();
+    const r = sink.append({ session: 'q1', agent: 'a', action: 'quarantine.requested', resource: 'q1', decision: 'deny', reason: 'responder' });
+    const ms = performance.now() - t0;
+    expect(r).toBeUndefined();
+    expect(ms).toBeLessThan(2000);
+    expect(spooledFiles(state)).toHaveLength(1);
+    expect(lines(file)).toHaveLength(3);
+    const v = await agentbox(['audit', 'verify'], { env: { AGENTBOX_STATE_DIR: state } });
+    expect(v.code).toBe(0);
+    expect(v.stdout).toMatch(/1 spooled write in audit\.spool\/ waits for the lock/);
+
+    holder.kill('SIGKILL');
+    await holder;
+    const next = sink.append({ session: 'q1', agent: 'a', action: 'quarantine.frozen', resource: 'q1', decision: 'deny', reason: 'after' });
+    expect(next?.seq).toBe(5);
+    const all = lines(file).map((l) => JSON.parse(l));
+    expect(all.map((e) => e.action)).toEqual(['egress.connect', 'egress.connect', 'egress.connect', 'quarantine.requested', 'quarantine.frozen']);
+    expect(all[3].details.deferred).toMatchObject({ lockHolder: holder.pid, spooledBy: process.pid, why: `the lock holder (pid ${holder.pid}) is stopped` });
+    expect(spooledFiles(state)).toHaveLength(0);
+    expect(verifyLog(readFileSync(file, 'utf8'), deviceKey(state).publicKey, true)).toMatchObject({ ok: true, entries: 5 });
+  }, 30_000);
+
+  it('a spool file changed after it was written is recorded as invalid, not appended', async () => {
+    const { state, file } = log(2);
+    const { holder } = await stoppedHolder(state);
+    const sink = new AuditSink(state);
+    sink.append({ session: 'q2', agent: 'a', action: 'egress.connect', resource: 'evil.example:443', decision: 'deny', reason: 'not allowlisted' });
+    const [spool] = spooledFiles(state);
+    writeFileSync(spool!, readFileSync(spool!, 'utf8').replace('"decision":"deny"', '"decision":"allow"'));
+    holder.kill('SIGKILL');
+    await holder;
+    sink.append({ session: 'q2', agent: 'a', action: 'x', resource: 'r', decision: 'info', reason: 'next' });
+    const all = lines(file).map((l) => JSON.parse(l));
+    expect(all.map((e) => e.action)).toEqual(['egress.connect', 'egress.connect', 'audit.spool-invalid', 'x']);
+    expect(all.some((e) => e.resource === 'evil.example:443')).toBe(false);
+    expect(readdirSync(state).filter((n) => n.startsWith('audit.spool-invalid-'))).toHaveLength(1);
+    expect(verifyLog(readFileSync(file, 'utf8'), deviceKey(state).publicKey, true).ok).toBe(true);
+  }, 30_000);
 });

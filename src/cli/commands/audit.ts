@@ -15,6 +15,7 @@ export async function verifyCommand(file: string | undefined, opts: { full?: boo
   else if (r.firstBad) io.out(`${io.style.red('BAD')}  ${path}: entry at line ${r.firstBad.line}${r.firstBad.seq !== null ? ` (seq ${r.firstBad.seq})` : ''}: ${r.firstBad.problem}`);
   else if (r.tornLine !== null) io.out(`${io.style.yellow('TORN')}  ${path}: entries 1-${r.entries} intact; line ${r.tornLine} is torn (an append interrupted by a crash, or the log cut short); the next append moves it aside`);
   else io.out(`${io.style.green('ok')}  ${path}: ${r.entries} entries, chain intact, ${r.checkedSignatures} signature${r.checkedSignatures === 1 ? '' : 's'} checked (${ms.toFixed(0)} ms)`);
+  if (!io.json && r.spooled > 0) io.out(`${r.spooled} spooled write${r.spooled === 1 ? '' : 's'} in audit.spool/ wait${r.spooled === 1 ? 's' : ''} for the lock (its holder is stopped or wedged); the next append adds them to the chain`);
   return r.ok ? 0 : 1;
 }
 
