@@ -134,6 +134,7 @@ describe('installed agentbox', () => {
     const plan = JSON.parse(readFileSync(join(a, 'plan.json'), 'utf8'));
     expect(plan.artifacts.map((x: { path: string }) => x.path)).toEqual([
       'linux/agentbox-cowork.service', 'linux/agentbox-cowork.apparmor', 'linux/agentbox-cowork.iptables', 'linux/agentbox-cowork.ip6tables', 'linux/agentbox-cowork.nft',
+      'linux/agentbox-cowork-firewall.service', 'linux/agentboxd.service', 'linux/agentbox-cowork.daemon.json',
     ]);
     for (const art of plan.artifacts) {
       expect(readFileSync(join(a, art.path), 'utf8')).toBe(readFileSync(join(b, art.path), 'utf8'));

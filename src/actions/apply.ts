@@ -3,7 +3,7 @@
  * spot) or from a `generate` output directory, whose plan.json hashes and values are
  * checked before anything runs.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { AgentboxError } from '../errors.js';
 import { sha256Hex } from '../hash.js';
@@ -17,7 +17,9 @@ import type { Notify } from './notify.js';
 
 export { APPLY_CONTROLS };
 
-const ARTIFACT_EXT: Record<string, string> = { systemd: '.service', apparmor: '.apparmor', iptables: '.iptables', ip6tables: '.ip6tables', nftables: '.nft' };
+const ARTIFACT_EXT: Record<string, string> = { systemd: '.service', apparmor: '.apparmor', iptables: '.iptables', ip6tables: '.ip6tables', nftables: '.nft', 'firewall-unit': '-firewall.service', 'daemon-config': '.daemon.json' };
+/** Present only for an agent whose egress goes through agentboxd. */
+const OPTIONAL = new Set(['daemon-unit', 'daemon-config']);
 
 export interface ApplyOptions extends ServiceManifestOptions {
   dryRun?: boolean;
@@ -51,6 +53,7 @@ export function readGeneratedDir(dir: string): ApplyInput {
     throw new AgentboxError('CHECK_FAILED', `${planPath}: effective.account ${JSON.stringify(account)} is not a valid account`);
   }
   const expected = new Map(Object.entries(ARTIFACT_EXT).map(([control, ext]) => [`linux/agentbox-${plan.agent}${ext}`, control]));
+  expected.set('linux/agentboxd.service', 'daemon-unit');
   const artifacts = plan.artifacts
     .filter((a) => a.path.startsWith('linux/'))
     .map((a) => {
@@ -64,8 +67,34 @@ export function readGeneratedDir(dir: string): ApplyInput {
       }
       return { path: a.path, control: a.control as ApplyInput['artifacts'][number]['control'], content };
     });
-  if (artifacts.length !== expected.size) throw new AgentboxError('CHECK_FAILED', `${planPath}: lists ${artifacts.length} Linux artifacts, expected ${expected.size}`);
+  const required = [...expected.values()].filter((c) => !OPTIONAL.has(c));
+  const optional = artifacts.filter((a) => OPTIONAL.has(a.control)).length;
+  if (artifacts.length - optional !== required.length || (optional !== 0 && optional !== OPTIONAL.size)) throw new AgentboxError('CHECK_FAILED', `${planPath}: lists ${artifacts.length} Linux artifacts, expected ${required.length} (and ${OPTIONAL.size} more for an agent with a proxy)`);
   return { agent: plan.agent, user: account.user, uid: account.uid, artifacts, planJson: readFileSync(planPath, 'utf8') };
+}
+
+/**
+ * What other agents already applied under the root rule out: a name whose units would
+ * collide with another agent's (`foo-firewall` is foo's firewall unit), and an account
+ * another agent uses (the kernel tells agents apart by uid: their firewall rules, their
+ * proxy and their processes would be each other's).
+ */
+function checkAlongside(input: ApplyInput, root: string): void {
+  if (input.agent.endsWith('-firewall')) throw new AgentboxError('USAGE', `agent name ${input.agent}: names ending in -firewall are reserved (agentbox-NAME-firewall.service is each agent's firewall unit)`, { details: ['rename it in metadata.name'] });
+  const dir = join(root, 'etc/agentbox');
+  if (!existsSync(dir)) return;
+  for (const f of readdirSync(dir).filter((n) => /^agentbox-.+\.plan\.json$/.test(n))) {
+    let other: { agent?: unknown; effective?: { account?: { uid?: unknown; user?: unknown } } };
+    try {
+      other = JSON.parse(readFileSync(join(dir, f), 'utf8')) as typeof other;
+    } catch {
+      continue;
+    }
+    if (other.agent === input.agent || other.effective?.account?.uid !== input.uid) continue;
+    throw new AgentboxError('CHECK_FAILED', `${input.agent} would run as uid ${input.uid}, which ${String(other.agent)} (${join(dir, f)}) already runs as; nothing was changed`, {
+      details: [`give ${input.agent} an account of its own in its manifest, e.g. agent: { user: agentbox-${input.agent}, uid: ${input.uid + 1} }`, 'the kernel tells agents apart by uid: their firewall rules, egress proxy and processes would be each other\'s'],
+    });
+  }
 }
 
 /** Applies AGENT|FILE|DIR; `log` gets each step. */
@@ -80,6 +109,7 @@ export async function applyControls(arg: string, opts: ApplyOptions, notify: Not
     const artifacts = generate(model, plan, readTemplates());
     input = { agent: model.name, user: model.agent.user, uid: model.agent.uid, artifacts, planJson: planJson(plan, artifacts) };
   }
+  checkAlongside(input, opts.root);
   const reports = await applyLinux(input, { root: opts.root, dryRun: Boolean(opts.dryRun), offline: Boolean(opts.offline), firewall: opts.firewall, allowMissing, log });
   return { agent: input.agent, reports };
 }

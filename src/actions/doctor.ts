@@ -26,8 +26,19 @@ async function probeMicrovmImage(): Promise<Probe> {
     : { ...base, available: false, detail: `not built in ${cache}` };
 }
 
+/** agentboxd's health (`agentbox daemon status`): the egress proxy of system-service agents. */
+async function probeDaemon(): Promise<Probe> {
+  const base = { name: 'agentboxd', purpose: 'the egress proxy and control socket of agents installed by apply' };
+  if (process.getuid?.() !== 0) return { ...base, available: false, detail: 'its state is root\'s (/var/lib/agentbox): run agentbox doctor as root to see it', hint: undefined };
+  const { daemonHealth } = await import('./daemon.js');
+  const h = await daemonHealth().catch((e: Error) => e);
+  if (h instanceof Error) return { ...base, available: false, detail: `cannot read its state: ${h.message.split('\n')[0]}`, hint: undefined };
+  if (!h.running) return { ...base, available: false, detail: h.problem ?? 'not running', hint: 'systemctl enable --now agentboxd (apply installs it with any agent that has network grants)' };
+  return { ...base, available: h.problem === null, detail: `pid ${h.pid}, ${h.agents.length} agent${h.agents.length === 1 ? '' : 's'}${h.problem ? `; ${h.problem}` : `: ${h.agents.map((a) => `${a.agent} on ${a.listen}`).join(', ')}`}`, hint: h.problem ? 'agentbox daemon status; journalctl -u agentboxd' : undefined };
+}
+
 export async function doctor(): Promise<HostReport> {
-  const [os, cpu, mem, probes] = await Promise.all([si.osInfo(), si.cpu(), si.mem(), allProbes(() => [probeMicrovmImage()])]);
+  const [os, cpu, mem, probes] = await Promise.all([si.osInfo(), si.cpu(), si.mem(), allProbes(() => [probeMicrovmImage(), probeDaemon()])]);
   const host = {
     os: `${os.distro} ${os.release}`.trim(),
     kernel: os.kernel,

@@ -18,7 +18,7 @@
  */
 import { AgentboxError } from '../errors.js';
 import { AuditSink } from '../audit/sink.js';
-import type { Evidence, EvidenceInput } from '../session/evidence.js';
+import { sessionPids, type Evidence, type EvidenceInput } from '../session/evidence.js';
 import { revokeToken, takeEvidence } from '../session/quarantine.js';
 import { cutMarker, readSession, writeSession, type Session } from '../session/records.js';
 import { ask, controlSocket, type ControlAnswer } from '../session/control.js';
@@ -99,8 +99,32 @@ function operator(): { uid: number; name: string } {
 
 /** The launcher's egress connections, cut from outside (only while the recorded launcher is that process). */
 function sever(s: Session): Severed[] {
+  // A system-service agent: its own TCP connections (to agentboxd's proxy and any direct
+  // grant); the daemon's sockets serve other agents too and are not touched.
+  if (s.unit) {
+    const pids = sessionPids(s);
+    if (pids.length === 0 && s.box && isRunning(s.box)) pids.push(s.box.pid);
+    // A pid that exits meanwhile (the agent forking short-lived children) is skipped, never fatal.
+    return pids.flatMap((pid) => {
+      try {
+        return severEgress(pid, '');
+      } catch {
+        return [];
+      }
+    });
+  }
   if (!isRunning(s.launcher)) return [];
   return severEgress(s.launcher.pid, `${proxyDir({ dir: s.dir, run: s.run })}/proxy.sock`);
+}
+
+/** Sever that never stops the kill switch: the freeze comes whatever it throws. */
+function trySever(s: Session, problems: string[]): Severed[] {
+  try {
+    return sever(s);
+  } catch (e) {
+    problems.push(`connections not shut down from outside: ${(e as Error).message.split('\n')[0]}`);
+    return [];
+  }
 }
 
 interface Isolated {
@@ -115,9 +139,10 @@ async function cutAndFreeze(state: string, s: Session, reason: string, by: { uid
   const t0 = performance.now();
   // Root writes into the sessions folder: by fd, never through a symlink at the name or above it.
   writeFileNoFollow(cutMarker(state, s.id), JSON.stringify({ at: new Date().toISOString(), by, reason }) + '\n', 0o600, true);
-  const severed = sever(s);
+  const problems: string[] = [];
+  const severed = trySever(s, problems);
   const frozenBy = await freezeRecorded(s);
-  severed.push(...sever(s));
+  severed.push(...trySever(s, problems));
   return { s, frozenBy, severed, ms: performance.now() - t0 };
 }
 
@@ -143,7 +168,9 @@ export async function quarantine(target: QuarantineTarget, reason: string, notif
       try {
         isolated.push(await cutAndFreeze(state, s, reason, by));
       } catch (e) {
-        results.push({ session: s.id, agent: s.agent, quarantined: false, problem: `${(e as Error).message.split('\n')[0]}; egress is cut (marker and connections), the box could not be frozen: agentbox kill ${s.id} ends it` });
+        // The launcher (or agentboxd) still isolates it its own way: proxy closed, and it freezes what it can.
+        const asked = await ask(controlSocket(state, s.id), { kind: 'quarantine', why: reason }, LAUNCHER_ANSWER_MS).catch((x: Error) => ({ ok: false, error: x.message }) as ControlAnswer);
+        results.push({ session: s.id, agent: s.agent, quarantined: false, problem: `${(e as Error).message.split('\n')[0]}; egress is cut (marker and connections), the box could not be frozen by this command${asked.ok ? ' (its launcher isolated it on request)' : ''}: agentbox kill ${s.id} ends it` });
       }
     }),
   );
@@ -151,7 +178,7 @@ export async function quarantine(target: QuarantineTarget, reason: string, notif
   for (const s of live) audit.append({ session: s.id, agent: s.agent, action: 'quarantine.requested', resource: s.id, decision: 'deny', reason, details: { by, at: requestedAt } });
   for (const { s, frozenBy, severed, ms } of isolated) {
     const event = eventsFor(audit, s);
-    event('quarantine.egress-cut', s.id, 'deny', `egress cut by ${by.name}: the proxy refuses everything new, and ${severed.length} open connection(s) of the launcher were shut down from outside`, { severed, by });
+    event('quarantine.egress-cut', s.id, 'deny', `egress cut by ${by.name}: the proxy refuses everything new, and ${severed.length} open connection(s) ${s.unit ? 'of the agent' : 'of the launcher'} were shut down from outside`, { severed, by });
     event('quarantine.frozen', s.id, 'deny', frozenBy, { ms: Number(ms.toFixed(2)), trigger: reason, by });
   }
   // Step 3: the launcher's part, each asked at once; one that does not answer is done here.
@@ -192,14 +219,14 @@ export async function quarantine(target: QuarantineTarget, reason: string, notif
 }
 
 /** Thaws a quarantined session; its egress stays cut. */
-export async function release(id: string): Promise<void> {
+export async function release(id: string): Promise<Session> {
   const state = stateDir();
   const s = readSession(state, id);
   if (!s) throw new AgentboxError('USAGE', `no session ${id}`);
   if (s.state !== 'quarantined') throw new AgentboxError('USAGE', `${id} is ${s.state}, not quarantined`);
   new AuditSink(state).append({ session: s.id, agent: s.agent, action: 'quarantine.release-requested', resource: s.id, decision: 'info', reason: 'release asked by an incident responder', details: { by: operator() } });
   const answer = await ask(controlSocket(state, id), { kind: 'release' }, 5000).catch((e: Error) => ({ ok: false, error: e.message }) as ControlAnswer);
-  if (answer.ok) return;
+  if (answer.ok) return s;
   if (!isRunning(s.launcher)) throw new AgentboxError('CONTROL_UNAVAILABLE', `${id}: its launcher (pid ${s.launcher.pid}) is gone; agentbox kill ${id} ends it (its layers are kept until then)`);
   throw new AgentboxError('CONTROL_UNAVAILABLE', `${id}: the launcher did not release it (${answer.error}); the box stays frozen`);
 }

@@ -59,6 +59,13 @@ function withLock<T>(state: string, id: string, fn: () => Promise<T>): Promise<T
 /** Ends what is left of a session's box and removes the runtime's objects; the layers stay. */
 async function endBox(s: Session): Promise<string[]> {
   const did: string[] = [];
+  // A system-service agent's cgroup is its unit's, which systemd reuses for the unit's next
+  // start: only the recorded box process itself (pid and start time) is ended; systemd
+  // stopped the rest when agentboxd went (BindsTo=).
+  if (s.unit) {
+    if (signalIdentity(s.box, 'SIGKILL')) did.push(`box process ${s.box!.pid} killed`);
+    return did;
+  }
   if (s.runtime === 'container' && s.container) {
     const { dockerClient, removeSessionContainer } = await import('../runtimes/container/engine.js');
     if (await removeSessionContainer(await dockerClient(), s.id, s.container)) did.push(`container ${s.container.slice(0, 12)} removed`);

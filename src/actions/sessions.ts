@@ -49,6 +49,10 @@ export async function kill(target: { id?: string; agent?: string }, notify: Noti
     } else {
       // The launcher ends the session cleanly (revert, audit); asked on its control socket.
       const a = await ask(controlSocket(state, s.id), { kind: 'end', reason: 'killed' }, 5000).catch((e: Error) => ({ ok: false as const, error: e.message }));
+      if (!a.ok && s.unit) {
+        // agentboxd governs other agents too: it is never signalled on one agent's behalf.
+        throw new AgentboxError('CONTROL_UNAVAILABLE', `${s.id}: agentboxd did not answer (${a.error}); stop the agent with systemctl stop ${s.unit}`);
+      }
       if (!a.ok) {
         // A launcher that cannot answer (stopped, starved): SIGTERM, which it handles the same way once it runs.
         if (!signalIdentity(s.launcher, 'SIGTERM') || !signalIdentity(s.launcher, 'SIGCONT')) throw new AgentboxError('CONTROL_UNAVAILABLE', `${s.id}: the launcher did not answer (${a.error}) and cannot be signalled`);

@@ -13,7 +13,7 @@
 import { join } from 'node:path';
 import { AgentboxError } from '../errors.js';
 import type { ApplyControl, ApplyInput, ApplyOptions, StepReport } from './types.js';
-import { accountStep, apparmorStep, fileStep, iptablesSteps, nftStep, systemdStep, type Step } from './steps.js';
+import { accountStep, apparmorStep, daemonStartStep, enableStep, fileStep, iptablesSteps, nftStep, systemdStep, type Step } from './steps.js';
 import { probeApparmorLsm, probeSystemd, which } from '../host/probes.js';
 
 export { APPLY_CONTROLS, type ApplyControl, type ApplyInput, type ApplyOptions, type StepReport } from './types.js';
@@ -47,6 +47,9 @@ export function installPaths(agent: string, root: string) {
     iptables: join(root, 'etc/agentbox', `agentbox-${agent}.iptables`),
     ip6tables: join(root, 'etc/agentbox', `agentbox-${agent}.ip6tables`),
     nftables: join(root, 'etc/agentbox', `agentbox-${agent}.nft`),
+    firewallUnit: join(root, 'etc/systemd/system', `agentbox-${agent}-firewall.service`),
+    daemonUnit: join(root, 'etc/systemd/system', 'agentboxd.service'),
+    daemonConfig: join(root, 'etc/agentbox', `agentbox-${agent}.daemon.json`),
     plan: join(root, 'etc/agentbox', `agentbox-${agent}.plan.json`),
   };
 }
@@ -82,6 +85,13 @@ export async function applyLinux(input: ApplyInput, opts: ApplyOptions): Promise
   steps.push(fileStep(opts.root, paths.iptables, content('iptables'), 0o600));
   steps.push(fileStep(opts.root, paths.ip6tables, content('ip6tables'), 0o600));
   steps.push(fileStep(opts.root, paths.nftables, content('nftables'), 0o600));
+  // The rules again at every boot, before the agent; and agentboxd, its proxy, when it has one.
+  steps.push(fileStep(opts.root, paths.firewallUnit, content('firewall-unit'), 0o644), enableStep(opts.root, `agentbox-${input.agent}-firewall.service`));
+  const daemon = input.artifacts.find((a) => a.control === 'daemon-unit');
+  if (daemon) {
+    steps.push(fileStep(opts.root, paths.daemonConfig, content('daemon-config'), 0o600));
+    steps.push(fileStep(opts.root, paths.daemonUnit, daemon.content, 0o644), enableStep(opts.root, 'agentboxd.service'));
+  }
   if (opts.offline) skip('firewall', 'firewall load', '--offline: rules installed, not loaded');
   else if (skipped.has('firewall')) skip('firewall', 'firewall load', missing.find((m) => m.control === 'firewall')!.why);
   else if (opts.firewall === 'nft') steps.push(nftStep(input, paths.nftables));
@@ -91,7 +101,10 @@ export async function applyLinux(input: ApplyInput, opts: ApplyOptions): Promise
   else steps.push(apparmorStep(input, paths.apparmor));
   if (opts.root !== '/' || opts.offline) skip('systemd', 'systemd reload', `unit installed under ${opts.root}; it is loaded when that system boots`);
   else if (skipped.has('systemd')) skip('systemd', 'systemd reload', missing.find((m) => m.control === 'systemd')!.why);
-  else steps.push(systemdStep());
+  else {
+    steps.push(systemdStep());
+    if (daemon) steps.push(daemonStartStep());
+  }
   // Last: the record of what is installed, so a half apply never leaves one behind.
   steps.push(fileStep(opts.root, paths.plan, input.planJson, 0o644));
 

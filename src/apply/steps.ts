@@ -4,7 +4,7 @@
  * nft), the AppArmor profile and the systemd unit.
  */
 import { execa } from 'execa';
-import { existsSync, lstatSync, mkdirSync, readFileSync, realpathSync, rmdirSync, rmSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, realpathSync, rmdirSync, rmSync, symlinkSync } from 'node:fs';
 import { dirname, join, sep } from 'node:path';
 import { AgentboxError } from '../errors.js';
 import { writeFileNoFollow } from '../host/open-exact.js';
@@ -84,6 +84,52 @@ export function fileStep(root: string, path: string, content: string, mode: numb
           rmdirSync(d);
         } catch {
           // Not empty: something else lives there now; leave it.
+        }
+      }
+    },
+  };
+}
+
+/**
+ * Enables a unit at boot as `systemctl enable` does for WantedBy=multi-user.target: a
+ * symlink ROOT/etc/systemd/system/multi-user.target.wants/UNIT → /etc/systemd/system/UNIT.
+ * Written offline too (systemctl cannot enable into an image without its systemd).
+ */
+export function enableStep(root: string, unit: string): Step {
+  const wants = join(root, 'etc/systemd/system/multi-user.target.wants');
+  const link = join(wants, unit);
+  const target = `/etc/systemd/system/${unit}`;
+  let made = false;
+  let madeDir = false;
+  return {
+    name: `enable ${unit} at boot`,
+    control: 'files',
+    commands: [`ln -s ${target} ${show(link, []).trim()}`],
+    async run() {
+      madeDir = !existsSync(wants);
+      mkdirSync(wants, { recursive: true });
+      const realRoot = realpathSync(root);
+      const parent = realpathSync(wants);
+      if (parent !== realRoot && !parent.startsWith(realRoot === sep ? sep : realRoot + sep)) throw new AgentboxError('CHECK_FAILED', `${wants} resolves to ${parent}, outside ${root}; refusing to follow a symlink out of the root`);
+      let current: string | undefined;
+      try {
+        current = lstatSync(link).isSymbolicLink() ? readlinkSync(link) : '(not a symlink)';
+      } catch {
+        current = undefined;
+      }
+      if (current === target) return 'unchanged';
+      if (current !== undefined) throw new AgentboxError('CHECK_FAILED', `${link} exists and is not the link agentbox makes (${current}); remove it or run systemctl enable ${unit} yourself`);
+      symlinkSync(target, link);
+      made = true;
+      return 'done';
+    },
+    async undo() {
+      if (made) rmSync(link, { force: true });
+      if (madeDir) {
+        try {
+          rmdirSync(wants);
+        } catch {
+          // not empty
         }
       }
     },
@@ -200,6 +246,23 @@ export function apparmorStep(input: ApplyInput, profileFile: string): Step {
     },
     async undo() {
       if (!loadedBefore) await run('apparmor_parser', ['-R', profileFile]);
+    },
+  };
+}
+
+/** (Re)starts agentboxd on a live host, so it governs the agent just applied. */
+export function daemonStartStep(): Step {
+  return {
+    name: 'restart agentboxd.service',
+    control: 'systemd',
+    commands: ['systemctl enable agentboxd.service', 'systemctl restart agentboxd.service'],
+    async run() {
+      await must('systemctl', ['enable', 'agentboxd.service']);
+      await must('systemctl', ['restart', 'agentboxd.service']);
+      return 'done';
+    },
+    async undo() {
+      await run('systemctl', ['restart', 'agentboxd.service']);
     },
   };
 }

@@ -40,6 +40,7 @@ const COMMANDS: Record<string, () => Promise<Register[]>> = {
   approve: async () => [(await import('./commands/consent.js')).registerConsent],
   deny: async () => [(await import('./commands/consent.js')).registerConsent],
   'userns-profile': async () => [(await import('./commands/userns.js')).registerUserns],
+  daemon: async () => [(await import('./commands/daemon.js')).registerDaemon],
 };
 
 async function registrations(argv: string[]): Promise<Register[]> {

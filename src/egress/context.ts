@@ -81,6 +81,12 @@ export interface ProxyContext {
   /** The session CA and upstream trust, when anything is decrypted. */
   /** `upstream`: one TLS context holding the trust store, built once (parsing ~140 roots per connection costs ~30 ms). */
   tls: { ca: SessionCa; trust: string[]; upstream: SecureContext } | undefined;
+  /**
+   * Set when no TLS can be terminated here (agentboxd: a unit's environment cannot carry
+   * a per-session CA): why. A tunnel to a host the manifest inspects is then refused,
+   * never passed uninspected.
+   */
+  noTls?: string | undefined;
   brokered: readonly Brokered[] | undefined;
   maxScanBytes: number;
   bodyIdleMs: number;

@@ -77,6 +77,8 @@ export interface ProxyOptions {
   http?: HttpGovernance;
   /** The session CA and the upstream trust store: without it nothing is decrypted. */
   tls?: { ca: SessionCa; trust: string[] };
+  /** No TLS termination is possible: why (a tunnel to an inspected host is refused). */
+  noTls?: string;
   /** Credentials injected for their hosts (placeholders in the box). */
   brokered?: readonly Brokered[];
 }
@@ -143,6 +145,7 @@ export class EgressProxy {
       budget: new BufferBudget(opts.maxBufferBytes ?? DEFAULT_MAX_BUFFER),
       http: opts.http,
       tls: opts.tls ? { ...opts.tls, upstream: createSecureContext({ ca: opts.tls.trust, minVersion: 'TLSv1.2' }) } : undefined,
+      noTls: opts.tls ? undefined : opts.noTls,
       brokered: opts.brokered,
       maxScanBytes: opts.maxScanBytes ?? DEFAULT_MAX_SCAN,
       bodyIdleMs: opts.bodyIdleMs ?? DEFAULT_BODY_IDLE_MS,
@@ -182,6 +185,11 @@ export class EgressProxy {
     });
     const a = this.server.address();
     return typeof a === 'string' ? a : `${a!.address}:${a!.port}`;
+  }
+
+  /** Serves a connection accepted elsewhere (agentboxd's listener, after it checked the peer's uid). */
+  accept(socket: Socket): void {
+    this.server.emit('connection', socket);
   }
 
   /** The tunnels and exchanges open right now (for evidence). */

@@ -14,6 +14,7 @@ export type ReasonCode =
   | 'consent-limit' // too many questions this session, or too many waiting at once
   | 'dlp' // a detector matched (host, URL, header or body)
   | 'unscannable' // content DLP cannot read within its bounds
+  | 'uninspectable' // a host that must be inspected, where no TLS can be terminated (agentboxd)
   | 'upload-limit'
   | 'egress-cut' // quarantined
   | 'host-mismatch' // plain HTTP Host header names another host

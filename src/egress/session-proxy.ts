@@ -23,7 +23,8 @@ export type AuditEvent = (action: string, resource: string, decision: 'allow' | 
 export interface SessionProxyOptions {
   state: string;
   session: string;
-  socket: string;
+  /** The unix socket the box reaches the proxy on; undefined: the caller hands connections to `proxy.accept` (agentboxd). */
+  socket?: string | undefined;
   uid: number;
   gid: number;
   verbose: boolean;
@@ -36,6 +37,8 @@ export interface SessionProxyOptions {
   onViolation: (v: Violation) => void;
   /** The session CA and the upstream trust store, when the manifest decrypts any host. */
   tls?: { ca: SessionCa; trust: string[] } | undefined;
+  /** No TLS can be terminated (agentboxd): why; tunnels to inspected hosts are refused. */
+  noTls?: string | undefined;
   /** Brokered credentials (secrets read at launch, placeholders in the box). */
   brokered?: readonly Brokered[] | undefined;
   /** The egress cut marker (records.cutMarker): while it exists, nothing new is forwarded. */
@@ -51,8 +54,10 @@ export interface SessionProxy {
 
 export async function startSessionProxy(model: Model, o: SessionProxyOptions): Promise<SessionProxy> {
   const { event, log } = o;
-  mkdirSync(posix.dirname(o.socket), { recursive: true, mode: 0o755 });
-  chmodSync(posix.dirname(o.socket), 0o755);
+  if (o.socket !== undefined) {
+    mkdirSync(posix.dirname(o.socket), { recursive: true, mode: 0o755 });
+    chmodSync(posix.dirname(o.socket), 0o755);
+  }
   const extra: Partial<ProxyOptions> = {};
   let requestPolicy: NonNullable<ProxyOptions['http']>['requestPolicy'];
   let broker: ConsentBroker | undefined;
@@ -108,6 +113,7 @@ export async function startSessionProxy(model: Model, o: SessionProxyOptions): P
   };
   extra.http = { rules: (host) => httpEntriesFor(model, host), inspects: (host) => inspection(model, host), ...(requestPolicy ? { requestPolicy } : {}) };
   if (o.tls) extra.tls = o.tls;
+  else if (o.noTls) extra.noTls = o.noTls;
   if (o.brokered && o.brokered.length > 0) {
     extra.brokered = o.brokered;
     extra.digest ??= dlpDigest(o.state);
@@ -133,10 +139,12 @@ export async function startSessionProxy(model: Model, o: SessionProxyOptions): P
       }
     },
   });
-  await proxy.listen({ path: o.socket });
-  // Only the agent's uid may use the proxy: another local user must not ride its egress.
-  chownSync(o.socket, o.uid, o.gid);
-  chmodSync(o.socket, 0o600);
+  if (o.socket !== undefined) {
+    await proxy.listen({ path: o.socket });
+    // Only the agent's uid may use the proxy: another local user must not ride its egress.
+    chownSync(o.socket, o.uid, o.gid);
+    chmodSync(o.socket, 0o600);
+  }
   return {
     proxy,
     broker,

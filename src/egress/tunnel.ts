@@ -29,8 +29,17 @@ export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, cli
     return;
   }
   if (client.destroyed) return;
+  // A host the manifest inspects, where nothing can decrypt: refused, never passed blind.
+  const must = ctx.http?.inspects(host);
+  if (must && !ctx.tls) {
+    const reason = `${host}:${port} must be inspected (${must === 'dlp' ? 'egress.dlp' : must === 'credential' ? 'a brokered credential' : must === 'rules' ? 'egress.http rules' : 'egress.http inspect'}) and ${ctx.noTls ?? 'no TLS can be terminated here'}; the tunnel was refused. Use plain HTTP through the proxy, or set egress.http inspect: false for the host`;
+    ctx.event({ action: 'egress.connect', host, port, decision: 'deny', code: 'uninspectable', reason, rule: verdict.rule, address: undefined, details: { inspect: must } });
+    const body = ctx.denyBody(host, port, reason);
+    client.end(`HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    return;
+  }
   // A host the manifest inspects: TLS is terminated and each request decided (inspect.ts).
-  const why = ctx.tls ? ctx.http?.inspects(host) : undefined;
+  const why = ctx.tls ? must : undefined;
   if (why) {
     const { terminateTls } = await import('./inspect.js');
     return terminateTls(ctx, client, head, verdict, port, why);

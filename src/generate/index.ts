@@ -7,7 +7,7 @@ import { sha256Hex } from '../hash.js';
 import type { Plan, PlannedArtifact } from '../plan/plan.js';
 import { apparmorProfile } from './linux/apparmor.js';
 import { iptablesRestore, nftRuleset } from './linux/firewall.js';
-import { systemdUnit } from './linux/systemd.js';
+import { daemonConfig, daemonUnit, firewallUnit, systemdUnit } from './linux/systemd.js';
 import type { Templates } from './template.js';
 import { aclPs1, firewallPs1, intuneDetectPs1, intuneInstallPs1, rollbackPs1, wdacPs1, wdacXml } from './windows/windows.js';
 import { jamfPostinstall, pfAnchor, pppcProfile, tccCheckScript } from './macos/macos.js';
@@ -29,6 +29,12 @@ function contentOf(a: PlannedArtifact, model: Model, templates: Templates): stri
       return iptablesRestore(model, templates, 6);
     case 'nftables':
       return nftRuleset(model, templates);
+    case 'firewall-unit':
+      return firewallUnit(model, templates);
+    case 'daemon-unit':
+      return daemonUnit(templates);
+    case 'daemon-config':
+      return daemonConfig(model);
     case 'windows-firewall':
       return firewallPs1(model, templates);
     case 'windows-acl':

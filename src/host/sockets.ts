@@ -4,6 +4,7 @@
  * connections of another process cut from outside (pidfd_getfd + shutdown).
  */
 import { createRequire } from 'node:module';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Socket } from 'node:net';
 import { AgentboxError } from '../errors.js';
@@ -51,4 +52,68 @@ export function peerCred(socket: Socket): PeerCred {
  */
 export function severEgress(pid: number, proxySocket: string): Severed[] {
   return load().sever(pid, proxySocket);
+}
+
+/** An address in /proc/net/tcp's hex form: IPv4 as one little-endian word, IPv6 as four. */
+function procHex(address: string): string[] {
+  const v4 = /^(?:::ffff:)?(\d+)\.(\d+)\.(\d+)\.(\d+)$/i.exec(address);
+  const hex2 = (n: number) => n.toString(16).toUpperCase().padStart(2, '0');
+  if (v4) {
+    const b = v4.slice(1).map(Number);
+    const word = [b[3]!, b[2]!, b[1]!, b[0]!].map(hex2).join('');
+    // The same peer seen by a dual-stack socket: ::ffff:a.b.c.d in tcp6.
+    return [word, `0000000000000000FFFF0000${word}`];
+  }
+  if (address === '::1') return ['00000000000000000000000001000000'];
+  return [];
+}
+
+/**
+ * The uid owning the TCP socket whose local end is `peer` and remote end is `local`: for
+ * a connection accepted on loopback, the uid of the process that connected (the kernel
+ * records it per socket in /proc/net/tcp and tcp6, column 8). Unix sockets have
+ * SO_PEERCRED; TCP has only this, and only for a peer on this host in this network
+ * namespace. Undefined when no such socket is listed.
+ */
+export function tcpOwnerUid(local: { address: string; port: number }, peer: { address: string; port: number }, procNet = '/proc/net'): number | undefined {
+  const port = (p: number) => p.toString(16).toUpperCase().padStart(4, '0');
+  const peerKeys = new Set(procHex(peer.address).map((a) => `${a}:${port(peer.port)}`));
+  const localKeys = new Set(procHex(local.address).map((a) => `${a}:${port(local.port)}`));
+  for (const file of ['tcp', 'tcp6']) {
+    let text: string;
+    try {
+      text = readFileSync(join(procNet, file), 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 8) continue;
+      if (peerKeys.has(f[1]!.toUpperCase()) && localKeys.has(f[2]!.toUpperCase())) return Number(f[7]);
+    }
+  }
+  return undefined;
+}
+
+/**
+ * True when a TCP socket listens on address:port in this network namespace
+ * (/proc/net/tcp and tcp6, state 0A). Read rather than connected to, so asking never
+ * shows up as a connection at the listener.
+ */
+export function tcpListening(address: string, port: number, procNet = '/proc/net'): boolean {
+  const p = port.toString(16).toUpperCase().padStart(4, '0');
+  const keys = new Set(procHex(address).map((a) => `${a}:${p}`));
+  for (const file of ['tcp', 'tcp6']) {
+    let text: string;
+    try {
+      text = readFileSync(join(procNet, file), 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f[3] === '0A' && keys.has(f[1]?.toUpperCase() ?? '')) return true;
+    }
+  }
+  return false;
 }

@@ -13,7 +13,7 @@ export const TARGETS: readonly Target[] = ['linux', 'windows', 'macos'];
 
 /** Which host control an artifact configures. */
 export type Control =
-  | 'systemd' | 'apparmor' | 'iptables' | 'ip6tables' | 'nftables'
+  | 'systemd' | 'apparmor' | 'iptables' | 'ip6tables' | 'nftables' | 'firewall-unit' | 'daemon-unit' | 'daemon-config'
   | 'windows-firewall' | 'windows-acl' | 'wdac-policy' | 'wdac-deploy' | 'windows-rollback' | 'intune-install' | 'intune-detect'
   | 'pppc' | 'tcc-check' | 'pf' | 'jamf-postinstall';
 
@@ -108,7 +108,14 @@ export function buildPlan(model: Model, targets: readonly Target[], bundles: rea
           { target, control: 'iptables', path: `linux/agentbox-${name}.iptables`, enforces: firewallRules },
           { target, control: 'ip6tables', path: `linux/agentbox-${name}.ip6tables`, enforces: firewallRules },
           { target, control: 'nftables', path: `linux/agentbox-${name}.nft`, enforces: firewallRules },
+          { target, control: 'firewall-unit', path: `linux/agentbox-${name}-firewall.service`, enforces: [baseline(`loads agentbox-${name}.nft at boot, before the agent's unit, which requires it`)] },
         );
+        if (needsProxy) {
+          artifacts.push(
+            { target, control: 'daemon-unit', path: 'linux/agentboxd.service', enforces: [baseline(`agentboxd: the egress proxy on 127.0.0.1:${model.egress.proxyPort} and the control socket; the agent's unit is bound to it (Requires=, BindsTo=)`)] },
+            { target, control: 'daemon-config', path: `linux/agentbox-${name}.daemon.json`, enforces: [...netRules, baseline('the egress governance agentboxd applies: allowlist, policy, consent, DLP, upload limits, audit')] },
+          );
+        }
         break;
       case 'windows': {
         const w = (control: Control, file: string, enforces: Enforced[], dir = 'windows') => ({ target, control, path: `${dir}/agentbox-${name}-${file}`, enforces });

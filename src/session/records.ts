@@ -51,6 +51,8 @@ export interface Session {
   gid: number;
   egressCut: boolean;
   quarantinedAt: string | null;
+  /** A system-service agent's unit, governed by agentboxd (the launcher is the daemon). */
+  unit?: string | null;
 }
 
 export const SESSION_ID = /^[a-z][a-z0-9-]{0,80}$/;

@@ -66,7 +66,12 @@ export interface UnitReading {
   paths: Record<string, string[]>;
   ipAllow: string[];
   privateNetwork: boolean;
+  /** Requires=, BindsTo= and After= lines beyond the template's own, by key. */
+  unitDeps: Record<string, string[]>;
 }
+
+/** The units agentbox orders an agent after: its firewall unit and agentboxd. */
+const DEP_UNIT = /^(?:agentboxd\.service|agentbox-[a-z][a-z0-9-]*-firewall\.service)$/;
 
 export function readSystemdUnit(content: string, template: string): UnitReading {
   const fixed = new Set(template.split('\n').filter((l) => !l.includes('{{')));
@@ -75,7 +80,7 @@ export function readSystemdUnit(content: string, template: string): UnitReading 
     const m = /^([A-Za-z]+)=(.*\{\{.*)$/.exec(l);
     if (m && m[1] !== 'ExecStart') templateKeys.set(m[1]!, new RegExp('^' + m[2]!.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\\?\{\\?\{[a-zA-Z]+\\?\}\\?\}/g, '[a-z][a-z0-9-]*') + '$'));
   }
-  const r: UnitReading = { sections: [], execStart: [], environment: [], paths: Object.fromEntries(PATH_KEYS.map((k) => [k, []])), ipAllow: [], privateNetwork: false };
+  const r: UnitReading = { sections: [], execStart: [], environment: [], paths: Object.fromEntries(PATH_KEYS.map((k) => [k, []])), ipAllow: [], privateNetwork: false, unitDeps: {} };
   for (const line of content.split('\n')) {
     if (line === '' || line.startsWith('#')) continue;
     const sec = /^\[([A-Za-z]+)\]$/.exec(line);
@@ -96,6 +101,10 @@ export function readSystemdUnit(content: string, template: string): UnitReading 
       for (const w of systemdWords(value, { dollar: false })) r.paths[key]!.push(w.replace(/^-/, ''));
     } else if (key === 'IPAddressAllow') {
       r.ipAllow.push(...value.split(' '));
+    } else if (key === 'Requires' || key === 'BindsTo' || key === 'After') {
+      const units = value.split(' ');
+      for (const u of units) if (!DEP_UNIT.test(u)) throw new Error(`systemd: ${key}= names a unit agentbox does not: ${JSON.stringify(u)}`);
+      (r.unitDeps[key] ??= []).push(...units);
     } else if (key === 'PrivateNetwork') {
       r.privateNetwork = value === 'yes';
     } else if (templateKeys.has(key)) {

@@ -12,6 +12,7 @@ import { buildPlan } from '../../src/plan/plan.js';
 import { generate, type Artifact } from '../../src/generate/index.js';
 import type { Model } from '../../src/model/types.js';
 import { ctx, shippedAgents, templates } from '../helpers/load.js';
+import { AGENTBOX_BIN } from '../../src/generate/linux/systemd.js';
 import { apparmorCheck, iptablesTest, NetNs, nftCheck, systemdExposure, systemdVerify } from '../helpers/real-parsers.js';
 
 const handWritten: Record<string, string> = {
@@ -79,9 +80,11 @@ afterAll(async () => ns?.destroy());
 const file = (c: Case, control: string) => join(c.dir, c.artifacts.find((a) => a.control === control)!.path);
 
 describe('real parsers accept every artifact', () => {
-  it('systemd-analyze verify: no diagnostics at all', async () => {
+  it('systemd-analyze verify: no diagnostics at all (the agent unit with the firewall unit and agentboxd it requires)', async () => {
     for (const c of cases) {
-      const v = await systemdVerify([file(c, 'systemd')], [c.model.agent.command[0]!]);
+      const units = c.artifacts.filter((a) => a.path.endsWith('.service')).map((a) => join(c.dir, a.path));
+      expect(units.length, c.label).toBe(c.artifacts.some((a) => a.control === 'daemon-unit') ? 3 : 2);
+      const v = await systemdVerify(units, [c.model.agent.command[0]!, AGENTBOX_BIN]);
       expect(v, c.label).toEqual({ ok: true, output: '' });
     }
   });

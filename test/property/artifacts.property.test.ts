@@ -16,6 +16,7 @@
  * every accepted case's artifacts go through the real parsers; a failure names the
  * case's manifest.
  */
+import { AGENTBOX_BIN } from '../../src/generate/linux/systemd.js';
 import fc from 'fast-check';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -170,6 +171,13 @@ function expectOnlyGranted(model: Model, artifacts: Artifact[]): void {
   }
   for (const a of unit.ipAllow) expect([...(proxy ? ['127.0.0.1', '::1'] : []), ...model.grants.net.filter((g) => !viaProxy(g)).map((g) => g.host)]).toContain(a);
   expect(unit.privateNetwork).toBe(model.grants.net.length === 0);
+  // Bound to its firewall unit always, and to agentboxd when its egress goes through the proxy.
+  const firewall = `agentbox-${model.name}-firewall.service`;
+  expect(unit.unitDeps).toEqual(proxy ? { Requires: ['agentboxd.service', firewall], BindsTo: ['agentboxd.service'], After: ['agentboxd.service', firewall] } : { Requires: [firewall], After: [firewall] });
+  // agentboxd's config is the model as data, nothing more.
+  const config = artifacts.find((a) => a.control === 'daemon-config');
+  expect(config !== undefined).toBe(proxy);
+  if (config) expect(JSON.parse(config.content).model).toEqual(JSON.parse(JSON.stringify(model)));
 
   // AppArmor
   const aa = readApparmorRules(byControl('apparmor'), templates['linux/agent.apparmor']!);
@@ -277,8 +285,9 @@ describe('property: hostile manifests cannot inject into any Linux artifact', ()
         writeFileSync(f, a.content);
         files[a.control] = f;
       }
+      const units = [files.systemd!, files['firewall-unit']!, ...(files['daemon-unit'] ? [files['daemon-unit']] : [])];
       const verdicts = {
-        systemd: await systemdVerify([files.systemd!], [c.model.agent.command[0]!]),
+        systemd: await systemdVerify(units, [c.model.agent.command[0]!, AGENTBOX_BIN]),
         apparmor: await apparmorCheck(files.apparmor!),
         iptables: await iptablesTest(ns, files.iptables!, 4),
         ip6tables: await iptablesTest(ns, files.ip6tables!, 6),
@@ -289,7 +298,7 @@ describe('property: hostile manifests cannot inject into any Linux artifact', ()
       }
     });
     expect(failures.slice(0, 3).join('\n\n')).toBe('');
-    console.log(`real parsers: ${accepted.length} cases × 5 artifacts accepted`);
+    console.log(`real parsers: ${accepted.length} cases × 7 artifacts accepted`);
   }, 900_000);
 
   it('Windows and macOS: every accepted case parses (PowerShell grammar, XML, plist, bash -n), runs only template commands, and carries hostile values literally', async () => {

@@ -22,19 +22,19 @@ export async function quarantineCommand(id: string | undefined, opts: { agent?: 
       }
       if (r.isolatedMs !== undefined) io.out(`${io.style.red('quarantined')}  ${r.session}: egress cut and processes frozen in ${r.isolatedMs.toFixed(0)} ms`);
       else io.out(`${io.style.red('quarantined')}  ${r.session}: ${r.frozenBy}`);
-      if (r.isolatedMs !== undefined) io.out(`  frozen by ${r.frozenBy}; ${r.severed!.length} open connection(s) of the launcher shut down from outside`);
+      if (r.isolatedMs !== undefined) io.out(`  frozen by ${r.frozenBy}; ${r.severed!.length} open egress connection${r.severed!.length === 1 ? '' : 's'} shut down from outside`);
       if (!r.launcherAnswered) io.out('  the launcher did not answer on its control socket: the token was revoked and the evidence taken by this command');
       if (r.evidence) io.out(`  evidence: ${r.evidence} (${r.files!.map((f) => f.name).join(', ')}; hashes in MANIFEST.sha256)${r.notTaken!.length ? `; not taken: ${r.notTaken!.map((n) => `${n.part} (${n.why})`).join('; ')}` : ''}`);
       else io.out(`  ${r.problem}`);
-      io.out(`  token ${r.tokenRevoked} revoked; agentbox release ${r.session} thaws it with egress still cut, agentbox kill ${r.session} ends it`);
+      io.out(`  ${r.tokenRevoked ? `token ${r.tokenRevoked} revoked` : 'no capability token to revoke (a system-service agent has none)'}; agentbox release ${r.session} thaws it with egress still cut, agentbox kill ${r.session} ends it`);
     }
   }
   return results.some((r) => !r.quarantined) ? ExitCode.unavailable : ExitCode.ok;
 }
 
 export async function releaseCommand(id: string, io: Io): Promise<number> {
-  await release(id);
-  io.out(`released ${id}: processes thawed; egress stays cut (relaunch with a new grant to restore it)`);
+  const s = await release(id);
+  io.out(`released ${id}: processes thawed; egress stays cut (${s.unit ? `agentbox kill ${id} ends this session; the next start of ${s.unit} has a new proxy` : 'relaunch with a new grant to restore it'})`);
   return 0;
 }
 

@@ -44,7 +44,7 @@ export async function psCommand(opts: { all?: boolean; filter?: string[]; quiet?
     return 0;
   }
   const rows = [['SESSION', 'AGENT', 'RUNTIME', 'STATE', 'PID', 'EXIT', 'STARTED', 'EXPIRES']];
-  for (const s of sessions) rows.push([s.id, termSafe(s.agent), s.runtime + (s.isolation && s.isolation !== 'runc' ? `/${s.isolation}` : ''), shownState(s), String(s.pid), s.exitCode === null ? '-' : String(s.exitCode), s.startedAt, s.expiresAt ?? '-']);
+  for (const s of sessions) rows.push([s.id, termSafe(s.agent), s.unit ? 'service' : s.runtime + (s.isolation && s.isolation !== 'runc' ? `/${s.isolation}` : ''), shownState(s), String(s.pid), s.exitCode === null ? '-' : String(s.exitCode), s.startedAt, s.expiresAt ?? '-']);
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   for (const r of rows) io.out(r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  '));
   return 0;
@@ -81,6 +81,8 @@ export function registerSessions(program: Command, run: (fn: (io: Io) => Promise
     .option('--filter <KEY=VALUE>', `only sessions where KEY (${FILTER_KEYS.join(', ')}) is VALUE (repeatable; VALUE* for a prefix)`, (v: string, prev: string[] = []) => [...prev, v])
     .option('-q, --quiet', 'only the session ids, one per line')
     .addHelpText('after', `
+RUNTIME is "service" for an agent apply installed, governed by agentboxd (PID: its
+oldest process; kill stops its unit).
 States: running; egress-cut (released after a quarantine: egress stays cut);
 quarantined; orphaned (its launcher died: the box was ended, its changes are kept
 until agentbox kill decides); exited.

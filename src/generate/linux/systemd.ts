@@ -13,6 +13,32 @@ import { render, template, type Templates } from '../template.js';
 const HIDDEN = ['/home', '/root', '/run/user', '/mnt', '/media', '/srv'];
 
 
+/** The daemon's unit name, and where `apply` expects the agentbox command (npm -g's bin). */
+export const DAEMON_UNIT = 'agentboxd.service';
+export const AGENTBOX_BIN = '/usr/local/bin/agentbox';
+
+/** The unit that loads the agent's nftables rules at boot, before the agent. */
+export function firewallUnit(model: Model, templates: Templates): string {
+  return render('agent-firewall.service', template(templates, 'linux/agent-firewall.service'), {
+    header: header(model, '#'),
+    name: model.name,
+    uid: String(model.agent.uid),
+  });
+}
+
+/** agentboxd's unit (the same for every agent). */
+export function daemonUnit(templates: Templates): string {
+  return render('agentboxd.service', template(templates, 'linux/agentboxd.service'), { agentbox: AGENTBOX_BIN });
+}
+
+/**
+ * What agentboxd needs to govern the agent: its resolved model, as applied (so the daemon
+ * enforces what was reviewed, not a manifest read again later). Installed 0600.
+ */
+export function daemonConfig(model: Model): string {
+  return JSON.stringify({ schema: 'agentbox.daemon/v1', agent: model.name, uid: model.agent.uid, user: model.agent.user, unit: `agentbox-${model.name}.service`, listen: { host: '127.0.0.1', port: model.egress.proxyPort }, model }, null, 2);
+}
+
 export function systemdUnit(model: Model, templates: Templates): string {
   const { fs } = effectiveFs(model);
   const fsRules: string[] = [];
@@ -55,9 +81,16 @@ export function systemdUnit(model: Model, templates: Templates): string {
   if (limits.length === 0) limits.push('# none requested');
 
   const env = agentEnvironment(model, proxy ? `http://127.0.0.1:${model.egress.proxyPort}` : undefined);
+  // The firewall unit always; agentboxd when the proxy is the way out. BindsTo= stops the
+  // agent when the daemon stops or fails, Requires= keeps it from starting without it.
+  const firewall = `agentbox-${model.name}-firewall.service`;
+  const unitDeps = proxy
+    ? [`Requires=${DAEMON_UNIT} ${firewall}`, `BindsTo=${DAEMON_UNIT}`, `After=${DAEMON_UNIT} ${firewall}`]
+    : [`Requires=${firewall}`, `After=${firewall}`];
   return render('agent.service', template(templates, 'linux/agent.service'), {
     header: header(model, '#'),
     name: model.name,
+    unitDeps,
     execStart: model.agent.command.map(systemdExecArg).join(' '),
     user: model.agent.user,
     environment: env.map(([k, v]) => `Environment=${systemdEnv(k, v)}`),

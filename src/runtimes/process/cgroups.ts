@@ -52,7 +52,7 @@ function readText(p: string): string {
 }
 
 /** Writes a cgroup control file, never through a symlink at its name (cgroupfs files are written in place). */
-function writeControl(path: string, value: string): void {
+export function writeControl(path: string, value: string): void {
   const fd = openSync(path, constants.O_WRONLY | constants.O_NOFOLLOW);
   try {
     writeSync(fd, value);
