@@ -26,7 +26,7 @@
  * Payloads (file contents, bodies) are never passed here; callers hash them.
  */
 import { createHash, createHmac, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
-import { closeSync, existsSync, linkSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, fstatSync, ftruncateSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, linkSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, statSync, fstatSync, ftruncateSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import canonicalize from 'canonicalize';
 import { sha256Hex } from '../hash.js';
@@ -309,10 +309,13 @@ export class AuditSink {
         return { ok: true };
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-        const [pidText, start] = readFileSyncSafe(this.lockFile).split(' ');
+        const text = readFileSyncSafe(this.lockFile);
+        const [pidText, start] = text.split(' ');
         const holder = Number(pidText);
         const alive = holder > 0 && processStart(holder) !== undefined && (!start || processStart(holder) === start);
-        if (holder > 0 && !alive) {
+        // A lock that names nobody (its writer died between create and write) is stale once it is a second old.
+        const nameless = !(holder > 0) && Date.now() - mtimeMs(this.lockFile) > 1000;
+        if ((holder > 0 && !alive) || nameless) {
           // The holder died mid-append (or its pid now names another process): the lock is stale.
           try {
             unlinkSync(this.lockFile);
@@ -335,6 +338,14 @@ export class AuditSink {
     } catch {
       // already gone
     }
+  }
+}
+
+function mtimeMs(p: string): number {
+  try {
+    return statSync(p).mtimeMs;
+  } catch {
+    return Date.now();
   }
 }
 

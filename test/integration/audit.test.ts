@@ -6,7 +6,7 @@
  * torn tails moved aside and recorded rather than dropped.
  */
 import { execa } from 'execa';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -191,4 +191,14 @@ describe('audit log: a stopped lock holder', () => {
     expect(readdirSync(state).filter((n) => n.startsWith('audit.spool-invalid-'))).toHaveLength(1);
     expect(verifyLog(readFileSync(file, 'utf8'), deviceKey(state).publicKey, true).ok).toBe(true);
   }, 30_000);
+
+  it('a lock file that names nobody (its writer died before writing its pid) is taken as stale', () => {
+    const { state, file } = log(1);
+    writeFileSync(join(state, 'audit.jsonl.lock'), '');
+    utimesSync(join(state, 'audit.jsonl.lock'), new Date(Date.now() - 5000), new Date(Date.now() - 5000));
+    const t0 = performance.now();
+    expect(new AuditSink(state).append({ session: 's', agent: 'a', action: 'x', resource: 'r', decision: 'info', reason: 'after' })?.seq).toBe(2);
+    expect(performance.now() - t0).toBeLessThan(2000);
+    expect(lines(file)).toHaveLength(2);
+  });
 });
