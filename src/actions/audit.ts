@@ -3,13 +3,16 @@
  * entries (to stdout, or to syslog over UDP or TCP) as JSON, CEF or OCSF.
  */
 import { createPublicKey } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { AgentboxError } from '../errors.js';
 import { format, parseSyslogUrl, sendSyslog, type ExportFormat, type SendReport } from '../audit/export.js';
 import { parseLine, type AuditRecord } from '../audit/record.js';
 import { spooledFiles } from '../audit/sink.js';
 import { verifyLog, type VerifyReport } from '../audit/verify.js';
+import { renderReport, type ReportLog } from '../audit/report.js';
+import { describe, timelines } from '../audit/timeline.js';
+import { VERSION } from '../version.js';
 import { stateDir } from '../session/state.js';
 
 export type { ExportFormat };
@@ -54,6 +57,62 @@ export function auditRecords(file: string | undefined, since: number | undefined
 
 export function formatRecords(records: readonly AuditRecord[], f: ExportFormat): string[] {
   return records.map((r) => format(r, f));
+}
+
+/** The entries of several logs (a line that is not an entry is skipped and counted), in time order. */
+function recordsOf(text: string, since: number | undefined): { records: AuditRecord[]; skipped: number } {
+  const records: AuditRecord[] = [];
+  let skipped = 0;
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    const p = parseLine(line);
+    if (!p.ok) skipped++;
+    else if (since === undefined || Date.parse(p.record.time) >= since) records.push(p.record);
+  }
+  return { records, skipped };
+}
+
+/**
+ * `agentbox report`: verifies each log with the device key (or --key), gathers its
+ * entries since a time, and writes the self-contained HTML (audit/report.ts).
+ */
+export function writeReport(files: readonly string[], opts: { since?: number; out: string; key?: string }): { out: string; logs: ReportLog[]; entries: number; skipped: number; bytes: number } {
+  const paths = files.length > 0 ? [...files] : [logPath(undefined)];
+  const keyPath = opts.key ?? join(stateDir(), 'keys', 'device-ed25519.pub.pem');
+  if (!existsSync(keyPath)) throw new AgentboxError('USAGE', `no public key at ${keyPath}`, { details: ['give the device public key with --key PEM'] });
+  const key = createPublicKey(readFileSync(keyPath));
+  const logs: ReportLog[] = [];
+  const records: AuditRecord[] = [];
+  let skipped = 0;
+  for (const f of paths) {
+    const path = logPath(f);
+    const text = readFileSync(path, 'utf8');
+    const spooled = resolve(path) === resolve(stateDir(), 'audit.jsonl') ? spooledFiles(stateDir()).length : 0;
+    logs.push({ file: path, verify: verifyLog(text, key, true), spooled });
+    const r = recordsOf(text, opts.since);
+    records.push(...r.records);
+    skipped += r.skipped;
+  }
+  records.sort((a, b) => Date.parse(a.time) - Date.parse(b.time) || a.seq - b.seq);
+  const html = renderReport({ logs, records, since: opts.since === undefined ? null : new Date(opts.since).toISOString(), generatedAt: new Date().toISOString(), version: VERSION });
+  writeFileSync(opts.out, html, { mode: 0o600 });
+  return { out: opts.out, logs, entries: records.length, skipped, bytes: Buffer.byteLength(html) };
+}
+
+/** The session timelines of a log as text lines (the caller makes them terminal-safe). */
+export function showLines(records: readonly AuditRecord[], session: string | undefined): string[] {
+  const out: string[] = [];
+  for (const t of timelines(records)) {
+    if (session && t.session !== session) continue;
+    out.push(`${t.session}  ${t.agent}  ${t.start}${t.quarantined ? '  QUARANTINED' : ''}${t.end ? `  ended ${t.end}` : ''}`);
+    for (const ev of t.events) out.push(`  ${ev.time}  ${ev.decision.padEnd(5)}  ${ev.text}`);
+  }
+  return out;
+}
+
+/** One entry as a `show --follow` line. */
+export function followLine(r: AuditRecord): string {
+  return `${r.time}  ${r.session}  ${r.decision.padEnd(5)}  ${describe(r)}`;
 }
 
 export async function sendRecords(to: string, records: readonly AuditRecord[], f: ExportFormat): Promise<SendReport> {

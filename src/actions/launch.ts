@@ -7,11 +7,12 @@
  * runs it to the end.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { AgentboxError } from '../errors.js';
 import { policyDir as envPolicyDir } from '../env.js';
 import type { Model, RuntimeKind } from '../model/types.js';
+import { isWithin } from '../model/paths.js';
 import type { LaunchPlan } from '../box/bwrap.js';
 import type { ContainerPlan } from '../box/container.js';
 import type { MicrovmPlan } from '../box/microvm.js';
@@ -136,6 +137,10 @@ export async function prepareLaunch(loaded: Model, req: LaunchRequest, notify: N
     }
     policy = { engine, labels: dir.labels, dir: dir.dir };
   }
+  // agentbox's own state (control sockets, keys, audit log, other sessions' records) is
+  // never the agent's, whatever a grant covers: denied like any other path, so every
+  // runtime masks it and the socket scan skips it.
+  model = withStateDenied(model, stateDir());
   const runtime = (req.runtime ?? model.runtime.kind) as RuntimeKind;
   if (!RUNTIMES.includes(runtime)) throw new AgentboxError('USAGE', `--runtime ${runtime}: valid runtimes are ${RUNTIMES.join(', ')}`);
   if (req.isolation !== undefined && !['runc', 'gvisor'].includes(req.isolation)) throw new AgentboxError('USAGE', `--isolation ${req.isolation}: valid isolations are runc, gvisor (container runtime)`);
@@ -154,6 +159,20 @@ export async function prepareLaunch(loaded: Model, req: LaunchRequest, notify: N
     for (const l of lines) notify.warn(l);
   }
   return { model, runtime, command, ...(envAdded ? { envAdded } : {}), ...(req.isolation ? { isolation: req.isolation as 'runc' | 'gvisor' } : {}), ...(tokenExp !== undefined ? { tokenExp } : {}), ...(policy ? { policy } : {}) };
+}
+
+/** The model with agentbox's state folder denied, when a grant covers it. */
+export function withStateDenied(model: Model, state: string): Model {
+  let real = state;
+  try {
+    real = realpathSync(state);
+  } catch {
+    // not there yet: the path as given
+  }
+  const paths = [...new Set([state, real])];
+  if (!paths.some((p) => model.grants.fs.some((g) => isWithin(p, g.path)))) return model;
+  const denies = paths.map((path) => ({ path, access: 'all' as const, source: { origin: 'preset' as const, preset: 'agentbox', file: 'agentbox', pointer: 'state', text: `fs:${path} (agentbox's own state: control sockets, keys, audit log)` } }));
+  return { ...model, denies: { ...model.denies, fs: [...model.denies.fs, ...denies] } };
 }
 
 /** The runtime's build (loaded only when used: Docker's client and QEMU's glue stay out of a process launch). */

@@ -41,6 +41,7 @@ const COMMANDS: Record<string, () => Promise<Register[]>> = {
   deny: async () => [(await import('./commands/consent.js')).registerConsent],
   'userns-profile': async () => [(await import('./commands/userns.js')).registerUserns],
   daemon: async () => [(await import('./commands/daemon.js')).registerDaemon],
+  report: async () => [(await import('./commands/report.js')).registerReport],
 };
 
 async function registrations(argv: string[]): Promise<Register[]> {

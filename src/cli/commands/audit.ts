@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { termSafe } from '../../escape/terminal.js';
 import { parseTtl } from '../../model/grammar.js';
 import { AgentboxError } from '../../errors.js';
-import { auditRecords, EXPORT_FORMATS, formatRecords, sendRecords, verifyAudit, type ExportFormat } from '../../actions/audit.js';
+import { auditRecords, EXPORT_FORMATS, followLine, formatRecords, sendRecords, showLines, verifyAudit, type ExportFormat } from '../../actions/audit.js';
 import type { Io } from '../io.js';
 
 export async function verifyCommand(file: string | undefined, opts: { full?: boolean; key?: string }, io: Io): Promise<number> {
@@ -19,15 +19,44 @@ export async function verifyCommand(file: string | undefined, opts: { full?: boo
   return r.ok ? 0 : 1;
 }
 
+/** An ISO time, or a duration back from now (30m, 1h, 1h30m), as `journalctl --since` and `docker logs --since` take. */
+export function sinceOf(text: string | undefined): number | undefined {
+  if (!text) return undefined;
+  const rel = parseTtl(text);
+  const since = rel.ok ? Date.now() - rel.value * 1000 : /^\d{4}-\d{2}-\d{2}/.test(text) ? Date.parse(text) : Number.NaN;
+  if (Number.isNaN(since)) throw new AgentboxError('USAGE', `--since ${termSafe(text)}: give an ISO time such as 2026-11-23T08:00:00Z, or a duration back from now such as 30m, 1h or 1h30m`);
+  return since;
+}
+
+export async function showCommand(opts: { since?: string; session?: string; follow?: boolean; file?: string }, io: Io): Promise<number> {
+  const since = sinceOf(opts.since);
+  const { records, skipped } = auditRecords(opts.file, since);
+  for (const line of showLines(records, opts.session)) io.out(termSafe(line));
+  if (skipped.length > 0) io.warn(`${skipped.length} lines are not entries (agentbox audit verify checks the whole log)`);
+  if (!opts.follow) return 0;
+  // New entries as they are written, until interrupted.
+  let seen = records.length === 0 ? 0 : records[records.length - 1]!.seq;
+  await new Promise<void>((resolve) => {
+    const timer = setInterval(() => {
+      for (const r of auditRecords(opts.file, undefined).records) {
+        if (r.seq <= seen) continue;
+        seen = r.seq;
+        if (!opts.session || r.session === opts.session) io.out(termSafe(followLine(r)));
+      }
+    }, 500);
+    const stop = () => {
+      clearInterval(timer);
+      resolve();
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  return 0;
+}
+
 export async function exportCommand(opts: { format: string; since?: string; to?: string; file?: string }, io: Io): Promise<number> {
   if (!(EXPORT_FORMATS as readonly string[]).includes(opts.format)) throw new AgentboxError('USAGE', `--format ${opts.format}: use json, cef or ocsf`);
-  // An ISO time, or a duration back from now (30m, 1h, 1h30m), as `journalctl --since` and `docker logs --since` take.
-  let since: number | undefined;
-  if (opts.since) {
-    const rel = parseTtl(opts.since);
-    since = rel.ok ? Date.now() - rel.value * 1000 : /^\d{4}-\d{2}-\d{2}/.test(opts.since) ? Date.parse(opts.since) : Number.NaN;
-    if (Number.isNaN(since)) throw new AgentboxError('USAGE', `--since ${termSafe(opts.since)}: give an ISO time such as 2026-11-23T08:00:00Z, or a duration back from now such as 30m, 1h or 1h30m`);
-  }
+  const since = sinceOf(opts.since);
   const f = opts.format as ExportFormat;
   const { records, skipped } = auditRecords(opts.file, since);
   for (const x of skipped.slice(0, 20)) io.warn(`line ${x.line} is not exported: ${x.problem} (agentbox audit verify checks the whole log)`);
@@ -54,6 +83,21 @@ Examples:
   agentbox audit verify
   agentbox audit verify /evidence/audit.jsonl --key device.pub.pem --full --json`)
     .action((file: string | undefined, opts: { full?: boolean; key?: string }) => run((io) => verifyCommand(file, opts, io)));
+  audit
+    .command('show')
+    .description("each session's timeline as text: launch, egress allowed and denied, consent, violations, quarantine, exit")
+    .option('--session <id>', 'only this session')
+    .option('--since <time>', 'only entries at or after this ISO time, or this long ago (30m, 1h)')
+    .option('-f, --follow', 'then print new entries as they are written, until Ctrl-C')
+    .option('--file <path>', 'audit log (default: STATE/audit.jsonl)')
+    .addHelpText('after', `
+agentbox report draws the same timeline, with the KPIs, as an HTML file.
+
+Examples:
+  agentbox audit show
+  agentbox audit show --session cowork-3f9a12c0
+  agentbox audit show --since 1h --follow`)
+    .action((opts: { since?: string; session?: string; follow?: boolean; file?: string }) => run((io) => showCommand(opts, io)));
   audit
     .command('export')
     .description('print or ship entries as JSON lines, CEF or OCSF')

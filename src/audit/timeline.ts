@@ -1,0 +1,201 @@
+/**
+ * The audit trail as people read it (pure): each session's timeline, and the KPIs over a
+ * period, from verified-or-not records. `agentbox audit show` prints the timeline;
+ * `agentbox report` draws both.
+ *
+ * KPI definitions (docs/visibility.md):
+ * - allowed / denied: egress decisions (egress.connect, egress.http, egress.https with a
+ *   decision of allow or deny; a `closed` entry is not a decision);
+ * - escalations: consent requests; time to approve: from a request to its answer, for
+ *   answers that allowed (median and the longest);
+ * - blocked uploads: DLP and upload-limit refusals (violation.dlp, violation.upload-limit:
+ *   the proxy records each refusal once as a violation);
+ * - rollback rate: sessions whose changes were reverted / sessions that ended;
+ * - MTTD: from a session's first violation to its quarantine (mean); MTTR: from a
+ *   quarantine to its release or the session's end (mean).
+ */
+import type { AuditRecord } from './record.js';
+
+export type EventKind = 'launch' | 'egress-allow' | 'egress-deny' | 'consent-ask' | 'consent-answer' | 'violation' | 'quarantine' | 'release' | 'token' | 'control' | 'exit' | 'revert' | 'persist' | 'other';
+
+export interface TimelineEvent {
+  seq: number;
+  time: string;
+  kind: EventKind;
+  action: string;
+  resource: string;
+  decision: AuditRecord['decision'];
+  text: string;
+}
+
+export interface SessionTimeline {
+  session: string;
+  agent: string;
+  start: string;
+  end: string | null;
+  exitCode: number | null;
+  quarantined: boolean;
+  events: TimelineEvent[];
+}
+
+const DECISION_ACTIONS = new Set(['egress.connect', 'egress.http', 'egress.https']);
+
+export function kindOf(r: Pick<AuditRecord, 'action' | 'decision' | 'reason'>): EventKind {
+  const a = r.action;
+  if (a === 'launch') return 'launch';
+  if (DECISION_ACTIONS.has(a)) return r.reason === 'closed' ? 'other' : r.decision === 'deny' ? 'egress-deny' : 'egress-allow';
+  if (a === 'consent.request') return 'consent-ask';
+  if (a === 'consent.answer') return 'consent-answer';
+  if (a.startsWith('violation.')) return 'violation';
+  if (a === 'quarantine.requested' || a === 'quarantine.frozen') return 'quarantine';
+  if (a === 'quarantine.released') return 'release';
+  if (a.startsWith('token.')) return 'token';
+  if (a.startsWith('control.')) return 'control';
+  if (a === 'exit' || a === 'session.orphaned') return 'exit';
+  if (a === 'revert') return 'revert';
+  if (a === 'persist') return 'persist';
+  return 'other';
+}
+
+/** One line of text for an entry: what happened, to what, why; the caller escapes it for its output. */
+export function describe(r: AuditRecord): string {
+  const by = typeof r.details?.by === 'string' ? ` by ${r.details.by}` : r.details?.by && typeof r.details.by === 'object' && 'name' in (r.details.by as object) ? ` by ${String((r.details.by as { name: unknown }).name)}` : '';
+  switch (kindOf(r)) {
+    case 'launch':
+      return `launched: ${r.resource}`;
+    case 'egress-allow':
+      return `${r.action.slice('egress.'.length)} ${r.resource} allowed (${typeof r.details?.rule === 'string' ? r.details.rule : r.reason})`;
+    case 'egress-deny':
+      return `${r.action.slice('egress.'.length)} ${r.resource} denied: ${r.reason}`;
+    case 'consent-ask':
+      return `asked: ${r.reason}`;
+    case 'consent-answer':
+      return `consent for ${r.resource}: ${r.reason}`;
+    case 'violation':
+      return `${r.action.slice('violation.'.length)} violation towards ${r.resource}: ${r.reason}`;
+    case 'quarantine':
+      return r.action === 'quarantine.requested' ? `quarantine requested${by}: ${r.reason}` : `frozen: ${r.reason}`;
+    case 'release':
+      return `released: ${r.reason}`;
+    case 'exit':
+      return r.action === 'exit' ? `exited (${r.reason}${typeof r.details?.exitCode === 'number' ? `, exit code ${r.details.exitCode}` : ''})` : `orphaned: ${r.reason}`;
+    case 'revert':
+      return `reverted: ${r.reason}`;
+    case 'persist':
+      return `persisted: ${r.reason}`;
+    default:
+      return `${r.action} ${r.resource}: ${r.reason}`;
+  }
+}
+
+/** Each session's events in log order, sessions ordered by their first entry. */
+export function timelines(records: readonly AuditRecord[]): SessionTimeline[] {
+  const by = new Map<string, SessionTimeline>();
+  for (const r of records) {
+    if (r.session === '-') continue;
+    let t = by.get(r.session);
+    if (!t) {
+      t = { session: r.session, agent: r.agent, start: r.time, end: null, exitCode: null, quarantined: false, events: [] };
+      by.set(r.session, t);
+    }
+    const kind = kindOf(r);
+    if (kind === 'other' && DECISION_ACTIONS.has(r.action)) continue; // `closed` bookkeeping
+    t.events.push({ seq: r.seq, time: r.time, kind, action: r.action, resource: r.resource, decision: r.decision, text: describe(r) });
+    if (kind === 'exit') {
+      t.end = r.time;
+      if (typeof r.details?.exitCode === 'number') t.exitCode = r.details.exitCode;
+    }
+    if (kind === 'quarantine') t.quarantined = true;
+  }
+  return [...by.values()];
+}
+
+export interface Kpis {
+  sessions: number;
+  ended: number;
+  allowed: number;
+  denied: number;
+  escalations: number;
+  approved: number;
+  timeToApproveMs: { median: number | null; max: number | null };
+  blockedUploads: number;
+  reverted: number;
+  rollbackRate: number | null;
+  quarantines: number;
+  mttdMs: number | null;
+  mttrMs: number | null;
+  /** Denials by reason code or detector, most first. */
+  deniedBy: { reason: string; count: number }[];
+}
+
+const ms = (a: string, b: string) => Date.parse(b) - Date.parse(a);
+const mean = (xs: number[]) => (xs.length ? xs.reduce((s, x) => s + x, 0) / xs.length : null);
+function median(xs: number[]): number | null {
+  if (xs.length === 0) return null;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+export function kpis(records: readonly AuditRecord[]): Kpis {
+  let allowed = 0;
+  let denied = 0;
+  let escalations = 0;
+  let blocked = 0;
+  const asked = new Map<string, string>();
+  const waits: number[] = [];
+  const deniedBy = new Map<string, number>();
+  const firstViolation = new Map<string, string>();
+  const quarantinedAt = new Map<string, string>();
+  const detect: number[] = [];
+  const resolve: number[] = [];
+  const sessions = new Set<string>();
+  const ended = new Set<string>();
+  const reverted = new Set<string>();
+  for (const r of records) {
+    if (r.session !== '-') sessions.add(r.session);
+    const kind = kindOf(r);
+    const code = typeof r.details?.code === 'string' ? r.details.code : undefined;
+    if (kind === 'egress-allow') allowed++;
+    if (kind === 'egress-deny') {
+      denied++;
+      const why = /detector ([a-z0-9-]+)/.exec(r.reason)?.[1] ?? code ?? r.reason.split(/[:;(]/)[0]!.trim().slice(0, 60);
+      deniedBy.set(why, (deniedBy.get(why) ?? 0) + 1);
+    }
+    if (r.action === 'violation.dlp' || r.action === 'violation.upload-limit') blocked++;
+    if (kind === 'violation' && !firstViolation.has(r.session)) firstViolation.set(r.session, r.time);
+    if (kind === 'consent-ask') {
+      escalations++;
+      if (typeof r.details?.id === 'string') asked.set(r.details.id, r.time);
+    }
+    if (kind === 'consent-answer' && r.decision === 'allow' && typeof r.details?.id === 'string' && asked.has(r.details.id)) waits.push(ms(asked.get(r.details.id)!, r.time));
+    if (r.action === 'quarantine.requested' && !quarantinedAt.has(r.session)) {
+      quarantinedAt.set(r.session, r.time);
+      const v = firstViolation.get(r.session);
+      if (v) detect.push(ms(v, r.time));
+    }
+    if ((kind === 'release' || kind === 'exit') && quarantinedAt.has(r.session) && !ended.has(`${r.session}:resolved`)) {
+      resolve.push(ms(quarantinedAt.get(r.session)!, r.time));
+      ended.add(`${r.session}:resolved`);
+    }
+    if (kind === 'exit') ended.add(r.session);
+    if (kind === 'revert') reverted.add(r.session);
+  }
+  const endedCount = [...ended].filter((k) => !k.endsWith(':resolved')).length;
+  return {
+    sessions: sessions.size,
+    ended: endedCount,
+    allowed,
+    denied,
+    escalations,
+    approved: waits.length,
+    timeToApproveMs: { median: median(waits), max: waits.length ? Math.max(...waits) : null },
+    blockedUploads: blocked,
+    reverted: reverted.size,
+    rollbackRate: endedCount ? reverted.size / endedCount : null,
+    quarantines: quarantinedAt.size,
+    mttdMs: mean(detect),
+    mttrMs: mean(resolve),
+    deniedBy: [...deniedBy].map(([reason, count]) => ({ reason, count })).sort((a, b) => b.count - a.count || a.reason.localeCompare(b.reason)),
+  };
+}
