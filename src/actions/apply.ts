@@ -4,6 +4,7 @@
  * checked before anything runs.
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { readFileNoFollow } from '../host/open-exact.js';
 import { join } from 'node:path';
 import { AgentboxError } from '../errors.js';
 import { sha256Hex } from '../hash.js';
@@ -86,7 +87,10 @@ function checkAlongside(input: ApplyInput, root: string): void {
   for (const f of readdirSync(dir).filter((n) => /^agentbox-.+\.plan\.json$/.test(n))) {
     let other: { agent?: unknown; effective?: { account?: { uid?: unknown; user?: unknown } } };
     try {
-      other = JSON.parse(readFileSync(join(dir, f), 'utf8')) as typeof other;
+      // Under an image root: read without following a link out of it.
+      const read = readFileNoFollow(join(dir, f));
+      if (!read) continue;
+      other = JSON.parse(read.content.toString('utf8')) as typeof other;
     } catch {
       continue;
     }

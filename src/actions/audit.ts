@@ -3,7 +3,8 @@
  * entries (to stdout, or to syslog over UDP or TCP) as JSON, CEF or OCSF.
  */
 import { createPublicKey } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { writeFileNoFollow } from '../host/open-exact.js';
 import { join, resolve } from 'node:path';
 import { AgentboxError } from '../errors.js';
 import { format, parseSyslogUrl, sendSyslog, type ExportFormat, type SendReport } from '../audit/export.js';
@@ -42,34 +43,24 @@ export function verifyAudit(file: string | undefined, opts: { full?: boolean; ke
  * altered) is not exported: it is listed in `skipped` with why, for the caller to say so.
  */
 export function auditRecords(file: string | undefined, since: number | undefined): { records: AuditRecord[]; skipped: { line: number; problem: string }[] } {
+  return recordsOf(readFileSync(logPath(file), 'utf8'), since);
+}
+
+/** The entries of a log's text since a time; a line that is not an entry is listed in `skipped` with why. */
+function recordsOf(text: string, since: number | undefined): { records: AuditRecord[]; skipped: { line: number; problem: string }[] } {
   const records: AuditRecord[] = [];
   const skipped: { line: number; problem: string }[] = [];
-  readFileSync(logPath(file), 'utf8')
-    .split('\n')
-    .forEach((line, i) => {
-      if (!line) return;
-      const p = parseLine(line);
-      if (!p.ok) skipped.push({ line: i + 1, problem: p.problem });
-      else if (since === undefined || Date.parse(p.record.time) >= since) records.push(p.record);
-    });
+  text.split('\n').forEach((line, i) => {
+    if (!line) return;
+    const p = parseLine(line);
+    if (!p.ok) skipped.push({ line: i + 1, problem: p.problem });
+    else if (since === undefined || Date.parse(p.record.time) >= since) records.push(p.record);
+  });
   return { records, skipped };
 }
 
 export function formatRecords(records: readonly AuditRecord[], f: ExportFormat): string[] {
   return records.map((r) => format(r, f));
-}
-
-/** The entries of several logs (a line that is not an entry is skipped and counted), in time order. */
-function recordsOf(text: string, since: number | undefined): { records: AuditRecord[]; skipped: number } {
-  const records: AuditRecord[] = [];
-  let skipped = 0;
-  for (const line of text.split('\n')) {
-    if (!line) continue;
-    const p = parseLine(line);
-    if (!p.ok) skipped++;
-    else if (since === undefined || Date.parse(p.record.time) >= since) records.push(p.record);
-  }
-  return { records, skipped };
 }
 
 /**
@@ -91,11 +82,12 @@ export function writeReport(files: readonly string[], opts: { since?: number; ou
     logs.push({ file: path, verify: verifyLog(text, key, true), spooled });
     const r = recordsOf(text, opts.since);
     records.push(...r.records);
-    skipped += r.skipped;
+    skipped += r.skipped.length;
   }
   records.sort((a, b) => Date.parse(a.time) - Date.parse(b.time) || a.seq - b.seq);
   const html = renderReport({ logs, records, since: opts.since === undefined ? null : new Date(opts.since).toISOString(), generatedAt: new Date().toISOString(), version: VERSION });
-  writeFileSync(opts.out, html, { mode: 0o600 });
+  // Often run as root in a folder others can write: never through a link planted at the name.
+  writeFileNoFollow(resolve(opts.out), html, 0o600, true);
   return { out: opts.out, logs, entries: records.length, skipped, bytes: Buffer.byteLength(html) };
 }
 

@@ -28,16 +28,16 @@
  *
  * SIGTERM, SIGINT or SIGHUP stop it; its unit's dependants (BindsTo=) stop with it.
  */
-import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { AgentboxError } from '../errors.js';
 import type { Model } from '../model/types.js';
 import { NAME_PATTERN } from '../manifest/schema.js';
-import { identify, isRunning, processStart, type ProcessIdentity } from '../host/proc.js';
+import { identify, isRunning, signalIdentity, type ProcessIdentity } from '../host/proc.js';
 import { tcpListening, tcpOwnerUid } from '../host/sockets.js';
-import { writeFileNoFollow } from '../host/open-exact.js';
+import { readFileNoFollow, writeFileNoFollow } from '../host/open-exact.js';
 import { policyDir as envPolicyDir } from '../env.js';
 import { nftTable } from '../escape/netfilter.js';
 import { startSessionProxy, type SessionProxy } from '../egress/session-proxy.js';
@@ -45,7 +45,7 @@ import { sessionEvents, type EventFn } from '../session/events.js';
 import { socketControl, type ControlHandler } from '../session/control.js';
 import { cutMarker, listSessions, newSessionId, readSession, sessionsDir, writeSession, type Session } from '../session/records.js';
 import { stateDir } from '../session/state.js';
-import { freezeCgroup, freezerOf, thawCgroup, writeControl } from '../runtimes/process/cgroups.js';
+import { freezeCgroup, freezerOf, thawCgroup, writable, writeControl } from '../runtimes/process/cgroups.js';
 
 export const CONFIG_DIR = '/etc/agentbox';
 const POLL_MS = 250;
@@ -86,11 +86,15 @@ export function readDaemonConfigs(dir: string): DaemonConfig[] {
   const out: DaemonConfig[] = [];
   for (const f of readdirSync(dir).filter((n) => /^agentbox-.+\.daemon\.json$/.test(n)).sort()) {
     const path = join(dir, f);
+    // Read as root without following a link anywhere on the path; the checks below are of what was read.
+    let read: ReturnType<typeof readFileNoFollow>;
     let c: DaemonConfig;
     try {
-      c = JSON.parse(readFileSync(path, 'utf8')) as DaemonConfig;
+      read = readFileNoFollow(path);
+      if (!read) continue;
+      c = JSON.parse(read.content.toString('utf8')) as DaemonConfig;
     } catch (e) {
-      throw new AgentboxError('CHECK_FAILED', `${path}: not JSON (${(e as Error).message})`, { details: ['apply the agent again: agentbox apply MANIFEST'] });
+      throw new AgentboxError('CHECK_FAILED', `${path}: not a readable config (${(e as Error).message.split('\n')[0]})`, { details: ['apply the agent again: agentbox apply MANIFEST'] });
     }
     // Data from disk: every value that reaches a path, a socket or a uid check is re-checked.
     const bad = (what: string) => new AgentboxError('CHECK_FAILED', `${path}: ${what}`, { details: ['apply the agent again: agentbox apply MANIFEST'] });
@@ -100,7 +104,7 @@ export function readDaemonConfigs(dir: string): DaemonConfig[] {
     if (c.unit !== `agentbox-${c.agent}.service`) throw bad(`unit ${JSON.stringify(c.unit)} is not agentbox-${c.agent}.service`);
     if (!c.listen || c.listen.host !== '127.0.0.1' || !Number.isInteger(c.listen.port) || c.listen.port < 1 || c.listen.port > 65535) throw bad(`listen ${JSON.stringify(c.listen)} is not 127.0.0.1 and a port`);
     if (!c.model || c.model.name !== c.agent || c.model.agent?.uid !== c.uid || c.model.egress?.proxyPort !== c.listen.port) throw bad('its model does not match its agent, uid and port');
-    const st = statSync(path);
+    const st = read.stat;
     if (st.mode & 0o022) throw bad('is writable by group or others; it must be 0600 and root-owned');
     if (process.getuid?.() === 0 && st.uid !== 0) throw bad(`is owned by uid ${st.uid}; it must be root-owned (0600)`);
     out.push(c);
@@ -113,6 +117,12 @@ export function sharedUids(configs: readonly DaemonConfig[]): Map<number, string
   const by = new Map<number, string[]>();
   for (const c of configs) by.set(c.uid, [...(by.get(c.uid) ?? []), c.agent]);
   return new Map([...by].filter(([, agents]) => agents.length > 1));
+}
+
+/** A connection the daemon does not hand to any proxy: a 403 saying why (validated names only). */
+function refuse(socket: Socket, why: string): void {
+  socket.on('error', () => undefined);
+  socket.end(`HTTP/1.1 403 Forbidden (agentbox: ${why})\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
 }
 
 /** systemd runs here (it is PID 1 of this pid namespace): units have cgroups of their own. */
@@ -143,6 +153,10 @@ function uidProcesses(uid: number, unit?: string): ProcessIdentity[] {
   const out: ProcessIdentity[] = [];
   for (const n of readdirSync('/proc')) {
     if (!/^\d+$/.test(n)) continue;
+    // The identity before and after the status read must agree: a pid that exited and was
+    // reused meanwhile is not taken for a process of the agent's uid.
+    const before = identify(Number(n));
+    if (!before) continue;
     let status: string;
     try {
       status = readFileSync(`/proc/${n}/status`, 'utf8');
@@ -152,20 +166,9 @@ function uidProcesses(uid: number, unit?: string): ProcessIdentity[] {
     const m = /^Uid:\s+(\d+)\s+(\d+)/m.exec(status);
     if (!m || Number(m[1]) !== uid || /^State:\s+Z/m.test(status)) continue;
     if (scoped && !inUnit(Number(n), unit)) continue;
-    const id = identify(Number(n));
-    if (id) out.push(id);
+    if (identify(Number(n))?.start === before.start) out.push(before);
   }
   return out.sort((a, b) => Number(a.start) - Number(b.start) || a.pid - b.pid);
-}
-
-/** True when the cgroup's control file can be written here (not a read-only view of it). */
-function writableControl(file: string): boolean {
-  try {
-    accessSync(file, constants.W_OK);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /**
@@ -187,15 +190,20 @@ function freezerFor(agent: string, pid: number): string | undefined {
   const v2 = lines.find((l) => l.startsWith('0::'))?.slice(3);
   if (systemdRuns() && v2 !== undefined && v2 !== '/') {
     for (const base of ['/sys/fs/cgroup', '/sys/fs/cgroup/unified']) {
-      if (writableControl(join(base, v2, 'cgroup.freeze'))) return join(base, v2);
+      if (writable(join(base, v2, 'cgroup.freeze'))) return join(base, v2);
     }
   }
   if (existsSync('/sys/fs/cgroup/freezer/freezer.state') || existsSync('/sys/fs/cgroup/freezer/cgroup.procs')) {
     const own = (readFileSync('/proc/self/cgroup', 'utf8').split('\n').map((l) => l.split(':')).find((f) => f[1]?.split(',').includes('freezer'))?.[2] ?? '/').replace(/\/$/, '');
     const dir = join('/sys/fs/cgroup/freezer', own, `agentbox-${agent}`);
     try {
-      mkdirSync(dir, { recursive: true });
-      if (writableControl(join(dir, 'freezer.state')) && writableControl(join(dir, 'cgroup.procs'))) return dir;
+      // One level, in the daemon's own freezer cgroup (which exists); an existing entry must be a real folder.
+      try {
+        mkdirSync(dir);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || !lstatSync(dir).isDirectory()) throw e;
+      }
+      if (writable(join(dir, 'freezer.state')) && writable(join(dir, 'cgroup.procs'))) return dir;
     } catch {
       // not ours to make here
     }
@@ -326,9 +334,8 @@ class Governed {
   /** The connection of a process of this agent's uid. */
   accept(socket: Socket): void {
     if (!this.sp || this.ending || this.session.state !== 'running') {
-      socket.on('error', () => undefined);
       const why = this.refused ? 'not governed' : this.session.egressCut ? 'quarantined: its egress is cut' : this.session.state;
-      socket.end(`HTTP/1.1 403 Forbidden (agentbox: ${this.config.agent} is ${why}; no egress)\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+      refuse(socket, `${this.config.agent} is ${why}; no egress`);
       return;
     }
     this.sp.proxy.accept(socket);
@@ -404,7 +411,7 @@ class Governed {
         if (this.session.state !== 'quarantined') return { ok: false, error: `${this.session.id} is ${this.session.state}, not quarantined` };
         const f = freezerOf(this.session.cgroups);
         if (f) thawCgroup(f);
-        else for (const p of uidProcesses(this.config.uid, this.config.unit)) process.kill(p.pid, 'SIGCONT');
+        else for (const p of uidProcesses(this.config.uid, this.config.unit)) signalIdentity(p, 'SIGCONT');
         // As for a launched session, egress stays cut: agentbox kill ends this session, and
         // the unit's next start is a new session with a new proxy.
         this.session.state = 'running';
@@ -437,15 +444,7 @@ class Governed {
     const procs = () => uidProcesses(this.config.uid, this.config.unit);
     const f = freezerOf(this.session.cgroups);
     const frozen = this.session.state === 'quarantined';
-    const signal = (sig: NodeJS.Signals) => {
-      for (const p of procs()) {
-        try {
-          if (processStart(p.pid) === p.start) process.kill(p.pid, sig);
-        } catch {
-          // gone
-        }
-      }
-    };
+    const signal = (sig: NodeJS.Signals) => procs().forEach((p) => signalIdentity(p, sig));
     if (frozen) signal('SIGKILL');
     if (f) thawCgroup(f);
     const how = await stopUnit(this.config.unit, this.config.uid);
@@ -506,7 +505,7 @@ class Governed {
 async function stopUnit(unit: string, uid: number): Promise<string> {
   const r = systemdRuns() ? await execa('systemctl', ['stop', unit], { reject: false, timeout: 30_000 }) : { exitCode: 1, stderr: 'systemd is not PID 1', message: '' };
   if (r.exitCode === 0) return `systemctl stop ${unit}`;
-  for (const p of uidProcesses(uid, unit)) if (processStart(p.pid) === p.start) process.kill(p.pid, 'SIGTERM');
+  for (const p of uidProcesses(uid, unit)) signalIdentity(p, 'SIGTERM');
   return `systemd is not running here (${(r.stderr || r.message || '').split('\n')[0]}); SIGTERM sent to uid ${uid}'s processes`;
 }
 
@@ -570,7 +569,7 @@ export async function runDaemon(opts: { configDir?: string; log: (line: string) 
         const g = list.find((x) => x.config.uid === uid);
         if (!g) {
           refusedPeer('daemon.peer-refused', address, 'deny', `a connection from ${uid === undefined ? 'a socket the kernel does not list' : `uid ${uid}`}, which is not an agent account served here (${list.map((x) => `${x.config.agent}: uid ${x.config.uid}`).join(', ')})`, { uid: uid ?? null });
-          sock.end('HTTP/1.1 403 Forbidden (agentbox: this proxy serves only its agents\' accounts)\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+          refuse(sock, "this proxy serves only its agents' accounts");
           return;
         }
         g.accept(sock);

@@ -7,7 +7,7 @@
  * runs it to the end.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, realpathSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { AgentboxError } from '../errors.js';
 import { policyDir as envPolicyDir } from '../env.js';
@@ -137,16 +137,16 @@ export async function prepareLaunch(loaded: Model, req: LaunchRequest, notify: N
     }
     policy = { engine, labels: dir.labels, dir: dir.dir };
   }
-  // agentbox's own state (control sockets, keys, audit log, other sessions' records) is
-  // never the agent's, whatever a grant covers: denied like any other path, so every
-  // runtime masks it and the socket scan skips it.
-  model = withStateDenied(model, stateDir());
   const runtime = (req.runtime ?? model.runtime.kind) as RuntimeKind;
   if (!RUNTIMES.includes(runtime)) throw new AgentboxError('USAGE', `--runtime ${runtime}: valid runtimes are ${RUNTIMES.join(', ')}`);
   if (req.isolation !== undefined && !['runc', 'gvisor'].includes(req.isolation)) throw new AgentboxError('USAGE', `--isolation ${req.isolation}: valid isolations are runc, gvisor (container runtime)`);
   if (req.isolation !== undefined && runtime !== 'container') throw new AgentboxError('USAGE', '--isolation applies to the container runtime only (--runtime container)');
   // Can the agent's uid use what it is granted? Checked by the kernel, before anything starts.
   const uid = process.getuid?.() === 0 ? model.agent.uid : (process.getuid?.() ?? model.agent.uid);
+  // agentbox's own state (control sockets, keys, audit log, other sessions' records) is
+  // never the agent's: where a grant covers it and the agent's uid could enter it (a
+  // launch by its owner), it is denied like any other path, so every runtime masks it.
+  model = withStateDenied(model, stateDir(), uid);
   // The program and what it implies must be out of the agent's reach: a program (or #! line,
   // or package) the agent can change would widen the next session's grants.
   const reach = programReach(model, command, uid);
@@ -161,16 +161,23 @@ export async function prepareLaunch(loaded: Model, req: LaunchRequest, notify: N
   return { model, runtime, command, ...(envAdded ? { envAdded } : {}), ...(req.isolation ? { isolation: req.isolation as 'runc' | 'gvisor' } : {}), ...(tokenExp !== undefined ? { tokenExp } : {}), ...(policy ? { policy } : {}) };
 }
 
-/** The model with agentbox's state folder denied, when a grant covers it. */
-export function withStateDenied(model: Model, state: string): Model {
+/**
+ * The model with agentbox's state folder denied, when a grant covers it and `uid` could
+ * enter it: it is that uid's, or gives group or others anything (with an ACL the group
+ * bits are its mask). Root's 0700 state is out of an agent uid's reach already.
+ */
+export function withStateDenied(model: Model, state: string, uid: number): Model {
   let real = state;
+  let reachable = true;
   try {
     real = realpathSync(state);
+    const st = statSync(real);
+    reachable = st.uid === uid || (st.mode & 0o077) !== 0;
   } catch {
-    // not there yet: the path as given
+    // not there yet: the path as given, denied
   }
   const paths = [...new Set([state, real])];
-  if (!paths.some((p) => model.grants.fs.some((g) => isWithin(p, g.path)))) return model;
+  if (!reachable || !paths.some((p) => model.grants.fs.some((g) => isWithin(p, g.path)))) return model;
   const denies = paths.map((path) => ({ path, access: 'all' as const, source: { origin: 'preset' as const, preset: 'agentbox', file: 'agentbox', pointer: 'state', text: `fs:${path} (agentbox's own state: control sockets, keys, audit log)` } }));
   return { ...model, denies: { ...model.denies, fs: [...model.denies.fs, ...denies] } };
 }

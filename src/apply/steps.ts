@@ -41,11 +41,7 @@ export async function must(cmd: string, args: string[], input?: string): Promise
  * root. The parent must resolve inside the root and the file itself must not be a link.
  */
 export function assertInsideRoot(root: string, path: string): void {
-  const realRoot = realpathSync(root);
-  const parent = realpathSync(dirname(path));
-  if (parent !== realRoot && !parent.startsWith(realRoot === sep ? sep : realRoot + sep)) {
-    throw new AgentboxError('CHECK_FAILED', `${dirname(path)} resolves to ${parent}, outside ${root}; refusing to follow a symlink out of the root`);
-  }
+  assertDirInsideRoot(root, dirname(path));
   let link = false;
   try {
     link = lstatSync(path).isSymbolicLink();
@@ -53,6 +49,15 @@ export function assertInsideRoot(root: string, path: string): void {
     link = false;
   }
   if (link) throw new AgentboxError('CHECK_FAILED', `${path} is a symlink; refusing to write through it`);
+}
+
+/** The folder, resolved, is the root or below it. */
+function assertDirInsideRoot(root: string, dir: string): void {
+  const realRoot = realpathSync(root);
+  const real = realpathSync(dir);
+  if (real !== realRoot && !real.startsWith(realRoot === sep ? sep : realRoot + sep)) {
+    throw new AgentboxError('CHECK_FAILED', `${dir} resolves to ${real}, outside ${root}; refusing to follow a symlink out of the root`);
+  }
 }
 
 /** A file step: write content, remembering what was there to restore it. */
@@ -107,10 +112,10 @@ export function enableStep(root: string, unit: string): Step {
     commands: [`ln -s ${target} ${show(link, []).trim()}`],
     async run() {
       madeDir = !existsSync(wants);
-      mkdirSync(wants, { recursive: true });
-      const realRoot = realpathSync(root);
-      const parent = realpathSync(wants);
-      if (parent !== realRoot && !parent.startsWith(realRoot === sep ? sep : realRoot + sep)) throw new AgentboxError('CHECK_FAILED', `${wants} resolves to ${parent}, outside ${root}; refusing to follow a symlink out of the root`);
+      // Its parent (where the unit was just installed) is checked before anything is made in it.
+      assertDirInsideRoot(root, dirname(wants));
+      if (madeDir) mkdirSync(wants);
+      assertDirInsideRoot(root, wants);
       let current: string | undefined;
       try {
         current = lstatSync(link).isSymbolicLink() ? readlinkSync(link) : '(not a symlink)';

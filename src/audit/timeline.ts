@@ -151,6 +151,7 @@ export function kpis(records: readonly AuditRecord[]): Kpis {
   const resolve: number[] = [];
   const sessions = new Set<string>();
   const ended = new Set<string>();
+  const resolved = new Set<string>();
   const reverted = new Set<string>();
   for (const r of records) {
     if (r.session !== '-') sessions.add(r.session);
@@ -174,14 +175,14 @@ export function kpis(records: readonly AuditRecord[]): Kpis {
       const v = firstViolation.get(r.session);
       if (v) detect.push(ms(v, r.time));
     }
-    if ((kind === 'release' || kind === 'exit') && quarantinedAt.has(r.session) && !ended.has(`${r.session}:resolved`)) {
+    if ((kind === 'release' || kind === 'exit') && quarantinedAt.has(r.session) && !resolved.has(r.session)) {
       resolve.push(ms(quarantinedAt.get(r.session)!, r.time));
-      ended.add(`${r.session}:resolved`);
+      resolved.add(r.session);
     }
     if (kind === 'exit') ended.add(r.session);
     if (kind === 'revert') reverted.add(r.session);
   }
-  const endedCount = [...ended].filter((k) => !k.endsWith(':resolved')).length;
+  const endedCount = ended.size;
   return {
     sessions: sessions.size,
     ended: endedCount,

@@ -8,7 +8,7 @@
 import type { IncomingMessage } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { splitAuthority, type ProxyContext } from './context.js';
-import { statusText } from './reasons.js';
+import { statusText, type ReasonCode } from './reasons.js';
 import { cutBeforeDial } from './upstream.js';
 
 export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, client: Socket, head: Buffer): Promise<void> {
@@ -24,8 +24,7 @@ export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, cli
   if (!verdict.ok) {
     ctx.event({ action: 'egress.connect', host, port, decision: 'deny', code: verdict.code, reason: verdict.reason, rule: verdict.rule, address: undefined, details: verdict.details });
     if (verdict.code === 'dlp') ctx.violation({ kind: 'dlp', host, port, reason: verdict.reason, details: (verdict.details.dlp as Record<string, unknown>) ?? {} });
-    const body = ctx.denyBody(host, port, verdict.reason);
-    if (!client.destroyed) client.end(`HTTP/1.1 403 ${statusText(verdict)}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    refuseTunnel(ctx, client, host, port, verdict.code, verdict.reason);
     return;
   }
   if (client.destroyed) return;
@@ -34,8 +33,7 @@ export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, cli
   if (must && !ctx.tls) {
     const reason = `${host}:${port} must be inspected (${must === 'dlp' ? 'egress.dlp' : must === 'credential' ? 'a brokered credential' : must === 'rules' ? 'egress.http rules' : 'egress.http inspect'}) and ${ctx.noTls ?? 'no TLS can be terminated here'}; the tunnel was refused. Use plain HTTP through the proxy, or set egress.http inspect: false for the host`;
     ctx.event({ action: 'egress.connect', host, port, decision: 'deny', code: 'uninspectable', reason, rule: verdict.rule, address: undefined, details: { inspect: must } });
-    const body = ctx.denyBody(host, port, reason);
-    client.end(`HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    refuseTunnel(ctx, client, host, port, 'uninspectable', reason);
     return;
   }
   // A host the manifest inspects: TLS is terminated and each request decided (inspect.ts).
@@ -102,4 +100,10 @@ export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, cli
     ctx.event({ action: 'egress.connect', host, port, decision: 'allow', reason: 'closed', rule: verdict.rule, address: verdict.address, bytesIn: t.bytesIn, bytesOut: t.bytesOut });
   });
   client.once('close', () => upstream.destroy());
+}
+
+/** The 403 a refused CONNECT gets: the reason code in the status line, the reason in the body. */
+function refuseTunnel(ctx: ProxyContext, client: Socket, host: string, port: number, code: ReasonCode, reason: string): void {
+  const body = ctx.denyBody(host, port, reason);
+  if (!client.destroyed) client.end(`HTTP/1.1 403 ${statusText({ code })}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
 }

@@ -4,7 +4,7 @@
  * O_PATH|O_NOFOLLOW, so a symlink anywhere on the path fails instead of redirecting.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fchmodSync, fstatSync, linkSync, openSync, renameSync, rmSync, writeSync, type Stats } from 'node:fs';
+import { closeSync, constants, fchmodSync, fstatSync, linkSync, openSync, readFileSync, renameSync, rmSync, writeSync, type Stats } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { AgentboxError } from '../errors.js';
 
@@ -48,6 +48,28 @@ export function openExact(path: string): { fd: number; stat: Stats } | undefined
   }
 }
 
+
+/**
+ * Reads a regular file as root without following a symlink anywhere on its path
+ * (openExact, then the fd reopened for reading): its bytes and the stat of what was read.
+ * Undefined when it does not exist; throws when it is not a regular file.
+ */
+export function readFileNoFollow(path: string): { content: Buffer; stat: Stats } | undefined {
+  const o = openExact(path);
+  if (!o) return undefined;
+  try {
+    if (!o.stat.isFile()) throw new AgentboxError('CHECK_FAILED', `${path} is not a regular file`);
+    // The magic link is followed exactly: it names the file openExact found, nothing else.
+    const fd = openSync(fdPath(o.fd), constants.O_RDONLY);
+    try {
+      return { content: readFileSync(fd), stat: fstatSync(fd) };
+    } finally {
+      closeSync(fd);
+    }
+  } finally {
+    closeSync(o.fd);
+  }
+}
 
 /**
  * Writes a file as root without following a symlink at its name or at a temporary name:

@@ -68,17 +68,8 @@ function procHex(address: string): string[] {
   return [];
 }
 
-/**
- * The uid owning the TCP socket whose local end is `peer` and remote end is `local`: for
- * a connection accepted on loopback, the uid of the process that connected (the kernel
- * records it per socket in /proc/net/tcp and tcp6, column 8). Unix sockets have
- * SO_PEERCRED; TCP has only this, and only for a peer on this host in this network
- * namespace. Undefined when no such socket is listed.
- */
-export function tcpOwnerUid(local: { address: string; port: number }, peer: { address: string; port: number }, procNet = '/proc/net'): number | undefined {
-  const port = (p: number) => p.toString(16).toUpperCase().padStart(4, '0');
-  const peerKeys = new Set(procHex(peer.address).map((a) => `${a}:${port(peer.port)}`));
-  const localKeys = new Set(procHex(local.address).map((a) => `${a}:${port(local.port)}`));
+/** The rows of /proc/net/tcp and tcp6 (this network namespace), split into fields. */
+function* tcpRows(procNet: string): Generator<string[]> {
   for (const file of ['tcp', 'tcp6']) {
     let text: string;
     try {
@@ -88,10 +79,25 @@ export function tcpOwnerUid(local: { address: string; port: number }, peer: { ad
     }
     for (const line of text.split('\n').slice(1)) {
       const f = line.trim().split(/\s+/);
-      if (f.length < 8) continue;
-      if (peerKeys.has(f[1]!.toUpperCase()) && localKeys.has(f[2]!.toUpperCase())) return Number(f[7]);
+      if (f.length >= 8) yield f.map((x, i) => (i === 1 || i === 2 ? x.toUpperCase() : x));
     }
   }
+}
+
+/** `address:port` keys in /proc/net/tcp's form, for every way the kernel may list the address. */
+const procKeys = (address: string, port: number): Set<string> => new Set(procHex(address).map((a) => `${a}:${port.toString(16).toUpperCase().padStart(4, '0')}`));
+
+/**
+ * The uid owning the TCP socket whose local end is `peer` and remote end is `local`: for
+ * a connection accepted on loopback, the uid of the process that connected (the kernel
+ * records it per socket in /proc/net/tcp and tcp6, column 8). Unix sockets have
+ * SO_PEERCRED; TCP has only this, and only for a peer on this host in this network
+ * namespace. Undefined when no such socket is listed.
+ */
+export function tcpOwnerUid(local: { address: string; port: number }, peer: { address: string; port: number }, procNet = '/proc/net'): number | undefined {
+  const peerKeys = procKeys(peer.address, peer.port);
+  const localKeys = procKeys(local.address, local.port);
+  for (const f of tcpRows(procNet)) if (peerKeys.has(f[1]!) && localKeys.has(f[2]!)) return Number(f[7]);
   return undefined;
 }
 
@@ -101,19 +107,7 @@ export function tcpOwnerUid(local: { address: string; port: number }, peer: { ad
  * shows up as a connection at the listener.
  */
 export function tcpListening(address: string, port: number, procNet = '/proc/net'): boolean {
-  const p = port.toString(16).toUpperCase().padStart(4, '0');
-  const keys = new Set(procHex(address).map((a) => `${a}:${p}`));
-  for (const file of ['tcp', 'tcp6']) {
-    let text: string;
-    try {
-      text = readFileSync(join(procNet, file), 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      if (f[3] === '0A' && keys.has(f[1]?.toUpperCase() ?? '')) return true;
-    }
-  }
+  const keys = procKeys(address, port);
+  for (const f of tcpRows(procNet)) if (f[3] === '0A' && keys.has(f[1]!)) return true;
   return false;
 }

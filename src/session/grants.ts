@@ -10,7 +10,7 @@
  * - unix sockets inside the grants are found (a bounded walk), so the runtimes can
  *   cover them: a host socket reached through a bind mount bypasses the egress proxy.
  */
-import { closeSync, constants, openSync, readdirSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readdirSync } from 'node:fs';
 import { posix } from 'node:path';
 import { AgentboxError } from '../errors.js';
 import type { FsGrant } from '../model/types.js';
@@ -97,9 +97,12 @@ export interface SocketScan {
 
 /**
  * Unix sockets below the granted directories (by fd, never following links, skipping
- * what `skip` says is masked anyway), at most `limit` entries in all.
+ * what `skip` says is masked anyway), at most `limit` entries in all. A folder the agent's
+ * uid cannot enter is not walked: it is not the agent's owner's and gives group and others
+ * nothing (with an ACL, the group bits are its mask, so 0 there holds for every named
+ * entry too), so nothing below it is reachable, and the box could not mask it anyway.
  */
-export function findSockets(opened: readonly OpenedGrant[], skip: (path: string) => boolean, limit: number): SocketScan {
+export function findSockets(opened: readonly OpenedGrant[], skip: (path: string) => boolean, limit: number, uid?: number): SocketScan {
   const sockets: string[] = [];
   let scanned = 0;
   const walk = (dirFd: number, path: string): boolean => {
@@ -122,6 +125,8 @@ export function findSockets(opened: readonly OpenedGrant[], skip: (path: string)
           continue;
         }
         try {
+          const st = fstatSync(fd);
+          if (uid !== undefined && uid !== 0 && st.uid !== uid && (st.mode & 0o077) === 0) continue;
           if (!walk(fd, child)) return false;
         } finally {
           closeSync(fd);

@@ -93,7 +93,7 @@ export function prepareSession(model: Model, o: PrepareOptions): Prepared {
     let socketMasks: string[] = [];
     if (o.socketsReachable) {
       const denied = (p: string) => model.denies.fs.some((d) => d.access === 'all' && isWithin(p, d.path));
-      const scan = findSockets(opened, denied, SOCKET_SCAN_LIMIT);
+      const scan = findSockets(opened, denied, SOCKET_SCAN_LIMIT, o.uid);
       if (!scan.complete) {
         throw new AgentboxError('CONTROL_UNAVAILABLE', `the grants hold more than ${SOCKET_SCAN_LIMIT} entries, too many to check for unix sockets (a host socket in a grant would bypass the egress proxy); nothing was started`, { details: ['grant narrower folders'] });
       }

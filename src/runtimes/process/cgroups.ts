@@ -75,7 +75,8 @@ export function thawCgroup(dir: string): void {
   else writeControl(join(dir, 'freezer.state'), 'THAWED');
 }
 
-function writable(dir: string): boolean {
+/** True when this process may write `path` (a cgroup folder or control file; false on a read-only view of it). */
+export function writable(dir: string): boolean {
   try {
     accessSync(dir, constants.W_OK);
     return true;
