@@ -47,6 +47,8 @@ export interface LaunchRequest {
   isolation?: string;
   dryRun?: boolean;
   verbose?: boolean;
+  /** Watch the box through the kernel (default true; false: `--no-observe`). */
+  observe?: boolean;
   /** A capability token (inline, @FILE or a path). */
   token?: string;
   /** Organisation policy directory (default: $AGENTBOX_POLICY). */
@@ -248,6 +250,7 @@ export async function launch(p: PreparedLaunch, req: LaunchRequest, notify: Noti
     log,
     landlockHelper: landlockHelper(),
     pty: Boolean(req.pty),
+    observe: req.observe !== false,
     ...(p.isolation ? { isolation: p.isolation } : {}),
   });
   if (!built.box) return { dryRun };

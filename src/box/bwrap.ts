@@ -73,6 +73,13 @@ export interface LaunchFacts {
   memfdNoexec: boolean;
   /** The session CA bundle and credential placeholders (egress with inspection or brokering). */
   egress?: BoxEgress;
+  /**
+   * Kernel observation (as root): landlock-exec waits on `holdFd` until the launcher's
+   * watchers are ready (file-activity marks on the box's mounts, the audit reader), and
+   * installs the seccomp program from `seccompLogFd` again with SECCOMP_FILTER_FLAG_LOG so
+   * that its refusals are audited.
+   */
+  observe?: { holdFd: number; seccompLogFd: number };
 }
 
 export interface LaunchPlan {
@@ -90,6 +97,8 @@ export interface LaunchPlan {
   controls: string[];
   /** The agent runs on a pseudo-terminal of its own (argv starts with `setsid --ctty`). */
   usesPty: boolean;
+  /** The box-view paths the file-activity watcher marks (the grants' mounts). */
+  watchPaths: string[];
   /** Mount points the runner creates before the box starts (directories, then files). */
   mountPoints: { dirs: string[]; files: string[] };
 }
@@ -154,12 +163,16 @@ export function buildLaunchPlan(model: Model, command: string[], f: LaunchFacts)
   const programs = [command[0]!, ...model.grants.exec.map((g) => g.path)];
   for (const p of programs) if (!isWithin(p, '/usr') && !TOP.some((t) => isWithin(p, t)) && !f.grants.some((g) => isWithin(p, g.path))) b.push('--ro-bind-try', p, p);
   // Denies after grants, so they cover them; then sockets a grant does not name.
+  const maskedFiles: string[] = [];
   for (const d of [...visibleDenies(model, f.grants), ...model.denies.fs.filter((x) => isWithin(x.path, '/etc'))]) {
     const kind = f.kind(d.path);
     if (d.access === 'all') {
       // Mode 000: the agent can neither list nor enter a denied directory.
       if (kind === 'dir') b.push('--perms', '0000', '--tmpfs', d.path, '--remount-ro', d.path);
-      else if (kind === 'file') b.push('--ro-bind', '/dev/null', d.path);
+      else if (kind === 'file') {
+        b.push('--ro-bind', '/dev/null', d.path);
+        maskedFiles.push(d.path);
+      }
     } else if (kind !== 'missing') b.push('--ro-bind', d.path, d.path);
   }
   for (const s of f.socketMasks) b.push('--ro-bind', '/dev/null', s);
@@ -194,12 +207,15 @@ export function buildLaunchPlan(model: Model, command: string[], f: LaunchFacts)
     // agent starts once it listens (state 0A in /proc/net/tcp).
     inner.push('/bin/sh', '-c', forwarderInit(shQuote(f.socat!)), 'agentbox-init');
   }
-  inner.push(...landlock, ...command);
+  // In the box (never in `landlock`, which `agentbox exec` reuses): the hold and the logged filter.
+  const boxLandlock = f.observe && landlock.length > 0 ? [landlock[0]!, '--hold-fd', String(f.observe.holdFd), ...landlock.slice(1, -1), '--seccomp-fd', String(f.observe.seccompLogFd), '--'] : landlock;
+  inner.push(...boxLandlock, ...command);
 
   let argv: string[];
   const controls = ['bubblewrap: user, pid, ipc, uts, cgroup and network namespaces; no nested user namespaces', 'seccomp', 'grants bound from the fds opened at launch'];
   if (boxBundle) controls.push(`session CA trusted (${boxBundle})`);
   if (f.landlockHelper) controls.push('landlock');
+  if (f.observe && f.landlockHelper) controls.push('file activity watched (fanotify on the grant mounts); Landlock, seccomp and file-call denials read from the kernel audit');
   if (f.socketMasks.length > 0) controls.push(`${f.socketMasks.length} unix sockets inside grants covered`);
   if (f.root) {
     const script = ['set -e'];
@@ -218,5 +234,7 @@ export function buildLaunchPlan(model: Model, command: string[], f: LaunchFacts)
     controls.push('its own pseudo-terminal (never the launcher\'s)');
   }
   const mountPoints = { dirs: f.root ? TMPS.map(([, name]) => tmpDir(name)) : [], files: [] };
-  return { argv, layers, env, proxySocket, seccompFd: SECCOMP_FD, binds, landlock, controls, mountPoints, usesPty: Boolean(f.setsid) };
+  // The grants' mounts, and the /dev/null masks over denied files (an open there is a denied read).
+  const watchPaths = [...f.grants.filter((g) => g.kind !== 'socket').map((g) => g.path), ...maskedFiles];
+  return { argv, layers, env, proxySocket, seccompFd: SECCOMP_FD, binds, landlock, controls, mountPoints, usesPty: Boolean(f.setsid), watchPaths };
 }

@@ -14,6 +14,7 @@ import { diag, readDocument, type Collector, type LoadContext, type SourceFile }
 import { scopes, type Scoped } from './scopes.js';
 import { ceilingMessage, grantKind, loadPreset, whatOf, withinCeiling } from './presets.js';
 import { egressRules } from './egress-rules.js';
+import { monitorRules, presetMonitor } from './monitor-rules.js';
 import { BOX_PATH, literalPrograms, resolveProgram } from './program.js';
 
 export type { LoadContext, SourceFile } from './document.js';
@@ -148,6 +149,7 @@ export function loadManifest(src: SourceFile, ctx: LoadContext): LoadResult {
   }
 
   const egress = egressRules(raw, src.file, presets, err);
+  const monitor = monitorRules(raw.monitor, ctx.home, src.file, { origin: 'manifest' }, err) ?? presetMonitor(presets);
 
   if (out.errors.length > 0) return { model: undefined, warnings: out.warnings, errors: out.errors };
 
@@ -172,6 +174,7 @@ export function loadManifest(src: SourceFile, ctx: LoadContext): LoadResult {
     runtime: { kind: runtimeKind, snapshot: raw.runtime?.snapshot ?? 'revert', isolation: raw.runtime?.isolation },
     limits: { memoryBytes, diskBytes, pids: raw.limits?.pids, cpus: raw.limits?.cpus },
     egress,
+    monitor,
     home: ctx.home,
     origin: { file: src.file, sha256: sha256Hex(src.text) },
   };

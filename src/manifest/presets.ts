@@ -8,6 +8,7 @@ import type { ParsedDocument } from './parse.js';
 import { diag, readDocument, type Collector, type LoadContext } from './document.js';
 import { scopes, type Scoped } from './scopes.js';
 import { dlpRules } from './egress-rules.js';
+import { monitorRules } from './monitor-rules.js';
 
 /** Loads one preset file into a Preset and its default rules. */
 export function loadPreset(name: string, ctx: LoadContext, out: Collector, refDoc: ParsedDocument, refSegments: (string | number)[], refPointer: string): { preset: Preset; scoped: Scoped } | undefined {
@@ -37,11 +38,12 @@ export function loadPreset(name: string, ctx: LoadContext, out: Collector, refDo
   const { dlp: rawDlp, ...otherEgress } = raw.egress ?? {};
   for (const k of Object.keys(otherEgress)) local.errors.push(diag(r.doc, 'error', ['egress', k], `egress.${k}`, `presets carry only egress.dlp (a default); egress.${k} belongs in the agent's manifest`));
   const dlp = typeof rawDlp !== 'object' ? undefined : dlpRules(rawDlp, ['egress', 'dlp'], (segments, pointer, message) => local.errors.push(diag(r.doc!, 'error', segments, pointer, message)), `preset ${name}`);
+  const monitor = monitorRules(raw.monitor, ctx.home, src.file, { origin: 'preset', preset: name }, (segments, pointer, message) => local.errors.push(diag(r.doc!, 'error', segments, pointer, message)));
   out.errors.push(...local.errors);
   out.warnings.push(...local.warnings);
   if (local.errors.length > 0 || !raw.ceiling) return undefined;
   return {
-    preset: { name, description: raw.metadata.description ?? '', summary: (raw.summary ?? '').trim(), ceiling: raw.ceiling, file: src.file, ...(dlp ? { dlp } : {}) },
+    preset: { name, description: raw.metadata.description ?? '', summary: (raw.summary ?? '').trim(), ceiling: raw.ceiling, file: src.file, ...(dlp ? { dlp } : {}), ...(monitor?.length ? { monitor } : {}) },
     scoped,
   };
 }

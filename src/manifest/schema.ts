@@ -118,6 +118,45 @@ export const manifestSchema = {
     ),
     deny: scopeList('Always wins over any grant: fs:PATH, fs:write:PATH, net:HOST, net:connect:HOST:PORT, exec:PATH.'),
     ttl: { type: 'string', pattern: TTL_PATTERN, maxLength: 20, description: 'Session lifetime, e.g. 30s, 10m, 1h (at most 24h).' },
+    monitor: {
+      description: 'Behaviour rules over what the kernel sees the agent do (file reads under labelled paths, then uploads); false turns a preset\'s default off. docs/visibility.md.',
+      oneOf: [
+        { const: false },
+        {
+          type: 'array',
+          maxItems: 32,
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['name', 'reads', 'onTrip'],
+            properties: {
+              name: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,62}$', description: 'Named in the audit entry when the rule trips.' },
+              description: { type: 'string', maxLength: 300 },
+              reads: {
+                type: 'object',
+                additionalProperties: false,
+                required: ['withinSeconds'],
+                properties: {
+                  under: { type: 'array', maxItems: 64, items: { type: 'string', minLength: 1, maxLength: 4096 }, description: 'Folders (absolute or ~/) whose reads count.' },
+                  named: { type: 'array', maxItems: 64, items: { type: 'string', pattern: '^[^/\\u0000-\\u001f]{1,255}$' }, description: 'Folder names anywhere (HR, Payroll) whose reads count.' },
+                  labels: { type: 'array', maxItems: 64, items: { type: 'string', pattern: '^[A-Za-z0-9_.-]{1,64}$' }, description: 'Labels of the organisation policy (labels.yaml) whose paths count.' },
+                  files: { type: 'integer', minimum: 1, maximum: 10000000, description: 'Trips when more than this many distinct files are read within the window.' },
+                  bytes: { oneOf: [{ type: 'integer', minimum: 1 }, { type: 'string', maxLength: 20 }], description: 'Trips when more than this many bytes (the files\' sizes) are read within the window: a number, or 20MiB.' },
+                  withinSeconds: { type: 'integer', minimum: 1, maximum: 86400 },
+                },
+              },
+              thenUpload: {
+                type: 'object',
+                additionalProperties: false,
+                required: ['withinSeconds'],
+                properties: { withinSeconds: { type: 'integer', minimum: 1, maximum: 86400, description: 'The rule trips at the first outbound connection or request this soon after the bulk read.' } },
+              },
+              onTrip: { enum: ['block', 'quarantine'], description: 'block: egress is cut for the rest of the session; quarantine: cut and frozen.' },
+            },
+          },
+        },
+      ],
+    },
     runtime: {
       type: 'object',
       additionalProperties: false,
@@ -276,6 +315,7 @@ export interface RawManifest {
   capabilities?: string[];
   deny?: string[];
   ttl?: string;
+  monitor?: false | RawMonitorRule[];
   runtime?: { kind?: 'process' | 'container' | 'microvm'; snapshot?: 'revert' | 'persist'; isolation?: 'runc' | 'gvisor' };
   limits?: { memory?: string; disk?: string; pids?: number; cpus?: number };
   egress?: {
@@ -290,6 +330,14 @@ export interface RawManifest {
     credentials?: { host: string; name?: string; header?: string; query?: string; bearer?: true; env?: string; secret: string | { file: string } | { helper: string[] } | { env: string } }[];
     trust?: string[];
   };
+}
+
+export interface RawMonitorRule {
+  name: string;
+  description?: string;
+  reads: { under?: string[]; named?: string[]; labels?: string[]; files?: number; bytes?: number | string; withinSeconds: number };
+  thenUpload?: { withinSeconds: number };
+  onTrip: 'block' | 'quarantine';
 }
 
 export interface RawDlp {

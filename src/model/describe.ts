@@ -3,7 +3,7 @@
  * folders, which hosts, what it will not do, for how long. Pure.
  */
 import { ETC_DIR_MASKS, ETC_FILE_MASKS } from './system-view.js';
-import type { Model } from './types.js';
+import type { Model, MonitorRule } from './types.js';
 import { effectiveFs, viaProxy } from './grants.js';
 import { inspection } from './http.js';
 import { hostMatches } from './decide.js';
@@ -22,6 +22,8 @@ export interface Description {
   decrypted: string[];
   duration: string;
   limits: string[];
+  /** The behaviour rules, in words. */
+  watched: string[];
   onExit: string;
 }
 
@@ -48,6 +50,14 @@ function bytes(n: number): string {
     i++;
   }
   return `${v} ${units[i]}`;
+}
+
+/** A behaviour rule in plain words. */
+export function monitorText(r: MonitorRule, home: string): string {
+  const where = [...r.under.map((u) => showPath(u, home)), ...r.named.map((n) => `any folder named ${n}`), ...r.labels.map((l) => `paths labelled ${l}`)].join(', ');
+  const amount = [r.files !== undefined ? `more than ${r.files} files` : '', r.bytes !== undefined ? `more than ${bytes(r.bytes)}` : ''].filter(Boolean).join(' or ');
+  const then = r.thenUploadSeconds !== undefined ? ` and then sends anything out within ${duration(r.thenUploadSeconds)}` : '';
+  return `if it reads ${amount} under ${where} within ${duration(r.withinSeconds)}${then}, its network is cut${r.onTrip === 'quarantine' ? ' and it is frozen (quarantine)' : ' for the rest of the session'} (rule ${r.name}${r.source.origin === 'preset' ? `, preset ${r.source.preset}` : ''})`;
 }
 
 export function describeModel(model: Model): Description {
@@ -135,6 +145,7 @@ export function describeModel(model: Model): Description {
     decrypted,
     duration: model.ttlSeconds === undefined ? 'until it exits (no time limit is set)' : `at most ${duration(model.ttlSeconds)}, then it is stopped`,
     limits,
+    watched: model.monitor.map((r) => monitorText(r, model.home)),
     onExit: !writes
       ? 'it can change nothing, so there is nothing to revert'
       : model.runtime.snapshot === 'persist'
@@ -152,6 +163,10 @@ export function describeText(d: Description): string {
   for (const m of d.may) lines.push(`  • ${m}`);
   lines.push('', 'It may not:');
   for (const m of d.mayNot) lines.push(`  • ${m}`);
+  if (d.watched.length > 0) {
+    lines.push('', 'Watched (what it reads, writes and runs is recorded):');
+    for (const w of d.watched) lines.push(`  • ${w}`);
+  }
   lines.push('', `For how long: ${d.duration}.`);
   if (d.limits.length > 0) lines.push(`Limits: ${d.limits.join(', ')}.`);
   lines.push(`When it exits: ${d.onExit}.`);

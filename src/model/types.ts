@@ -162,6 +162,28 @@ export interface CredentialSpec {
   source: RuleSource;
 }
 
+/**
+ * A behaviour rule (`monitor:`): more than `files` distinct files or `bytes` read under
+ * the paths it names within `withinSeconds`; with `thenUpload`, only when an outbound
+ * connection or request follows within its window. `onTrip` then acts.
+ */
+export interface MonitorRule {
+  name: string;
+  description: string;
+  /** Absolute folders (symlinks as written: the box shows grants at their own paths). */
+  under: string[];
+  /** Folder names anywhere. */
+  named: string[];
+  /** Organisation labels (labels.yaml). */
+  labels: string[];
+  files: number | undefined;
+  bytes: number | undefined;
+  withinSeconds: number;
+  thenUploadSeconds: number | undefined;
+  onTrip: 'block' | 'quarantine';
+  source: RuleSource;
+}
+
 export interface Preset {
   name: string;
   description: string;
@@ -171,6 +193,8 @@ export interface Preset {
   file: string;
   /** The DLP an agent extending this preset gets unless its manifest sets egress.dlp. */
   dlp?: NonNullable<EgressRulesModel['dlp']>;
+  /** The behaviour rules an agent extending this preset gets unless its manifest sets monitor. */
+  monitor?: MonitorRule[];
 }
 
 /**
@@ -225,6 +249,8 @@ export interface Model {
   /** `diskBytes` undefined: the session runtimes' default (4 GiB, or half the free space). */
   limits: { memoryBytes: number | undefined; diskBytes: number | undefined; pids: number | undefined; cpus: number | undefined };
   egress: EgressRulesModel;
+  /** Behaviour rules over the kernel's view of the session. */
+  monitor: MonitorRule[];
   /** The home directory `~` was expanded against. */
   home: string;
   /** Where the manifest came from and the sha256 of its bytes (stamped into artifact headers). */

@@ -2,7 +2,7 @@
  * landlock-exec: the second file-system layer under bubblewrap. Restricts itself with
  * Landlock, then execs the agent, so the agent and every child keep the restriction.
  *
- *   landlock-exec [--ro PATH]... [--rw PATH]... [--x PATH]... [--connect PORT]...
+ *   landlock-exec [--hold-fd FD] [--ro PATH]... [--rw PATH]... [--x PATH]... [--connect PORT]...
  *                 [--seccomp-fd FD] -- CMD ARGS...
  *
  * --ro: read files and list directories under PATH; --rw: also create, change, delete;
@@ -12,7 +12,12 @@
  * (fail closed); prints the ABI it enforced with --abi. Every fd above 2 is closed
  * before CMD runs. --seccomp-fd: a seccomp BPF program (struct sock_filter array, as
  * bubblewrap's --seccomp reads it) applied after Landlock, for `agentbox exec`, which joins
- * a running box from outside and must carry the box's own filter in.
+ * a running box from outside and must carry the box's own filter in, and for the box
+ * itself, where it is installed with SECCOMP_FILTER_FLAG_LOG on top of bubblewrap's
+ * copy, so that the kernel audits what it refuses (bubblewrap's prctl cannot ask for that).
+ * --hold-fd FD: before anything else, wait until the launcher writes one byte to FD:
+ * 'g' goes on, anything else or EOF exits 4 (the launcher could not set up what watches
+ * the box, so the agent does not run unwatched).
  * Written against the kernel UAPI with its own definitions, so no kernel headers are needed.
  */
 #define _GNU_SOURCE
@@ -49,6 +54,14 @@ int main(int argc, char **argv) {
 
   int seccomp_fd = -1;
   int i = 1;
+  if (argc > 2 && strcmp(argv[1], "--hold-fd") == 0) {
+    char go = 0;
+    ssize_t n;
+    do n = read(atoi(argv[2]), &go, 1); while (n < 0 && errno == EINTR);
+    if (n != 1 || go != 'g') { fprintf(stderr, "agentbox landlock: the launcher did not release the box (its watchers could not start)\n"); return 4; }
+    close(atoi(argv[2]));
+    i = 3;
+  }
   for (; i < argc; i++) {
     if (strcmp(argv[i], "--") == 0) { i++; break; }
     if (i + 1 >= argc) { fprintf(stderr, "agentbox landlock: %s needs a value\n", argv[i]); return 2; }
@@ -72,7 +85,9 @@ int main(int argc, char **argv) {
   }
   if (i >= argc) { fprintf(stderr, "agentbox landlock: no command after --\n"); return 2; }
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return fail("no_new_privs");
-  if (ll_restrict(rs) != 0) return fail("landlock_restrict_self");
+  /* ABI 7: the agent's denials are logged through the audit subsystem after the exec too
+   * (by default only the exec that called restrict_self logs), so agentbox can show them. */
+  if (ll_restrict(rs, abi >= 7 ? LL_RESTRICT_SELF_LOG_NEW_EXEC_ON : 0) != 0) return fail("landlock_restrict_self");
   close(rs);
   if (seccomp_fd >= 0) {
     static struct sock_filter prog[4096];
@@ -87,7 +102,9 @@ int main(int argc, char **argv) {
     }
     if (got == 0 || got % sizeof(struct sock_filter) != 0) { fprintf(stderr, "agentbox landlock: the seccomp program is not a whole number of instructions\n"); return 4; }
     struct sock_fprog fprog = { .len = (unsigned short)(got / sizeof(struct sock_filter)), .filter = prog };
-    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fprog, 0, 0) != 0) return fail("seccomp");
+    /* FLAG_LOG: the refusals are audited (kernel.seccomp.actions_logged decides which). */
+    if (syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_LOG, &fprog) != 0 &&
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fprog, 0, 0) != 0) return fail("seccomp");
   }
   /* Nothing inherited beyond stdio reaches the agent (an fd of a host folder would be a
    * path out of the box's mounts). */

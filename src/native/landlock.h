@@ -39,6 +39,7 @@ struct ll_net_port_attr { uint64_t allowed_access; uint64_t port; };
 #define LL_FS_REFER (1ULL << 13)
 #define LL_FS_TRUNCATE (1ULL << 14)
 #define LL_FS_IOCTL_DEV (1ULL << 15)
+#define LL_RESTRICT_SELF_LOG_NEW_EXEC_ON (1U << 1)
 #define LL_NET_BIND_TCP (1ULL << 0)
 #define LL_NET_CONNECT_TCP (1ULL << 1)
 #define LL_SCOPE_ABSTRACT_UNIX_SOCKET (1ULL << 0)
@@ -77,5 +78,5 @@ static inline int ll_allow(int rs, int fd, uint64_t access) {
   return (int)syscall(__NR_landlock_add_rule, rs, LL_RULE_PATH_BENEATH, &pb, 0);
 }
 
-static inline int ll_restrict(int rs) { return (int)syscall(__NR_landlock_restrict_self, rs, 0); }
+static inline int ll_restrict(int rs, unsigned flags) { return (int)syscall(__NR_landlock_restrict_self, rs, flags); }
 #endif

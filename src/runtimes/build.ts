@@ -23,6 +23,11 @@ export interface BuildOptions {
   isolation?: 'runc' | 'gvisor';
   /** The session's CA bundle (PEM text, placed in the session's proxy dir) and the credential placeholders. */
   egress?: { bundle: string | undefined; placeholders: Record<string, string> };
+  /**
+   * Watch the box through the kernel (file activity, denials): on by default where it can be
+   * (root, helpers built); false (`launch --no-observe`) turns it off, which the launch entry records.
+   */
+  observe?: boolean;
 }
 
 /**

@@ -44,6 +44,15 @@ export interface Box {
   cleanup(): void | Promise<void>;
   /** Runtime-specific evidence (the engine's process list, what cannot be read). */
   evidence?(): EvidenceInput;
+  /**
+   * Kernel observation. `observed`: what the runtime watches, or why it cannot (for the
+   * launch entry). The session sets `kernel` before start; a runtime that observes starts
+   * its watchers in start(), sends their lines there, holds the agent until they are ready
+   * (or fails the start, exit 4), and sets `owns` once it knows the box's processes.
+   */
+  observed?: { files: boolean; denials: boolean; why?: string };
+  kernel?: { fileLine(line: string): void; auditLine(line: string): void };
+  owns?(pid: number): boolean;
 }
 
 export interface BoxStarted {

@@ -13,6 +13,7 @@ import type { LaunchResult, SessionOptions } from './options.js';
 import { writeSession, type Session } from './records.js';
 import { commitLayers, dropLayers, layerChanges, removeSessionDir, type Change, type SessionLayers } from './layers.js';
 import { listSummary } from './summary.js';
+import type { SessionObserver } from './observe.js';
 
 export interface FinishState {
   endReason: string;
@@ -20,6 +21,7 @@ export interface FinishState {
   startedBox: boolean;
   sp: SessionProxy | undefined;
   event: EventFn;
+  observer?: SessionObserver;
 }
 
 /** The end of a session, every step of it, each failure caught and audited. */
@@ -46,6 +48,11 @@ export async function finish(model: Model, opts: SessionOptions, box: Box, sessi
   if (hits.pids > 0) event('limit.pids', session.id, 'deny', `${hits.pids} process creations refused at pids=${model.limits.pids}`);
   if (hits.memory > 0) event('limit.memory', session.id, 'deny', `memory limit reached ${hits.memory} times`);
   await step('removing the box', () => box.cleanup());
+  // The watchers stopped with the box: what they saw is written before the exit entry.
+  let observed: ReturnType<SessionObserver['finish']> | undefined;
+  await step('writing what the kernel saw', () => {
+    if (f.observer && f.startedBox) observed = f.observer.finish();
+  });
   if (f.startedBox) event('exit', session.id, 'info', f.endReason, { exitCode: f.exitCode });
 
   let changes: Change[] = [];
@@ -79,7 +86,7 @@ export async function finish(model: Model, opts: SessionOptions, box: Box, sessi
     if (!kept) removeSessionDir(session.dir);
   });
   await step('closing the session record', () => writeSession(opts.state, { ...session, state: 'exited', exitCode: f.exitCode, endedAt: new Date().toISOString(), endReason: f.endReason, layers: kept ? session.layers : null, egressCut: session.egressCut }));
-  return { session: session.id, exitCode: f.exitCode, endReason: f.endReason, changes, egress: f.sp?.egress ?? { allowed: 0, denied: {} }, committed };
+  return { session: session.id, exitCode: f.exitCode, endReason: f.endReason, changes, egress: f.sp?.egress ?? { allowed: 0, denied: {} }, committed, ...(observed ? { observed } : {}) };
 }
 
 function dropLayersKeepImage(layers: SessionLayers): void {

@@ -27,6 +27,11 @@ import { attachSocket } from './box.js';
 import { installGuard, sessionEvents, type EventFn } from './events.js';
 import { finish } from './finish.js';
 import { isolate, revokeToken, takeEvidence } from './quarantine.js';
+import { SessionObserver } from './observe.js';
+import { termSafe } from '../escape/terminal.js';
+import { Monitor, type Trip } from './monitor.js';
+import { AgentboxError } from '../errors.js';
+import { writeFileNoFollow } from '../host/open-exact.js';
 
 export type { Change } from './layers.js';
 
@@ -82,6 +87,7 @@ function launchDetails(model: Model, box: Box, opts: SessionOptions): Record<str
     ...(opts.egress?.brokered.length ? { credentials: opts.egress.brokered.map((b) => ({ name: b.spec.name, host: b.spec.host, env: b.spec.env ?? null, digest: b.digest })) } : {}),
     ...(model.egress.consent ? { consent: model.egress.consent.hosts.map((h) => h.source.text) } : {}),
     ...(model.egress.dlp ? { dlp: [...model.egress.dlp.detectors, ...model.egress.dlp.custom.map((c) => c.name)] } : {}),
+    observed: box.observed ?? { files: false, denials: false, why: `the ${box.runtime} runtime does not observe its box through the host kernel` },
     ...(model.egress.maxUploadBytes !== undefined ? { maxUploadBytes: model.egress.maxUploadBytes, maxSessionUploadBytes: model.egress.maxSessionUploadBytes, uploadWindowSeconds: model.egress.uploadWindowSeconds, onViolation: model.egress.onViolation } : {}),
   };
 }
@@ -148,15 +154,61 @@ export async function runSession(model: Model, opts: SessionOptions, box: Box): 
       setTimeout(() => void Promise.resolve(box.signal('SIGKILL')).catch(guard.report), 2000).unref();
     })().catch(guard.report);
   };
+  // What the kernel sees of the box (file activity, denials), where the runtime observes it.
+  // Behaviour rules need the file activity: the manifest's own fail closed without it; a
+  // preset's default is recorded as not enforced (docs/visibility.md).
+  const monitorTrips: { rule: string; action: string }[] = [];
+  let onTrip: (t: Trip) => void = () => undefined;
+  const enforceable = Boolean(box.observed?.files);
+  const ownRules = model.monitor.filter((r) => r.source.origin === 'manifest');
+  const unlabelled = model.monitor.filter((r) => r.labels.length > 0 && !opts.policy);
+  const monitor = enforceable && model.monitor.length > 0 ? new Monitor(model.monitor, model.home, opts.policy?.labels, (t) => onTrip(t)) : undefined;
+  const observer = box.observed?.files || box.observed?.denials
+    ? new SessionObserver({ model, event, log: opts.log, verbose: opts.verbose, uid: box.uid, owns: (pid) => box.owns?.(pid) ?? false, ...(monitor ? { onRead: (p: string, b: number, at: number) => monitor.read(p, b, at) } : {}) })
+    : undefined;
+  if (observer) {
+    box.kernel = { fileLine: (l) => observer.fileLine(l), auditLine: (l) => observer.auditLine(l) };
+    const tick = setInterval(() => observer.tick(), 250);
+    cleanups.push(() => clearInterval(tick));
+  }
   const done = async () => {
     for (const c of cleanups) c();
     try {
-      return await finish(model, opts, box, session, { endReason, exitCode, startedBox, sp, event });
+      const r = await finish(model, opts, box, session, { endReason, exitCode, startedBox, sp, event, observer });
+      return monitorTrips.length > 0 ? { ...r, monitorTrips } : r;
     } finally {
       guard.remove();
     }
   };
   try {
+    if (ownRules.length > 0 && !enforceable) {
+      throw new AgentboxError('CONTROL_UNAVAILABLE', `the monitor rules of ${model.name} (${ownRules.map((r) => r.name).join(', ')}) cannot be enforced: this box's file activity is not observed (${box.observed?.why ?? `the ${box.runtime} runtime`}); nothing was started`, { details: ['monitor rules need the process runtime, run as root, with observation on (docs/visibility.md)'] });
+    }
+    if (unlabelled.length > 0 && ownRules.some((r) => unlabelled.includes(r))) {
+      throw new AgentboxError('CONTROL_UNAVAILABLE', `monitor rule ${unlabelled[0]!.name} names labels (${unlabelled[0]!.labels.join(', ')}) but no organisation policy with labels.yaml is loaded; nothing was started`, { details: ['give --policy DIR (or AGENTBOX_POLICY), or name folders with reads.under / reads.named'] });
+    }
+    if (model.monitor.length > 0 && !monitor) {
+      opts.log(`agentbox: the preset's monitor rules (${model.monitor.map((r) => r.name).join(', ')}) are not enforced: ${box.observed?.why ?? `the ${box.runtime} runtime does not observe file activity`}`);
+    }
+    // The proxy's decisions reach the monitor: a connection that completes a
+    // read-then-upload rule cuts egress here, synchronously, before it is dialled.
+    const proxyEvent: typeof event = (action, resource, decision, reason, details) => {
+      event(action, resource, decision, reason, details);
+      if (monitor && decision === 'allow' && action.startsWith('egress.') && reason !== 'closed') monitor.egress(resource, Date.now());
+    };
+    onTrip = (t: Trip) => {
+      try {
+        writeFileNoFollow(cutMarker(opts.state, id), JSON.stringify({ at: new Date().toISOString(), by: `monitor rule ${t.rule.name}`, reason: t.why }) + '\n', 0o600, true);
+      } catch (e) {
+        guard.report(e);
+      }
+      session.egressCut = true;
+      monitorTrips.push({ rule: t.rule.name, action: t.rule.onTrip });
+      event('monitor.tripped', t.rule.name, 'deny', `${t.why}; onTrip: ${t.rule.onTrip}`, { rule: t.rule.name, from: t.rule.source.origin === 'preset' ? `preset ${t.rule.source.preset}` : t.rule.source.pointer, files: t.files, bytes: t.bytes, ...(t.upload ? { upload: t.upload } : {}), onTrip: t.rule.onTrip });
+      opts.log(`agentbox: monitor rule ${t.rule.name} tripped (${termSafe(t.why)}): ${t.rule.onTrip === 'quarantine' ? 'quarantining the session' : 'egress cut for the rest of the session'}`);
+      if (t.rule.onTrip === 'quarantine') quarantine(`monitor rule ${t.rule.name}: ${t.why}`).catch(guard.report);
+      else void sp?.close().catch(() => undefined);
+    };
     if (box.proxySocket) {
       sp = await startSessionProxy(model, {
         state: opts.state,
@@ -167,7 +219,7 @@ export async function runSession(model: Model, opts: SessionOptions, box: Box): 
         verbose: opts.verbose,
         tty: Boolean(opts.tty),
         log: opts.log,
-        event,
+        event: proxyEvent,
         policy: opts.policy,
         resolve: opts.resolve,
         tls: opts.egress?.tls,

@@ -6,6 +6,7 @@ import type { Change } from './layers.js';
 import type { SessionControl } from './control.js';
 import type { SessionCa } from '../egress/ca.js';
 import type { Brokered } from '../egress/credentials.js';
+import type { ObservationSummary } from './observe.js';
 
 export interface SessionOptions {
   /** The command the agent runs (for the launch audit entry). */
@@ -39,5 +40,9 @@ export interface LaunchResult {
   egress: { allowed: number; denied: Record<string, number> };
   /** Persist: whether the commit applied (null for revert or no layers). */
   committed: boolean | null;
+  /** What the kernel saw (undefined when the box was not observed). */
+  observed?: ObservationSummary;
+  /** A behaviour rule that tripped, and what it did. */
+  monitorTrips?: { rule: string; action: string }[];
 }
 

@@ -18,6 +18,7 @@ export interface LaunchCliOptions extends ManifestOptions {
   runtime?: string;
   dryRun?: boolean;
   verbose?: boolean;
+  observe?: boolean;
   diff?: boolean;
   token?: string;
   policy?: string;
@@ -37,6 +38,7 @@ export async function launchCommand(arg: string, cmd: string[], opts: LaunchCliO
     ...(opts.isolation !== undefined ? { isolation: opts.isolation } : {}),
     dryRun: Boolean(opts.dryRun),
     verbose: Boolean(opts.verbose),
+    observe: opts.observe !== false,
     ...(opts.token ? { token: opts.token } : {}),
     ...(opts.policy !== undefined ? { policyDir: opts.policy } : {}),
     ...(opts.env?.length ? { env: opts.env } : {}),
@@ -91,6 +93,15 @@ export function summaryLines(r: LaunchResult, home: string, snapshot: string, di
   if (r.egress.allowed > 0 || denied.length > 0) {
     lines.push(`  egress: ${r.egress.allowed} allowed, ${denied.reduce((n, [, c]) => n + c, 0)} denied${denied.length ? ` (${denied.map(([h, c]) => `${termSafe(h)} ×${c}`).join(', ')})` : ''}`);
   }
+  if (r.observed) {
+    const f = r.observed.files;
+    if (f.files > 0) lines.push(`  files: ${f.files} touched (${f.reads} reads, ${f.writes} writes, ${f.execs} runs); per path in the audit log`);
+    const shown = r.observed.denials.slice(0, 10);
+    for (const d of shown) lines.push(`  denied: ${d.verb} ${termSafe(d.access === 'syscall' ? d.what : showPath(d.what, home))} ×${d.count} (${termSafe(d.rule)})`);
+    const more = r.observed.denials.length - shown.length;
+    if (more > 0) lines.push(`  … ${more} more denials (agentbox audit show --session ${r.session})`);
+  }
+  for (const t of r.monitorTrips ?? []) lines.push(`  monitor: rule ${termSafe(t.rule)} tripped (${t.action === 'quarantine' ? 'quarantined' : 'egress cut'})`);
   if (r.changes.length > 0) {
     const verb = snapshot === 'persist' ? (r.committed === false ? 'NOT committed (kept aside; see the audit log)' : 'kept') : 'reverted';
     lines.push(`  ${r.changes.length} change${r.changes.length === 1 ? '' : 's'} ${verb}${diff || r.changes.length <= 5 ? ':' : ` (--diff lists them)`}`);
@@ -109,7 +120,8 @@ export function registerLaunch(program: Command, run: (fn: (io: Io) => Promise<n
     .option('--runtime <kind>', 'process (bubblewrap), container (Docker Engine; agentbox image build first), microvm (QEMU; agentbox image build --microvm first); default: runtime.kind')
     .option('--isolation <kind>', 'container runtime: runc or gvisor (runsc); default: runtime.isolation')
     .option('--dry-run', 'print the box that would be built and run nothing')
-    .option('--verbose', 'show each denied connection as it happens')
+    .option('--verbose', 'show each denied connection, file access and system call as it happens')
+    .option('--no-observe', 'do not watch the box through the kernel (file activity, Landlock/seccomp/file-call denials); recorded in the launch entry; refused when the manifest has monitor rules')
     .option('--diff', 'list every change the agent made when the session ends')
     .option('--token <file>', 'run with exactly this capability token\'s scopes (refused with exit 3 if expired, revoked or forged)')
     .option('--policy <dir>', `organisation Cedar policies: every grant is checked first (exit 3 if one is forbidden) and each connection at run time (default: $AGENTBOX_POLICY)`)

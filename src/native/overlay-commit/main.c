@@ -51,7 +51,7 @@ static int drop_to(uid_t uid, gid_t gid, int gfd) {
   if (abi < 1) return failf("Landlock is not available: the commit would not be confined to the grant");
   int rs = ll_ruleset(abi);
   uint64_t rw = ll_fs_all(abi) & ~(LL_FS_EXECUTE | LL_FS_MAKE_CHAR | LL_FS_MAKE_BLOCK | LL_FS_IOCTL_DEV);
-  if (rs < 0 || ll_allow(rs, gfd, rw) != 0 || ll_restrict(rs) != 0) return failf("Landlock: %s", strerror(errno));
+  if (rs < 0 || ll_allow(rs, gfd, rw) != 0 || ll_restrict(rs, 0) != 0) return failf("Landlock: %s", strerror(errno));
   close(rs);
   return 0;
 }

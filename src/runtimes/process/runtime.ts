@@ -23,6 +23,11 @@ import { makeMountPoints, DEFAULT_DISK_BYTES, unmountBox } from '../../session/l
 import { bindOpened, mountLayers, pathKind } from '../host-mounts.js';
 import { attachSocket, type Box } from '../../session/box.js';
 import { placeEgress, type BuildOptions, type Built } from '../build.js';
+import { findByComm, observationAvailable, pidNamespace, startAuditReader, startFileWatch, type Watcher } from '../../host/watchers.js';
+
+/** As root, with observation: landlock-exec's hold and the logged seccomp program (no grant fds then). */
+const HOLD_FD = 4;
+const SECCOMP_LOG_FD = 5;
 
 function topLinks(): Record<string, string> {
   const out: Record<string, string> = {};
@@ -77,6 +82,9 @@ export async function buildProcessBox(model: Model, opts: BuildOptions): Promise
   const prep = prepareSession(model, { state: opts.state, id, root, uid, gid, dryRun: opts.dryRun, log: opts.log, socketsReachable: true });
   let cgroups: SessionCgroups | undefined;
   let plan: LaunchPlan;
+  const avail = observationAvailable();
+  const observe = opts.observe !== false && avail.available && root && Boolean(opts.landlockHelper);
+  const observed = observe ? { files: true, denials: true } : { files: false, denials: false, why: opts.observe === false ? 'turned off (--no-observe)' : avail.missing.join('; ') || 'the Landlock helper is unavailable' };
   try {
     cgroups = opts.dryRun ? undefined : createCgroups(id, model.limits);
     const facts: LaunchFacts = {
@@ -99,6 +107,7 @@ export async function buildProcessBox(model: Model, opts: BuildOptions): Promise
       socketMasks: prep.socketMasks,
       tmpBytes: model.limits.diskBytes ?? prep.layers?.limitBytes ?? DEFAULT_DISK_BYTES,
       memfdNoexec: root && existsSync('/proc/sys/vm/memfd_noexec'),
+      ...(observe ? { observe: { holdFd: HOLD_FD, seccompLogFd: SECCOMP_LOG_FD } } : {}),
     };
     const egress = placeEgress(prep.paths, opts.egress, opts.dryRun);
     if (egress) facts.egress = egress;
@@ -115,6 +124,11 @@ export async function buildProcessBox(model: Model, opts: BuildOptions): Promise
   }
 
   let child: ReturnType<typeof spawn> | undefined;
+  const watchers: Watcher[] = [];
+  let boxNs: string | undefined;
+  const stopWatchers = async () => {
+    for (const w of watchers.splice(0)) await w.stop().catch(() => undefined);
+  };
   const killGroup = (signal: NodeJS.Signals) => {
     if (child?.pid) {
       try {
@@ -143,6 +157,14 @@ export async function buildProcessBox(model: Model, opts: BuildOptions): Promise
     cgroupDirs: cgroups?.procs.map((p) => posix.dirname(p)) ?? [],
     controls: plan.controls,
     execSpec: { env: plan.env, cwd: plan.argv[plan.argv.indexOf('--chdir') + 1] ?? model.home, landlock: plan.landlock },
+    observed,
+    // A process of the box is in its pid namespace; one already gone cannot be asked (the
+    // audit rule and the marks are the box's own, so it counts as the box's).
+    owns: (pid: number) => {
+      if (!boxNs) return false;
+      const ns = pidNamespace(pid);
+      return ns === undefined || ns === boxNs;
+    },
     start: async () => {
       try {
         // The grants as opened, bound read-only; the writable ones' layers.
@@ -151,6 +173,16 @@ export async function buildProcessBox(model: Model, opts: BuildOptions): Promise
       } catch (e) {
         prep.release();
         throw e;
+      }
+      // Observation: the audit reader first, so no denial of the box comes before it.
+      if (observe) {
+        try {
+          const r = await startAuditReader({ uid, session: id }, (line) => box.kernel?.auditLine(line));
+          watchers.push(r.watcher);
+        } catch (e) {
+          prep.release();
+          throw new AgentboxError('CONTROL_UNAVAILABLE', `cannot read the kernel's audit records for ${model.name}: ${(e as Error).message}; nothing was started`, { details: ['denials are read from the audit subsystem (needs root and CAP_AUDIT_READ); agentbox doctor shows the state, launch --no-observe runs without'] });
+        }
       }
       // fd 3: the seccomp program; without root, fds 4.. are the grants as opened
       // (bubblewrap binds them, then closes them before the agent runs).
@@ -165,7 +197,7 @@ export async function buildProcessBox(model: Model, opts: BuildOptions): Promise
       const stdio = term ? [term.slave, term.slave, term.slave] : ['inherit', relayOut ? 'pipe' : 'inherit', relayErr ? 'pipe' : 'inherit'];
       let c: ReturnType<typeof spawn>;
       try {
-        c = spawn(plan.argv[0]!, plan.argv.slice(1), { stdio: [...stdio, 'pipe', ...(root ? [] : prep.opened.map((g) => g.fd))] as Parameters<typeof spawn>[2]['stdio'], detached: !term });
+        c = spawn(plan.argv[0]!, plan.argv.slice(1), { stdio: [...stdio, 'pipe', ...(observe ? ['pipe', 'pipe'] : root ? [] : prep.opened.map((g) => g.fd))] as Parameters<typeof spawn>[2]['stdio'], detached: !term });
       } finally {
         term?.closeSlave();
       }
@@ -179,6 +211,27 @@ export async function buildProcessBox(model: Model, opts: BuildOptions): Promise
       // A box that fails before reading its filter closes the pipe: its exit says why.
       seccomp.on('error', () => undefined);
       seccomp.end(seccompBytes());
+      if (observe) {
+        const logged = (c.stdio as unknown as NodeJS.WritableStream[])[SECCOMP_LOG_FD]!;
+        logged.on('error', () => undefined);
+        logged.end(seccompBytes());
+        const hold = (c.stdio as unknown as NodeJS.WritableStream[])[HOLD_FD]!;
+        hold.on('error', () => undefined);
+        try {
+          // landlock-exec waits on its hold inside the finished box: its pid namespace is the
+          // box's, its root the box's view, where the grant mounts are marked.
+          const helperPid = await waitFor(() => findByComm(cgroups?.members() ?? [], 'landlock-exec')[0], 10_000, c);
+          boxNs = pidNamespace(helperPid);
+          watchers.push(await startFileWatch(helperPid, plan.watchPaths, [], (line) => box.kernel?.fileLine(line)));
+          hold.end('g');
+        } catch (e) {
+          hold.end('n');
+          killGroup('SIGKILL');
+          await stopWatchers();
+          prep.release();
+          throw new AgentboxError('CONTROL_UNAVAILABLE', `cannot watch the box of ${model.name}: ${(e as Error).message}; the agent was not started`, { details: ['file activity is watched with fanotify on the box\'s grant mounts (needs root); launch --no-observe runs without'] });
+        }
+      }
       const exitedRaw = new Promise<number>((resolve) => {
         c.on('error', (e: NodeJS.ErrnoException) => {
           opts.log(`agentbox: cannot start the box: ${e.message}`);
@@ -210,8 +263,23 @@ export async function buildProcessBox(model: Model, opts: BuildOptions): Promise
     limitHits: () => cgroups?.hits() ?? { pids: 0, memory: 0 },
     cleanup: async () => {
       await cgroups?.removeWhenEmpty(() => killGroup('SIGKILL'));
+      // The last records reach the reader a moment after the processes end.
+      if (watchers.length > 0) await new Promise((r) => setTimeout(r, 150));
+      await stopWatchers();
       unmountBox(prep.paths);
     },
   };
   return { plan, box };
+}
+
+/** Polls `find` until it answers, the box exits, or `ms` pass. */
+async function waitFor(find: () => number | undefined, ms: number, child: ReturnType<typeof spawn>): Promise<number> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = find();
+    if (v !== undefined) return v;
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error('the box exited before its agent started');
+    if (Date.now() > until) throw new Error(`the box did not reach its agent within ${ms / 1000}s`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
 }
