@@ -154,6 +154,9 @@ export async function prepareLaunch(loaded: Model, req: LaunchRequest, notify: N
   const reach = programReach(model, command, uid);
   if (reach.length > 0) throw new AgentboxError('CONTROL_UNAVAILABLE', `${model.name} was not launched: the agent could change the program it runs; nothing was started`, { details: reach });
   const access = checkAccess(model, command, uid, { parents: false });
+  // learn's home is an overlay the agent writes into where the host's modes let it: it
+  // needs reading, not writing, as the home itself.
+  if (model.learn) access.problems = access.problems.filter((p) => !(p.path === model.home && p.missing === 'write'));
   for (const m of access.missing) notify.warn(m.message);
   if (access.problems.length > 0) {
     const lines = access.problems.map((p) => p.message);

@@ -235,6 +235,6 @@ export function buildLaunchPlan(model: Model, command: string[], f: LaunchFacts)
   }
   const mountPoints = { dirs: f.root ? TMPS.map(([, name]) => tmpDir(name)) : [], files: [] };
   // The grants' mounts, and the /dev/null masks over denied files (an open there is a denied read).
-  const watchPaths = [...f.grants.filter((g) => g.kind !== 'socket').map((g) => g.path), ...maskedFiles];
+  const watchPaths = [...f.grants.filter((g) => g.kind !== 'socket').map((g) => g.path), ...maskedFiles, ...(model.learn?.programDirs ?? [])];
   return { argv, layers, env, proxySocket, seccompFd: SECCOMP_FD, binds, landlock, controls, mountPoints, usesPty: Boolean(f.setsid), watchPaths };
 }

@@ -42,6 +42,7 @@ const COMMANDS: Record<string, () => Promise<Register[]>> = {
   'userns-profile': async () => [(await import('./commands/userns.js')).registerUserns],
   daemon: async () => [(await import('./commands/daemon.js')).registerDaemon],
   report: async () => [(await import('./commands/report.js')).registerReport],
+  learn: async () => [(await import('./commands/learn.js')).registerLearn],
 };
 
 async function registrations(argv: string[]): Promise<Register[]> {

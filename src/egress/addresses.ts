@@ -13,11 +13,17 @@ export { canonicalHost, isInternalAddress };
 export interface EgressRules {
   grants: readonly NetGrant[];
   denies: readonly NetDeny[];
+  /** `agentbox learn`: what no deny refuses is allowed, by LEARN_RULE (internal addresses still need a literal grant). */
+  learn?: boolean;
 }
+
+export const LEARN_RULE = { origin: 'manifest', file: 'agentbox learn', pointer: 'learn', text: 'learn mode: any host, recorded' } as const;
 
 /** The proxy's decision: the same function `explain` uses. */
 export function decideEgressFor(rules: EgressRules, host: string, port: number): EgressDecision {
-  return decideEgress(rules.grants, rules.denies, host, port);
+  const d = decideEgress(rules.grants, rules.denies, host, port);
+  if (!d.allow && rules.learn && d.rule === undefined) return { allow: true, rule: LEARN_RULE };
+  return d;
 }
 
 /** True when a literal grant names exactly this address and port. */

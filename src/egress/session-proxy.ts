@@ -120,7 +120,7 @@ export async function startSessionProxy(model: Model, o: SessionProxyOptions): P
   }
   const egress = { allowed: 0, denied: {} as Record<string, number> };
   const proxy = new EgressProxy({
-    rules: { grants: model.grants.net, denies: model.denies.net },
+    rules: { grants: model.grants.net, denies: model.denies.net, ...(model.egress.learnAnyHost ? { learn: true } : {}) },
     agent: model.name,
     ...(o.resolve ? { resolve: o.resolve } : {}),
     ...(o.cutFile ? { cutFile: o.cutFile } : {}),

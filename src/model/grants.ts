@@ -35,7 +35,7 @@ export function viaProxy(g: NetGrant): boolean {
 
 /** True when the session needs its egress proxy: a network grant, or hosts to ask about. */
 export function usesProxy(model: Pick<Model, 'grants' | 'egress'>): boolean {
-  return model.grants.net.length > 0 || model.egress.consent !== undefined;
+  return model.grants.net.length > 0 || model.egress.consent !== undefined || model.egress.learnAnyHost === true;
 }
 
 /** "manifest capabilities[2]" or "preset viewer deny[0]". */

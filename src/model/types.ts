@@ -123,6 +123,8 @@ export interface EgressRulesModel {
   credentials: CredentialSpec[];
   /** Extra CA files the proxy trusts for upstream certificates (`egress.trust`), besides the host's system store. */
   trust: string[];
+  /** `agentbox learn` only (never a manifest): any host may be reached through the proxy, each connection recorded. */
+  learnAnyHost?: boolean;
 }
 
 /** One method/path rule as written: `GET /repos/**`. */
@@ -251,6 +253,11 @@ export interface Model {
   egress: EgressRulesModel;
   /** Behaviour rules over the kernel's view of the session. */
   monitor: MonitorRule[];
+  /**
+   * Set only by `agentbox learn` (model/learn.ts), never by a manifest: the observation
+   * box's program folders, watched for executions.
+   */
+  learn?: { programDirs: string[] };
   /** The home directory `~` was expanded against. */
   home: string;
   /** Where the manifest came from and the sha256 of its bytes (stamped into artifact headers). */

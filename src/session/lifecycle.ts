@@ -164,7 +164,7 @@ export async function runSession(model: Model, opts: SessionOptions, box: Box): 
   const unlabelled = model.monitor.filter((r) => r.labels.length > 0 && !opts.policy);
   const monitor = enforceable && model.monitor.length > 0 ? new Monitor(model.monitor, model.home, opts.policy?.labels, (t) => onTrip(t)) : undefined;
   const observer = box.observed?.files || box.observed?.denials
-    ? new SessionObserver({ model, event, log: opts.log, verbose: opts.verbose, uid: box.uid, owns: (pid) => box.owns?.(pid) ?? false, ...(monitor ? { onRead: (p: string, b: number, at: number) => monitor.read(p, b, at) } : {}) })
+    ? new SessionObserver({ model, event, log: opts.log, verbose: opts.verbose, uid: box.uid, keepAll: model.learn !== undefined, owns: (pid) => box.owns?.(pid) ?? false, ...(monitor ? { onRead: (p: string, b: number, at: number) => monitor.read(p, b, at) } : {}) })
     : undefined;
   if (observer) {
     box.kernel = { fileLine: (l) => observer.fileLine(l), auditLine: (l) => observer.auditLine(l) };

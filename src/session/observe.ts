@@ -65,12 +65,20 @@ export interface Denial {
   errno?: string;
 }
 
+/** learn: every path the box used, and every program it ran. */
+export interface ObservedPaths {
+  paths: { path: string; counts: PathCounts }[];
+  programs: { path: string; runs: number }[];
+}
+
 export interface ObservationSummary {
   files: { files: number; opens: number; reads: number; writes: number; execs: number; bytesRead: number };
   denials: Denial[];
   deniedTotal: number;
   /** Lines a watcher reported lost (fanotify overflow, audit backlog). */
   lost: number;
+  /** With `keepAll` (learn): every path and program, not only the audit entries' counts. */
+  all?: ObservedPaths;
 }
 
 export interface ObserverDeps {
@@ -84,6 +92,8 @@ export interface ObserverDeps {
   owns(pid: number): boolean;
   /** Whether the host has `path` (lstat; a denial by absence needs the host to have it). */
   hostHas?(path: string): boolean;
+  /** learn: keep every path's counts for the whole session, and the programs run outside the grants. */
+  keepAll?: boolean;
   /** Reads under the grants, for the behaviour rules. */
   onRead?(path: string, bytes: number, at: number): void;
   now?(): number;
@@ -111,6 +121,8 @@ export class SessionObserver {
   private lastFlush: number;
   private readonly totals = { files: 0, opens: 0, reads: 0, writes: 0, execs: 0, bytesRead: 0 };
   private readonly seenFiles = new Set<string>();
+  private readonly everything = new Map<string, PathCounts>();
+  private readonly programs = new Map<string, number>();
 
   constructor(private readonly d: ObserverDeps) {
     const roots = [...new Set(d.model.grants.fs.map((g) => g.path))].sort((a, b) => b.length - a.length);
@@ -143,6 +155,19 @@ export class SessionObserver {
 
   file(e: FileEvent): void {
     const grant = this.grants.find((g) => isWithin(e.path, g.path));
+    if (this.d.keepAll) {
+      if (e.kind === 'exec' && !grant) this.programs.set(e.path, (this.programs.get(e.path) ?? 0) + 1);
+      if (grant) {
+        let c = this.everything.get(e.path);
+        if (!c && this.everything.size < PATH_CAP) this.everything.set(e.path, (c = { opens: 0, reads: 0, writes: 0, execs: 0, bytesRead: 0 }));
+        if (c) {
+          if (e.kind === 'open') c.opens++;
+          else if (e.kind === 'read') c.reads++;
+          else if (e.kind === 'write') c.writes++;
+          else if (e.kind === 'exec') c.execs++;
+        }
+      }
+    }
     if (!grant) {
       // A mask over a denied file (bound from /dev/null): opening it is a denied read.
       if (e.kind === 'open' || e.kind === 'exec') {
@@ -241,7 +266,7 @@ export class SessionObserver {
         if (!(this.d.hostHas ?? hostHas)(k.path)) return;
       } else if (k.errno !== 13 && k.errno !== 1 && k.errno !== 30) return;
     }
-    const rule = d ? (d.decision === 'deny' ? ruleLabel(d) : `the host's own file permissions (${ruleLabel(d)} allows it)`) : 'no rule';
+    const rule = d ? (d.decision === 'deny' ? ruleLabel(d) : `the host's own file permissions; ${d.rule ? d.rule.text : 'the manifest'} allows it`) : 'no rule';
     this.deny({ layer: k.source, access: k.access, what: k.path, rule, reason: d?.reason ?? '', ...(errno ? { errno } : {}) }, k.pid);
   }
 
@@ -294,7 +319,13 @@ export class SessionObserver {
       this.d.event('denials.summary', `${this.deniedTotal} denials`, 'deny', `${this.deniedTotal} denials, ${denials.length} distinct`, { total: this.deniedTotal, distinct: denials.length, denials: listSummary(lines), ...(this.denials.size >= DENIAL_CAP ? { capped: DENIAL_CAP } : {}) });
     }
     if (this.lost > 0) this.d.event('observe.lost', 'kernel events', 'info', `${this.lost} batches of kernel events were lost (queue overflow); the counts are lower bounds`);
-    return { files: { ...this.totals }, denials, deniedTotal: this.deniedTotal, lost: this.lost };
+    return {
+      files: { ...this.totals },
+      denials,
+      deniedTotal: this.deniedTotal,
+      lost: this.lost,
+      ...(this.d.keepAll ? { all: { paths: [...this.everything].map(([path, counts]) => ({ path, counts })), programs: [...this.programs].map(([path, runs]) => ({ path, runs })) } } : {}),
+    };
   }
 }
 
