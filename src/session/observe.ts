@@ -155,7 +155,7 @@ export class SessionObserver {
 
   file(e: FileEvent): void {
     const grant = this.grants.find((g) => isWithin(e.path, g.path));
-    if (this.d.keepAll) {
+    if (this.d.keepAll && !this.d.model.denies.fs.some((x) => x.access === 'all' && isWithin(e.path, x.path))) {
       if (e.kind === 'exec' && !grant) this.programs.set(e.path, (this.programs.get(e.path) ?? 0) + 1);
       if (grant) {
         let c = this.everything.get(e.path);
@@ -168,7 +168,8 @@ export class SessionObserver {
         }
       }
     }
-    if (!grant) {
+    const masked = this.d.model.denies.fs.some((x) => x.access === 'all' && isWithin(e.path, x.path));
+    if (!grant || masked) {
       // A mask over a denied file (bound from /dev/null): opening it is a denied read.
       if (e.kind === 'open' || e.kind === 'exec') {
         const access: DeniedAccess = e.kind === 'exec' ? 'exec' : 'read';
