@@ -14,6 +14,9 @@
  * answered by the loopback fake API, whose request arrived through agentbox's proxy
  * (the box has no other way out) and is in the audit log as an allowed egress.http or
  * egress.connect.
+ * Learn mode on each CLI: `agentbox learn` of `--version` and of the prompt writes a
+ * manifest that validates, whose describe is the consent text, and under which `launch`
+ * runs the same command with zero denials (no fs.denied, syscall.denied or summary).
  */
 import { execa } from 'execa';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -48,6 +51,8 @@ function home(agent: Agent): string {
   chownSync(join(h, '.claude.json'), UID, UID);
   writeFileSync(join(h, '.codex', 'config.toml'), `model = "gpt-5-codex"\nmodel_provider = "fake"\napproval_policy = "never"\n[analytics]\nenabled = false\n[model_providers.fake]\nname = "fake"\nbase_url = "http://127.0.0.1:${api.port}/v1"\nenv_key = "OPENAI_API_KEY"\nwire_api = "responses"\n`);
   writeFileSync(join(h, '.gemini', 'settings.json'), JSON.stringify({ security: { auth: { selectedType: 'gemini-api-key' } }, privacy: { usageStatisticsEnabled: false }, general: { disableAutoUpdate: true } }));
+  // The agent's own config files are the agent user's, as in a real home (gemini rewrites its settings).
+  for (const f of ['.codex/config.toml', '.gemini/settings.json']) chownSync(join(h, f), UID, UID);
   return h;
 }
 
@@ -136,4 +141,48 @@ describe.each(Object.keys(PINNED) as Agent[])('%s from npm under its shipped pro
     const mine = entries.filter((e) => e.session === session && (e.action === 'egress.http' || e.action === 'egress.connect') && e.decision === 'allow');
     expect(mine.some((e) => e.resource.includes(`127.0.0.1:${api.port}`)), JSON.stringify(mine)).toBe(true);
   }, 180_000);
+
+  for (const what of ['--version', 'prompt'] as const) {
+    it(`learn of ${what} proposes a manifest that validates and then launches the same command with zero denials (gemini: but its listings above its package, which no grant lifts alone)`, async () => {
+      const h = home(agent);
+      // The profile's own arguments stay (codex: --sandbox danger-full-access, its inner sandbox off: agentbox is the sandbox).
+      const profileArgs = (parse(readFileSync(join(ROOT, 'profiles', 'agents', `${PROFILE[agent]}.yaml`), 'utf8')) as { agent: { command: string[] } }).agent.command.slice(1);
+      const cmd = [installed.get(agent)!, ...profileArgs, ...(what === '--version' ? ['--version'] : PROMPT[agent])];
+      const out = join(base, `learned-${agent}-${what.replace(/-/g, '')}.yaml`);
+      const l = await run(['learn', testCopy(agent), '--home', h, '--out', out, '--', ...cmd], h);
+      expect(l.exitCode, l.stderr).toBe(0);
+      const text = readFileSync(out, 'utf8');
+      expect(text).toMatch(/^# Proposed by `agentbox learn`/);
+      // Every grant carries what used it.
+      const caps = (parse(text) as { capabilities: string[] }).capabilities;
+      // --version may use nothing of the home; a prompt at least reaches the API.
+      if (what === 'prompt') expect(caps.length).toBeGreaterThan(0);
+      const lines = text.split('\n');
+      for (const c of caps) expect(lines[lines.findIndex((x) => x.trim() === `- ${c}`) - 1], c).toMatch(/^\s+# /);
+      if (what === 'prompt') expect(caps).toContain(`net:connect:127.0.0.1:${api.port}`);
+      expect((await execa(process.execPath, [BIN, 'validate', out, '--home', h], { reject: false })).exitCode).toBe(0);
+      const d = await execa(process.execPath, [BIN, 'describe', out, '--home', h], { reject: false });
+      expect(d.stdout).toMatch(/It may:[\s\S]*It may not:/);
+      const r = await run(['launch', out, '--home', h, '--', ...cmd], h);
+      expect(r.exitCode, r.stderr).toBe(0);
+      if (what === 'prompt') expect(r.stdout).toContain(ANSWER);
+      const session = /session (\S+) ended/.exec(r.stderr)![1];
+      const entries = readFileSync(join(state, 'audit.jsonl'), 'utf8').split('\n').filter(Boolean).map((x) => JSON.parse(x) as { session: string; action: string; reason: string });
+      const denials = entries.filter((e) => e.session === session && ['fs.denied', 'syscall.denied', 'denials.summary'].includes(e.action));
+      if (agent !== 'gemini') {
+        expect(denials.map((e) => e.reason)).toEqual([]);
+        expect(r.stderr).not.toMatch(/denied:/);
+      } else {
+        // Gemini lists each folder above its package (a walk up from lib/node_modules): outside
+        // the home, in this cache's prefix. A listing cannot be granted alone (a folder's
+        // read grant covers everything under it), so the proposal says so and those stay
+        // refused; nothing else is.
+        const pkg = installed.get(agent)!.replace(/\/bin\/gemini$/, '');
+        const listed = denials.filter((e) => e.action === 'fs.denied');
+        for (const e of listed) expect(e.reason).toMatch(new RegExp(`^list ${pkg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(/lib)? \\(no grant covers`));
+        expect(text).toMatch(/a folder cannot be granted for listing alone/);
+        expect(denials.filter((e) => e.action === 'syscall.denied')).toEqual([]);
+      }
+    }, 300_000);
+  }
 });

@@ -54,9 +54,16 @@ async function fixture(): Promise<void> {
   w('claude-code-bbbb0002', 'claude-code', 'quarantine.frozen', 'claude-code-bbbb0002', 'deny', 'cgroup freezer: every process of the session is frozen');
   await sleep(250);
   w('claude-code-bbbb0002', 'claude-code', 'quarantine.released', 'claude-code-bbbb0002', 'info', 'released by uid 0');
-  // 3: running, one denial.
-  w('codex-cccc0003', 'codex', 'launch', '/usr/local/bin/codex', 'allow', 'session started');
+  // 3: still frozen: one egress denial, file activity, a kernel denial (three times), and a
+  // bulk read that trips the monitor, whose quarantine the launcher does itself ~150 ms later.
+  w('codex-cccc0003', 'codex', 'launch', '/usr/local/bin/codex', 'allow', 'session started', { grants: ['fs:write:~/work', 'net:connect:api.openai.com:443'] });
   w('codex-cccc0003', 'codex', 'egress.connect', 'api.openai.com:443', 'deny', 'not granted: no grant covers api.openai.com');
+  w('codex-cccc0003', 'codex', 'fs.activity', '/home/u/work', 'info', '40 files: 40 reads, 0 writes, 0 runs', { files: 40, reads: 40, writes: 0, execs: 0 });
+  w('codex-cccc0003', 'codex', 'fs.denied', '/home/u/.ssh/id_ed25519', 'deny', 'read ~/.ssh/id_ed25519 (deny fs:~/.ssh from preset organizer)', { layer: 'file-call', access: 'read' });
+  w('codex-cccc0003', 'codex', 'monitor.tripped', 'hr-bulk-read-then-upload', 'deny', '40 files (800 bytes) read within 300s, then a connection to paste.example.net:443; onTrip: quarantine', { rule: 'hr-bulk-read-then-upload' });
+  await sleep(150);
+  w('codex-cccc0003', 'codex', 'quarantine.frozen', 'codex-cccc0003', 'deny', 'cgroup freezer: every process of the session is frozen');
+  w('codex-cccc0003', 'codex', 'denials.summary', '3 denials', 'deny', '3 denials, 1 distinct', { total: 3, distinct: 1 });
 }
 
 const records = (): AuditRecord[] => readFileSync(join(state, 'audit.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as AuditRecord);
@@ -113,7 +120,8 @@ describe('agentbox report in headless Chromium', () => {
     const at = (action: string, session?: string) => rs.find((x) => x.action === action && (!session || x.session === session))!.time;
     const decisions = rs.filter((x) => ['egress.connect', 'egress.http', 'egress.https'].includes(x.action) && x.reason !== 'closed');
     const approveMs = Date.parse(at('consent.answer')) - Date.parse(at('consent.request'));
-    const mttd = Date.parse(at('quarantine.requested')) - Date.parse(at('violation.dlp'));
+    // Detection: a violation or a tripped rule, to the quarantine (asked for, or the launcher's own).
+    const mttd = (Date.parse(at('quarantine.requested')) - Date.parse(at('violation.dlp')) + (Date.parse(at('quarantine.frozen', 'codex-cccc0003')) - Date.parse(at('monitor.tripped')))) / 2;
     const mttr = Date.parse(at('quarantine.released')) - Date.parse(at('quarantine.requested'));
     const fmt = (ms: number) => (ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`);
     const kpi = async (k: string) => (await page.locator(`[data-kpi="${k}"]`).textContent())?.trim();
@@ -126,13 +134,22 @@ describe('agentbox report in headless Chromium', () => {
     expect(approveMs).toBeGreaterThanOrEqual(300);
     expect(await kpi('blocked-uploads')).toBe('1');
     expect(await kpi('rollback-rate')).toBe('100%');
-    expect(await kpi('quarantines')).toBe('1');
+    expect(await kpi('quarantines')).toBe('2');
+    expect(await kpi('kernel-denials')).toBe(String(rs.filter((x) => x.action === 'denials.summary').reduce((n, x) => n + Number(x.details?.total), 0)));
+    expect(await kpi('kernel-denials')).toBe('3');
+    expect(await kpi('threshold-hits')).toBe('1');
     expect(await kpi('mttd')).toBe(fmt(mttd));
     expect(await kpi('mttr')).toBe(fmt(mttr));
     // The timeline of the leak, in order, with the operator.
     const leak = await page.locator('[data-session="claude-code-bbbb0002"] tr').evaluateAll((els) => els.map((e) => e.getAttribute('data-kind')));
     expect(leak).toEqual(['launch', 'egress-deny', 'violation', 'quarantine', 'quarantine', 'release']);
     expect(await page.locator('[data-session="claude-code-bbbb0002"]').textContent()).toContain('quarantine requested by root (uid 0)');
+    // The frozen session: its grants, file activity, kernel denials and the rule that tripped.
+    const codex = await page.locator('[data-session="codex-cccc0003"] tr').evaluateAll((els) => els.map((e) => e.getAttribute('data-kind')));
+    expect(codex).toEqual(['launch', 'egress-deny', 'file-activity', 'fs-deny', 'threshold', 'quarantine', 'fs-deny']);
+    const codexText = await page.locator('[data-session="codex-cccc0003"]').textContent();
+    expect(codexText).toContain('grants: fs:write:~/work, net:connect:api.openai.com:443');
+    expect(codexText).toContain('monitor rule hr-bulk-read-then-upload tripped');
     await page.close();
   }, 60_000);
 

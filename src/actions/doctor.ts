@@ -7,6 +7,9 @@ import { existsSync } from 'node:fs';
 import { imageCache } from '../env.js';
 import { allProbes, type Probe } from '../host/probes.js';
 import { readMicrovmImage } from '../runtimes/microvm/image.js';
+import { auditStatus, FILE_WATCH, observationAvailable, seccompActionsLogged } from '../host/watchers.js';
+import { landlockHelper } from './launch.js';
+import { spawnSync } from 'node:child_process';
 
 export type { Probe } from '../host/probes.js';
 
@@ -37,8 +40,38 @@ async function probeDaemon(): Promise<Probe> {
   return { ...base, available: h.problem === null, detail: `pid ${h.pid}, ${h.agents.length} agent${h.agents.length === 1 ? '' : 's'}${h.problem ? `; ${h.problem}` : `: ${h.agents.map((a) => `${a.agent} on ${a.listen}`).join(', ')}`}`, hint: h.problem ? 'agentbox daemon status; journalctl -u agentboxd' : undefined };
 }
 
+/**
+ * What the kernel can tell about a box (launch's file activity and denials): fanotify,
+ * the audit subsystem, and whether Landlock and seccomp log their refusals there.
+ */
+export async function probeObservation(): Promise<Probe[]> {
+  const root = process.getuid?.() === 0;
+  const avail = observationAvailable();
+  const out: Probe[] = [];
+  const fan = { name: 'fanotify', purpose: 'file activity of the box (reads, writes, runs per path, in the audit log)', hint: root ? 'a kernel with CONFIG_FANOTIFY; npm run build for the file-watch helper' : 'run agentbox as root' };
+  if (!avail.available) out.push({ ...fan, available: false, detail: avail.missing.join('; ') });
+  else {
+    // file-watch marks its own mount namespace's / through /proc/self: that it can mark at all.
+    const r = spawnSync(FILE_WATCH(), ['--pid', String(process.pid), '/'], { input: '', encoding: 'utf8', timeout: 5000 });
+    out.push({ ...fan, available: r.status === 0 && r.stdout.startsWith('ready'), detail: r.status === 0 ? 'mount marks work (FAN_OPEN, FAN_OPEN_EXEC, FAN_CLOSE_WRITE, FAN_CLOSE_NOWRITE, FAN_MODIFY)' : (r.stderr || 'file-watch failed').trim().split('\n').pop()! });
+  }
+  const audit = { name: 'kernel-audit', purpose: 'Landlock, seccomp and file-call denials of the box (audit netlink, read-only group)', hint: 'a kernel with CONFIG_AUDIT and CONFIG_AUDITSYSCALL; agentbox needs root (CAP_AUDIT_READ, CAP_AUDIT_CONTROL for its one rule)' };
+  if (!root) out.push({ ...audit, available: false, detail: 'not root: the audit socket is root\'s' });
+  else {
+    const a = auditStatus();
+    const state = a.enabled === 0 ? 'auditing is off: launch turns it on (the kernel logs nothing while it is off)' : a.enabled === 2 ? 'auditing is locked on' : a.enabled === 1 ? 'auditing is on' : 'the audit state is unknown';
+    out.push({ ...audit, available: a.readable && a.enabled !== -1, detail: a.readable ? state : `records cannot be read: ${a.detail}` });
+  }
+  const helper = landlockHelper();
+  const abi = helper ? Number(spawnSync(helper, ['--abi'], { encoding: 'utf8' }).stdout.trim()) : 0;
+  out.push({ name: 'landlock-audit', purpose: 'Landlock denials logged by the kernel', available: abi >= 7, detail: abi >= 7 ? `ABI ${abi}: denials after the agent's exec are logged (LANDLOCK_RESTRICT_SELF_LOG_NEW_EXEC_ON)` : abi > 0 ? `ABI ${abi}: this kernel's Landlock does not log (ABI 7, Linux 6.15+); failed file calls are still read from the audit rule` : 'no Landlock', hint: abi >= 7 ? undefined : 'Linux 6.15 or later' });
+  const logged = seccompActionsLogged();
+  out.push({ name: 'seccomp-audit', purpose: 'the box\'s seccomp refusals logged by the kernel', available: logged?.includes('errno') ?? false, detail: logged ? `kernel.seccomp.actions_logged: ${logged.join(' ')}` : 'kernel.seccomp.actions_logged cannot be read', hint: logged?.includes('errno') ? undefined : 'add errno to /proc/sys/kernel/seccomp/actions_logged (the box\'s filter refuses with EPERM and asks for logging)' });
+  return out;
+}
+
 export async function doctor(): Promise<HostReport> {
-  const [os, cpu, mem, probes] = await Promise.all([si.osInfo(), si.cpu(), si.mem(), allProbes(() => [probeMicrovmImage(), probeDaemon()])]);
+  const [os, cpu, mem, probes] = await Promise.all([si.osInfo(), si.cpu(), si.mem(), allProbes(() => [probeMicrovmImage(), probeDaemon()]).then(async (p) => [...p, ...(await probeObservation())])]);
   const host = {
     os: `${os.distro} ${os.release}`.trim(),
     kernel: os.kernel,

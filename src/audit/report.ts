@@ -31,7 +31,7 @@ export interface ReportInput {
 const e = htmlText;
 
 const KIND_LABEL: Record<EventKind, string> = {
-  launch: 'launch', 'egress-allow': 'allowed', 'egress-deny': 'denied', 'consent-ask': 'consent asked', 'consent-answer': 'consent answered', violation: 'violation', quarantine: 'quarantine', release: 'release', token: 'token', control: 'control', exit: 'exit', revert: 'revert', persist: 'persist', other: 'event',
+  launch: 'launch', 'file-activity': 'files', 'fs-deny': 'denied (kernel)', threshold: 'threshold', 'egress-allow': 'allowed', 'egress-deny': 'denied', 'consent-ask': 'consent asked', 'consent-answer': 'consent answered', violation: 'violation', quarantine: 'quarantine', release: 'release', token: 'token', control: 'control', exit: 'exit', revert: 'revert', persist: 'persist', other: 'event',
 };
 
 function duration(ms: number | null): string {
@@ -68,6 +68,8 @@ ${kpiCard('escalations', 'consent requests', String(k.escalations), `${k.approve
 ${kpiCard('time-to-approve', 'time to approve (median)', duration(k.timeToApproveMs.median), k.timeToApproveMs.max === null ? '' : `longest ${duration(k.timeToApproveMs.max)}`)}
 ${kpiCard('blocked-uploads', 'blocked uploads (DLP, upload limit)', String(k.blockedUploads))}
 ${kpiCard('rollback-rate', 'rollback rate', pct(k.rollbackRate), `${k.reverted} of ${k.ended} ended sessions reverted`)}
+${kpiCard('kernel-denials', 'denied by the kernel (files, system calls)', String(k.kernelDenials))}
+${kpiCard('threshold-hits', 'behaviour rules tripped', String(k.thresholdHits))}
 ${kpiCard('quarantines', 'quarantines', String(k.quarantines))}
 ${kpiCard('mttd', 'MTTD: violation to quarantine', duration(k.mttdMs))}
 ${kpiCard('mttr', 'MTTR: quarantine to release or end', duration(k.mttrMs))}

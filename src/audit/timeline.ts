@@ -11,12 +11,14 @@
  * - blocked uploads: DLP and upload-limit refusals (violation.dlp, violation.upload-limit:
  *   the proxy records each refusal once as a violation);
  * - rollback rate: sessions whose changes were reverted / sessions that ended;
- * - MTTD: from a session's first violation to its quarantine (mean); MTTR: from a
- *   quarantine to its release or the session's end (mean).
+ * - MTTD: from a session's first violation or tripped behaviour rule to its quarantine
+ *   (mean); MTTR: from a quarantine to its release or the session's end (mean);
+ * - kernel denials: what Landlock, seccomp and the file calls refused (each session's
+ *   denials.summary total); threshold hits: behaviour rules that tripped.
  */
 import type { AuditRecord } from './record.js';
 
-export type EventKind = 'launch' | 'egress-allow' | 'egress-deny' | 'consent-ask' | 'consent-answer' | 'violation' | 'quarantine' | 'release' | 'token' | 'control' | 'exit' | 'revert' | 'persist' | 'other';
+export type EventKind = 'launch' | 'file-activity' | 'fs-deny' | 'threshold' | 'egress-allow' | 'egress-deny' | 'consent-ask' | 'consent-answer' | 'violation' | 'quarantine' | 'release' | 'token' | 'control' | 'exit' | 'revert' | 'persist' | 'other';
 
 export interface TimelineEvent {
   seq: number;
@@ -47,6 +49,9 @@ export function kindOf(r: Pick<AuditRecord, 'action' | 'decision' | 'reason'>): 
   if (a === 'consent.request') return 'consent-ask';
   if (a === 'consent.answer') return 'consent-answer';
   if (a.startsWith('violation.')) return 'violation';
+  if (a === 'fs.activity') return 'file-activity';
+  if (a === 'fs.denied' || a === 'syscall.denied' || a === 'denials.summary') return 'fs-deny';
+  if (a === 'monitor.tripped') return 'threshold';
   if (a === 'quarantine.requested' || a === 'quarantine.frozen') return 'quarantine';
   if (a === 'quarantine.released') return 'release';
   if (a.startsWith('token.')) return 'token';
@@ -61,8 +66,16 @@ export function kindOf(r: Pick<AuditRecord, 'action' | 'decision' | 'reason'>): 
 export function describe(r: AuditRecord): string {
   const by = typeof r.details?.by === 'string' ? ` by ${r.details.by}` : r.details?.by && typeof r.details.by === 'object' && 'name' in (r.details.by as object) ? ` by ${String((r.details.by as { name: unknown }).name)}` : '';
   switch (kindOf(r)) {
-    case 'launch':
-      return `launched: ${r.resource}`;
+    case 'launch': {
+      const grants = Array.isArray(r.details?.grants) ? (r.details.grants as unknown[]).map(String) : [];
+      return `launched: ${r.resource}${grants.length ? ` (grants: ${grants.slice(0, 6).join(', ')}${grants.length > 6 ? ` and ${grants.length - 6} more` : ''})` : ''}`;
+    }
+    case 'file-activity':
+      return `files under ${r.resource}: ${r.reason}`;
+    case 'fs-deny':
+      return r.action === 'denials.summary' ? `denials: ${r.reason}` : `denied: ${r.reason}`;
+    case 'threshold':
+      return `monitor rule ${r.resource} tripped: ${r.reason}`;
     case 'egress-allow':
       return `${r.action.slice('egress.'.length)} ${r.resource} allowed (${typeof r.details?.rule === 'string' ? r.details.rule : r.reason})`;
     case 'egress-deny':
@@ -126,6 +139,10 @@ export interface Kpis {
   mttrMs: number | null;
   /** Denials by reason code or detector, most first. */
   deniedBy: { reason: string; count: number }[];
+  /** What the kernel refused the boxes (Landlock, seccomp, file calls): every repeat counted. */
+  kernelDenials: number;
+  /** Behaviour rules that tripped (monitor.tripped). */
+  thresholdHits: number;
 }
 
 const ms = (a: string, b: string) => Date.parse(b) - Date.parse(a);
@@ -153,6 +170,10 @@ export function kpis(records: readonly AuditRecord[]): Kpis {
   const ended = new Set<string>();
   const resolved = new Set<string>();
   const reverted = new Set<string>();
+  let kernelDenials = 0;
+  let thresholdHits = 0;
+  const summarised = new Set<string>();
+  const firstDenials = new Map<string, number>();
   for (const r of records) {
     if (r.session !== '-') sessions.add(r.session);
     const kind = kindOf(r);
@@ -164,13 +185,20 @@ export function kpis(records: readonly AuditRecord[]): Kpis {
       deniedBy.set(why, (deniedBy.get(why) ?? 0) + 1);
     }
     if (r.action === 'violation.dlp' || r.action === 'violation.upload-limit') blocked++;
-    if (kind === 'violation' && !firstViolation.has(r.session)) firstViolation.set(r.session, r.time);
+    if ((kind === 'violation' || kind === 'threshold') && !firstViolation.has(r.session)) firstViolation.set(r.session, r.time);
+    if (kind === 'threshold') thresholdHits++;
+    // A session's denials.summary counts every repeat; without one (a session cut short), its entries do.
+    if (r.action === 'denials.summary' && typeof r.details?.total === 'number') {
+      kernelDenials += r.details.total;
+      summarised.add(r.session);
+    } else if (r.action === 'fs.denied' || r.action === 'syscall.denied') firstDenials.set(r.session, (firstDenials.get(r.session) ?? 0) + 1);
     if (kind === 'consent-ask') {
       escalations++;
       if (typeof r.details?.id === 'string') asked.set(r.details.id, r.time);
     }
     if (kind === 'consent-answer' && r.decision === 'allow' && typeof r.details?.id === 'string' && asked.has(r.details.id)) waits.push(ms(asked.get(r.details.id)!, r.time));
-    if (r.action === 'quarantine.requested' && !quarantinedAt.has(r.session)) {
+    // Asked for (agentbox quarantine), or done by the launcher itself (a violation or rule under quarantine).
+    if ((r.action === 'quarantine.requested' || r.action === 'quarantine.frozen') && !quarantinedAt.has(r.session)) {
       quarantinedAt.set(r.session, r.time);
       const v = firstViolation.get(r.session);
       if (v) detect.push(ms(v, r.time));
@@ -182,6 +210,7 @@ export function kpis(records: readonly AuditRecord[]): Kpis {
     if (kind === 'exit') ended.add(r.session);
     if (kind === 'revert') reverted.add(r.session);
   }
+  for (const [session, n] of firstDenials) if (!summarised.has(session)) kernelDenials += n;
   const endedCount = ended.size;
   return {
     sessions: sessions.size,
@@ -197,6 +226,8 @@ export function kpis(records: readonly AuditRecord[]): Kpis {
     quarantines: quarantinedAt.size,
     mttdMs: mean(detect),
     mttrMs: mean(resolve),
+    kernelDenials,
+    thresholdHits,
     deniedBy: [...deniedBy].map(([reason, count]) => ({ reason, count })).sort((a, b) => b.count - a.count || a.reason.localeCompare(b.reason)),
   };
 }

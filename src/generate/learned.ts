@@ -42,6 +42,12 @@ export interface Learned {
   /** host:port → connections and requests. */
   hosts: readonly { host: string; port: number; count: number }[];
   denials: readonly string[];
+  /**
+   * What the observation box itself refused outside the home because no grant covered it
+   * (the default deny; never an explicit deny or the box's fixed design): proposed, so
+   * the launch is not refused where learning was.
+   */
+  uncovered?: readonly { access: 'read' | 'list' | 'exec'; path: string; count: number }[];
   at: string;
 }
 
@@ -124,6 +130,17 @@ export function proposeManifest(original: string, model: Model, l: Learned, exis
     }
     items.push({ text: `fs:${wrote ? 'write' : 'read'}:${shown}`, comment: `${what}${created}` });
   }
+  for (const u of l.uncovered ?? []) {
+    if (!grammarSafe(u.path) || isWithin(u.path, home)) continue;
+    const text = u.access === 'exec' ? `exec:${u.path}` : `fs:read:${u.path}`;
+    if (items.some((i) => i.text === text)) continue;
+    if (u.access === 'exec' ? !canExec : !canRead) {
+      dropped.push(`${text} (refused ${plural(u.count, 'time')} while learning): not allowed by the presets`);
+      continue;
+    }
+    const how = `${u.access === 'list' ? 'listed' : u.access === 'exec' ? 'run' : 'read'} outside the home, which no grant covered: a round of learning was refused it${u.access === 'list' ? '; reading a folder covers everything under it: review' : ''}`;
+    items.push({ text, comment: how });
+  }
   const agentProgram = model.agent.command[0];
   for (const p of [...l.programs].sort((a, b) => (a.path < b.path ? -1 : 1))) {
     // The ELF interpreter is opened for execution with every program: the box always allows it.
@@ -150,8 +167,8 @@ export function proposeManifest(original: string, model: Model, l: Learned, exis
   doc.set('capabilities', seq);
   if (model.extends.length > 0) doc.set('extends', model.extends.map((p) => p.name));
   const header = [
-    ` Proposed by \`agentbox learn\` on ${l.at} from session ${l.session}`,
-    ` (agentbox audit show --session ${l.session}), running: ${l.command.join(' ')}`,
+    ` Proposed by \`agentbox learn\` on ${l.at} from session${l.session.includes(',') ? 's' : ''} ${l.session}`,
+    ` (agentbox audit show --session ${l.session.split(', ').pop()}), running: ${l.command.join(' ')}`,
     ' Each grant says what used it. Nothing here was decided by a person: read it before use.',
     ...(unused.length ? [' Not used while learning, so not proposed:', ...unused.map((u) => `   ${u}`)] : []),
     ...(dropped.length ? [' Used, but outside what the presets allow (not proposed):', ...dropped.map((d) => `   ${d}`)] : []),

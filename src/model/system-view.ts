@@ -26,6 +26,8 @@ export function systemView(runtime: RuntimeKind, path: string, access: 'read' | 
   if (PRIVATE_WRITABLE.some((p) => isWithin(path, p))) {
     return { kind: 'private', reason: `${path.split('/').slice(0, 2).join('/') === '/dev' ? '/dev/shm' : path.startsWith('/var/tmp') ? '/var/tmp' : '/tmp'} is the session's own (empty at start, noexec, discarded at the end), not the host's` };
   }
+  // The process box mounts no /sys: the kernel's and the devices' details stay the host's.
+  if (runtime === 'process' && isWithin(path, '/sys')) return { kind: 'masked', reason: 'the box has no /sys: the kernel\'s and the devices\' details stay the host\'s' };
   const secret = ETC_FILE_MASKS.includes(path) || ETC_DIR_MASKS.some((d) => isWithin(path, d));
   if (secret && runtime === 'process') return { kind: 'masked', reason: `the box covers ${path} (secrets in /etc are hidden even though /etc is visible)` };
   if (secret && runtime === 'container') return { kind: 'masked', reason: `${path} is the image's, and only root may read it; the agent never runs as root` };

@@ -247,10 +247,12 @@ export class SessionObserver {
   private kernelDenial(k: KernelDenial): void {
     const errno = k.errno !== undefined ? ERRNO_NAMES[k.errno] ?? `errno ${k.errno}` : undefined;
     if (k.source === 'seccomp') {
-      // clone3 answers ENOSYS by design (libc falls back to clone, whose flags the filter reads).
+      // clone3 answers ENOSYS by design (libc falls back to clone, whose flags the filter
+      // reads). The kernel's record carries the action, not the errno, so it goes by name.
       const name = SYSCALL_NAMES[k.syscall] ?? `syscall ${k.syscall}`;
-      if (name === 'clone3' && k.errno === 38) return;
-      this.deny({ layer: 'seccomp', access: 'syscall', what: name, rule: 'the box\'s seccomp filter (docs/hardening.md)', reason: `the seccomp filter refuses ${name}`, ...(errno ? { errno } : {}) }, k.pid);
+      if (name === 'clone3') return;
+      const what = name === 'clone' ? 'clone (a new namespace)' : name;
+      this.deny({ layer: 'seccomp', access: 'syscall', what, rule: 'the box\'s seccomp filter (docs/hardening.md)', reason: `the seccomp filter refuses ${what}` }, k.pid);
       return;
     }
     if (!k.path || (k.access !== 'read' && k.access !== 'list' && k.access !== 'write' && k.access !== 'exec')) {
