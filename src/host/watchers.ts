@@ -162,7 +162,30 @@ export function findByComm(candidates: readonly number[], comm: string): number[
   return out;
 }
 
-/** Every pid on the host (for finding a box process when no cgroup lists them). */
-export function allPids(): number[] {
-  return readdirSync('/proc').filter((n) => /^\d+$/.test(n)).map(Number);
+/** The processes descended from `root` (for finding a box process when no cgroup lists them). */
+export function descendantsOf(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const n of readdirSync('/proc')) {
+    if (!/^\d+$/.test(n)) continue;
+    try {
+      const stat = readFileSync(`/proc/${n}/stat`, 'utf8');
+      // The comm field may hold spaces and parentheses: the ppid follows the last ')'.
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      const list = children.get(ppid) ?? [];
+      list.push(Number(n));
+      children.set(ppid, list);
+    } catch {
+      // gone
+    }
+  }
+  const out: number[] = [];
+  const todo = [root];
+  while (todo.length > 0) {
+    const p = todo.pop()!;
+    for (const c of children.get(p) ?? []) {
+      out.push(c);
+      todo.push(c);
+    }
+  }
+  return out;
 }

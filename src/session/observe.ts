@@ -13,8 +13,8 @@
  *   entry when they happen and shown with --verbose; every repeat is counted; the end
  *   writes one `denials.summary`. A failed call is a denial when the kernel refused it
  *   (EACCES, EPERM, EROFS), or when the box did not show what the host has (ENOENT for a
- *   path that exists on the host, which no grant covers or a deny hides). A read of a
- *   denied file masked by /dev/null is one too.
+ *   path in the home, or under a deny, that exists on the host and that no grant covers
+ *   or a deny hides). A read of a denied file masked by /dev/null is one too.
  *
  * The monitor (session/monitor.ts) is fed from here: every read under the grants.
  */
@@ -266,7 +266,11 @@ export class SessionObserver {
       if (k.errno === 2) {
         // Absent in the box: a denial only when the host has it and the manifest is why.
         if (!d || d.decision !== 'deny' || !(d.rule || /no grant covers|grants reading only/.test(d.reason))) return;
-        if (!(this.d.hostHas ?? hostHas)(k.path)) return;
+        // Only where the manifest speaks for the user's files: the home, or a deny's own
+        // path. The launcher (root) never looks up an arbitrary path the agent named (an
+        // automount or a network file system would answer to root, or hang).
+        if (!isWithin(k.path, this.d.model.home) && !d.rule) return;
+        if (k.path.length > 4096 || !(this.d.hostHas ?? hostHas)(k.path)) return;
       } else if (k.errno !== 13 && k.errno !== 1 && k.errno !== 30) return;
     }
     const rule = d ? (d.decision === 'deny' ? ruleLabel(d) : `the host's own file permissions; ${d.rule ? d.rule.text : 'the manifest'} allows it`) : 'no rule';

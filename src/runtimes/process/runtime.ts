@@ -23,7 +23,7 @@ import { makeMountPoints, DEFAULT_DISK_BYTES, unmountBox } from '../../session/l
 import { bindOpened, mountLayers, pathKind } from '../host-mounts.js';
 import { attachSocket, type Box } from '../../session/box.js';
 import { placeEgress, type BuildOptions, type Built } from '../build.js';
-import { findByComm, observationAvailable, pidNamespace, startAuditReader, startFileWatch, type Watcher } from '../../host/watchers.js';
+import { descendantsOf, findByComm, observationAvailable, pidNamespace, startAuditReader, startFileWatch, type Watcher } from '../../host/watchers.js';
 
 /** As root, with observation: landlock-exec's hold and the logged seccomp program (no grant fds then). */
 const HOLD_FD = 4;
@@ -220,9 +220,10 @@ export async function buildProcessBox(model: Model, opts: BuildOptions): Promise
         try {
           // landlock-exec waits on its hold inside the finished box: its pid namespace is the
           // box's, its root the box's view, where the grant mounts are marked.
-          const helperPid = await waitFor(() => findByComm(cgroups?.members() ?? [], 'landlock-exec')[0], 10_000, c);
+          const helperPid = await waitFor(() => findByComm(cgroups?.members().length ? cgroups.members() : descendantsOf(c.pid!), 'landlock-exec')[0], 10_000, c);
           boxNs = pidNamespace(helperPid);
-          watchers.push(await startFileWatch(helperPid, plan.watchPaths, [], (line) => box.kernel?.fileLine(line)));
+          // No grant mounts, nothing to mark: the box shows nothing of the host's files to watch.
+          if (plan.watchPaths.length > 0) watchers.push(await startFileWatch(helperPid, plan.watchPaths, [], (line) => box.kernel?.fileLine(line)));
           hold.end('g');
         } catch (e) {
           hold.end('n');
