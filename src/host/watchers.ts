@@ -22,6 +22,8 @@ export const AUDIT_TYPES = [1300, 1302, 1307, 1320, 1326, 1423, 1424] as const;
 export interface Watcher {
   /** Stops the helper (it removes what it added to the kernel) and waits for it. */
   stop(): Promise<void>;
+  /** Resolves once every event the kernel queued before now has been handed on (at most `ms`). */
+  fence(ms?: number): Promise<void>;
   /** The helper's own stop, when it was not asked for (its last stderr line). */
   failed(): string | undefined;
 }
@@ -60,8 +62,13 @@ function startHelper(argv: string[], onLine: (line: string) => void, timeoutMs =
       if (!ready) reject(new Error(why));
       else if (!stopping) failure = why;
     });
+    const fences: (() => void)[] = [];
     const rl = createInterface({ input: child.stdout!, crlfDelay: Infinity });
     rl.on('line', (line) => {
+      if (ready && line === 'fence') {
+        fences.shift()?.();
+        return;
+      }
       if (!ready) {
         if (!line.startsWith('ready')) return;
         ready = true;
@@ -77,6 +84,21 @@ function startHelper(argv: string[], onLine: (line: string) => void, timeoutMs =
               clearTimeout(kill);
             },
             failed: () => failure,
+            fence: (ms = 1000) =>
+              new Promise<void>((resolve) => {
+                if (child.exitCode !== null || child.signalCode !== null) return resolve();
+                const t = setTimeout(() => {
+                  const i = fences.indexOf(done);
+                  if (i >= 0) fences.splice(i, 1);
+                  resolve();
+                }, ms);
+                const done = () => {
+                  clearTimeout(t);
+                  resolve();
+                };
+                fences.push(done);
+                child.stdin!.write('f');
+              }),
           },
         });
         return;

@@ -9,7 +9,8 @@
  * Joins the audit socket's read-only multicast group (AUDIT_NLGRP_READLOG, needs
  * CAP_AUDIT_READ): it never becomes the audit daemon, so auditd, where one runs, keeps its
  * role and its records. Prints "ready", then each record of the given types (all when none)
- * as one line, "TYPE<TAB>TEXT", until stdin closes or SIGTERM.
+ * as one line, "TYPE<TAB>TEXT", until stdin closes or SIGTERM. An 'f' on stdin is a fence:
+ * "fence" is printed once every record the kernel queued before it has been printed.
  *
  * --enable: turns the kernel's auditing on (AUDIT_SET enabled=1) when it is off, which
  * Landlock and seccomp need to log anything; a locked configuration (enabled=2) is left
@@ -43,6 +44,7 @@
 #define AUDIT_ADD_RULE 1011
 #define AUDIT_DEL_RULE 1012
 #define AUDIT_NLGRP_READLOG 1
+#define AUDIT_TRUSTED_APP 1121
 #define AUDIT_STATUS_ENABLED 1
 #define AUDIT_FILTER_EXIT 0x04
 #define AUDIT_ALWAYS 2
@@ -233,6 +235,13 @@ int main(int argc, char **argv) {
     if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
       char c;
       if (read(0, &c, 1) <= 0) break;
+      /* 'f': a fence. The kernel queues records in order, so once a message of ours sent
+       * now comes back, every record of the processes that ended before it has too. */
+      if (c == 'f') {
+        char text[64];
+        int len = snprintf(text, sizeof text, "agentbox-fence %d", (int)getpid());
+        if (request(AUDIT_TRUSTED_APP, text, (size_t)len + 1, 0, NULL, 0) != 0) { printf("fence\n"); fflush(stdout); }
+      }
     }
     if (!(p[0].revents & POLLIN)) continue;
     ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
@@ -246,6 +255,13 @@ int main(int argc, char **argv) {
      * length without the header (a historic quirk), so the datagram's size bounds the text. */
     if ((size_t)n < NLMSG_HDRLEN) continue;
     struct nlmsghdr *h = (struct nlmsghdr *)buf;
+    if (h->nlmsg_type == AUDIT_TRUSTED_APP) {
+      char mine[64];
+      snprintf(mine, sizeof mine, "agentbox-fence %d", (int)getpid());
+      buf[n] = 0;
+      if (strstr(buf + NLMSG_HDRLEN, mine) && strstr(buf + NLMSG_HDRLEN, " uid=0 ")) { printf("fence\n"); fflush(stdout); }
+      continue;
+    }
     int want = ntypes == 0;
     for (int t = 0; t < ntypes; t++) if (types[t] == h->nlmsg_type) want = 1;
     if (!want) continue;

@@ -16,7 +16,8 @@
  * mount namespace (the host's root reaching in through /proc) and of --exclude PIDs are
  * dropped. "overflow" is printed if the kernel's queue overflowed (it is unlimited here,
  * so only memory ends it). Exits 4 when fanotify or a mark cannot be set up (fail
- * closed: the launcher does not start the agent unwatched), 0 when stdin closes.
+ * closed: the launcher does not start the agent unwatched), 0 when stdin closes. An 'f'
+ * on stdin is a fence: "fence" is printed once the queued events have been.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -42,6 +43,53 @@ static ino_t mntns(pid_t pid) {
   struct stat st;
   snprintf(link, sizeof link, "/proc/%d/ns/mnt", (int)pid);
   return stat(link, &st) == 0 ? st.st_ino : 0;
+}
+
+
+/* Reads one batch of events and prints them; -1 on a read error. */
+static int drain(int fan, ino_t box_ns, const pid_t *exclude, int nexclude) {
+  static char buf[64 * 1024] __attribute__((aligned(__alignof__(struct fanotify_event_metadata))));
+  static pid_t last_pid = 0;
+  static int last_in = 0;
+  ssize_t n = read(fan, buf, sizeof buf);
+  if (n < 0) return errno == EINTR || errno == EAGAIN ? 0 : -1;
+  for (struct fanotify_event_metadata *m = (void *)buf; FAN_EVENT_OK(m, n); m = FAN_EVENT_NEXT(m, n)) {
+    if (m->mask & FAN_Q_OVERFLOW) { printf("overflow\n"); continue; }
+    if (m->fd < 0) continue;
+    int keep = 1;
+    for (int e = 0; e < nexclude; e++) if (m->pid == exclude[e]) keep = 0;
+    if (keep && m->pid != last_pid) {
+      ino_t ns = mntns(m->pid);
+      last_pid = m->pid;
+      /* Gone already: the marks are on the box's own mounts, so it was the box's. */
+      last_in = ns == 0 || ns == box_ns;
+    }
+    if (keep && last_in) {
+      char link[64], path[PATH_MAX];
+      snprintf(link, sizeof link, "/proc/self/fd/%d", m->fd);
+      ssize_t l = readlink(link, path, sizeof path - 1);
+      struct stat st;
+      long long size = fstat(m->fd, &st) == 0 ? (long long)st.st_size : -1;
+      if (l > 0) {
+        path[l] = 0;
+        const char *kinds[5] = { 0 };
+        int k = 0;
+        if (m->mask & FAN_OPEN_EXEC) kinds[k++] = "x";
+        else if (m->mask & FAN_OPEN) kinds[k++] = "o";
+        if (m->mask & FAN_MODIFY) kinds[k++] = "m";
+        if (m->mask & FAN_CLOSE_WRITE) kinds[k++] = "w";
+        if (m->mask & FAN_CLOSE_NOWRITE) kinds[k++] = "r";
+        for (int j = 0; j < k; j++) {
+          printf("%s\t%d\t%lld\t", kinds[j], (int)m->pid, size);
+          put_path(path);
+          putchar('\n');
+        }
+      }
+    }
+    close(m->fd);
+  }
+  fflush(stdout);
+  return 0;
 }
 
 int main(int argc, char **argv) {
@@ -72,54 +120,22 @@ int main(int argc, char **argv) {
   }
   printf("ready\n");
   fflush(stdout);
-  static char buf[64 * 1024] __attribute__((aligned(__alignof__(struct fanotify_event_metadata))));
   struct pollfd p[2] = { { .fd = fan, .events = POLLIN }, { .fd = 0, .events = POLLIN } };
-  pid_t last_pid = 0;
-  int last_in = 0;
   for (;;) {
     if (poll(p, 2, -1) < 0) { if (errno == EINTR) continue; return 1; }
     if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
       char c;
       if (read(0, &c, 1) <= 0) return 0;
+      /* 'f': a fence. Events are queued when they happen: once the queue is empty, every
+       * event of the processes that ended before it has been printed. */
+      if (c == 'f') {
+        struct pollfd q = { .fd = fan, .events = POLLIN };
+        while (poll(&q, 1, 0) > 0 && (q.revents & POLLIN)) if (drain(fan, box_ns, exclude, nexclude) < 0) return 1;
+        printf("fence\n");
+        fflush(stdout);
+      }
     }
     if (!(p[0].revents & POLLIN)) continue;
-    ssize_t n = read(fan, buf, sizeof buf);
-    if (n < 0) { if (errno == EINTR || errno == EAGAIN) continue; return 1; }
-    for (struct fanotify_event_metadata *m = (void *)buf; FAN_EVENT_OK(m, n); m = FAN_EVENT_NEXT(m, n)) {
-      if (m->mask & FAN_Q_OVERFLOW) { printf("overflow\n"); continue; }
-      if (m->fd < 0) continue;
-      int keep = 1;
-      for (int e = 0; e < nexclude; e++) if (m->pid == exclude[e]) keep = 0;
-      if (keep && m->pid != last_pid) {
-        ino_t ns = mntns(m->pid);
-        last_pid = m->pid;
-        /* Gone already: the marks are on the box's own mounts, so it was the box's. */
-        last_in = ns == 0 || ns == box_ns;
-      }
-      if (keep && last_in) {
-        char link[64], path[PATH_MAX];
-        snprintf(link, sizeof link, "/proc/self/fd/%d", m->fd);
-        ssize_t l = readlink(link, path, sizeof path - 1);
-        struct stat st;
-        long long size = fstat(m->fd, &st) == 0 ? (long long)st.st_size : -1;
-        if (l > 0) {
-          path[l] = 0;
-          const char *kinds[5] = { 0 };
-          int k = 0;
-          if (m->mask & FAN_OPEN_EXEC) kinds[k++] = "x";
-          else if (m->mask & FAN_OPEN) kinds[k++] = "o";
-          if (m->mask & FAN_MODIFY) kinds[k++] = "m";
-          if (m->mask & FAN_CLOSE_WRITE) kinds[k++] = "w";
-          if (m->mask & FAN_CLOSE_NOWRITE) kinds[k++] = "r";
-          for (int j = 0; j < k; j++) {
-            printf("%s\t%d\t%lld\t", kinds[j], (int)m->pid, size);
-            put_path(path);
-            putchar('\n');
-          }
-        }
-      }
-      close(m->fd);
-    }
-    fflush(stdout);
+    if (drain(fan, box_ns, exclude, nexclude) < 0) return 1;
   }
 }

@@ -264,8 +264,8 @@ export async function buildProcessBox(model: Model, opts: BuildOptions): Promise
     limitHits: () => cgroups?.hits() ?? { pids: 0, memory: 0 },
     cleanup: async () => {
       await cgroups?.removeWhenEmpty(() => killGroup('SIGKILL'));
-      // The last records reach the reader a moment after the processes end.
-      if (watchers.length > 0) await new Promise((r) => setTimeout(r, 150));
+      // Every record and event of the ended processes, before the watchers stop.
+      await Promise.all(watchers.map((w) => w.fence()));
       await stopWatchers();
       unmountBox(prep.paths);
     },
